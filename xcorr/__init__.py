@@ -1,0 +1,48 @@
+"""xcorr: 2-D cross-correlation on whichever array framework you already use.
+
+``import xcorr`` imports no framework: backends load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import reference
+from ._api import corr2d
+from ._dispatch import (
+    BACKENDS,
+    BackendUnavailableError,
+    get_backend,
+    set_backend,
+    use_backend,
+)
+
+__version__ = "0.1.0"
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailableError",
+    "available_backends",
+    "backend_info",
+    "corr2d",
+    "get_backend",
+    "reference",
+    "set_backend",
+    "use_backend",
+]
+
+
+def available_backends() -> tuple[str, ...]:
+    """Names of the backends that can run here (installed, and for CuPy with a CUDA device)."""
+    from ._dispatch import available
+
+    return available()
+
+
+def backend_info() -> dict[str, dict[str, Any]]:
+    """Per backend: ``installed``, ``available``, ``version``, ``devices`` and ``reason``.
+
+    Imports each installed framework to ask it (unlike ``import xcorr``).
+    """
+    from ._dispatch import info
+
+    return {name: info(name) for name in BACKENDS}

@@ -1,0 +1,93 @@
+"""``corr2d``: validate -> resolve the backend -> pick the method -> call the backend kernel."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from . import _dispatch, _methods, _validate
+
+
+def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
+           backend: str | None = None) -> Any:
+    """2-D cross-correlation of ``x`` with ``k`` (no kernel flip), as in d2l's ``corr2d``.
+
+    ``out[..., i, j] = sum_{a, b} x[..., i + a, j + b] * k[a, b]``
+
+    Parameters
+    ----------
+    x : array_like, shape (..., H, W)
+        Image(s); leading dimensions are a batch.  NumPy, JAX, PyTorch, CuPy or Dask array,
+        or a nested list.
+    k : array_like, shape (kh, kw)
+        Kernel.
+    mode : {"valid", "same", "full"}
+        Output size ``(H-kh+1, W-kw+1)``, ``(H, W)`` aligned as
+        ``scipy.signal.correlate2d(mode="same")``, or ``(H+kh-1, W+kw-1)``.
+    method : {"auto", "direct", "fft"} or a backend's own (e.g. "native")
+        ``auto`` picks by the cost model in ``xcorr._methods``; it never uses the FFT for
+        integer input (results are exact) nor for input holding NaN/Inf (so a NaN only
+        reaches the outputs whose window covers it).  An explicit ``"fft"`` on non-finite
+        input computes anyway but warns with ``RuntimeWarning``; on integer input it raises.
+    backend : {"numpy", "jax", "torch", "cupy", "dask"}, optional
+        Where to compute; inputs are converted to it (never silently from a GPU to the
+        host).  Default: the inputs' framework, else ``use_backend``/``set_backend``/
+        ``XCORR_BACKEND``, else NumPy.
+
+    Returns
+    -------
+    array of the chosen backend's type
+        dtype: the framework's promotion of ``x`` and ``k`` for floats; integers give the
+        exact result in 64-bit integers (32-bit in JAX without x64).
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, empty inputs, a kernel larger than ``x`` in valid mode, unknown
+        ``mode``/``method``/``backend``.
+    TypeError
+        Strings, ``None``, object/bool/complex data, arrays of two frameworks, or a device
+        array that would have to be copied to the host.
+
+    Examples
+    --------
+    >>> import xcorr
+    >>> xcorr.corr2d([[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[0, 1], [2, 3]]).tolist()
+    [[19, 25], [37, 43]]
+    """
+    _validate.check_raw(x, "x")
+    _validate.check_raw(k, "k")
+    be = _dispatch.resolve(x, k, backend)
+    _validate.check_options(mode, method, be.METHODS, be.NAME)
+    x, k = be.asarray(x), be.asarray(k)
+    _validate.check_arrays(x, k, mode, be.kind(x), be.kind(k))
+    x, k = be.promote(x, k)
+    pad = _validate.pads(mode, *k.shape)
+    if pad is not None:
+        x = be.pad(x, pad)
+    integer = be.kind(x) == "i"
+    if method == "fft":
+        if integer:
+            raise ValueError("method='fft' cannot give exact integer results; use "
+                             "method='direct' or 'auto', or cast the inputs to float")
+        if be.all_finite(x, k) is False:
+            warnings.warn("x or k holds NaN/Inf: method='fft' spreads them over the whole "
+                          "output; use method='direct' (or 'auto') to keep them local",
+                          RuntimeWarning, stacklevel=2)
+    elif method == "auto":
+        return valid_auto(be, x, k)
+    return be.corr2d_valid(x, k, method)
+
+
+def valid_auto(be: Any, x: Any, k: Any) -> Any:
+    """Valid correlation of prepared arrays by the cheaper method; finite input only for FFT."""
+    integer = be.kind(x) == "i"
+    method = _methods.choose(be.costs(), tuple(x.shape), tuple(k.shape), x.dtype.itemsize,
+                             integer)
+    if method == "fft":
+        finite = be.all_finite(x, k)
+        if finite is None:  # values unknown (a JAX tracer): decide at run time
+            return be.guarded_fft(x, k)
+        if not finite:
+            method = "direct"
+    return be.corr2d_valid(x, k, method)

@@ -1,0 +1,84 @@
+"""Every input rule, written once and framework-agnostic.
+
+Backends convert inputs with ``asarray``; the checks here only look at ``.shape``,
+``.ndim`` and a dtype *kind* the backend reports ("f" float, "i" integer, "b" bool,
+"c" complex, anything else unsupported), so the same messages come from every backend.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+MODES = ("valid", "same", "full")
+METHODS = ("auto", "direct", "fft")
+
+
+def check_raw(obj: Any, name: str) -> None:
+    """Reject inputs no framework should try to convert (before conversion)."""
+    if obj is None or isinstance(obj, (str, bytes)):
+        raise TypeError(f"{name} must be an array or nested list of numbers, got "
+                        f"{type(obj).__name__}; pass e.g. numpy.asarray(...) of floats")
+
+
+def check_options(mode: Any, method: Any, offered: tuple[str, ...], backend: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if method not in ("auto", *offered):
+        raise ValueError(f"unknown method {method!r} for backend {backend!r}; choose one of "
+                         f"{', '.join(('auto', *offered))}")
+
+
+def numpy_kind(dtype: Any) -> str:
+    """Kind letter of a NumPy-style dtype; bfloat16 & co. (ml_dtypes, kind 'V') count as float."""
+    np = sys.modules["numpy"]
+    dt = np.dtype(dtype)
+    if dt.kind == "u":
+        return "i"
+    if dt.kind == "V" and "float" in dt.name:
+        return "f"
+    return dt.kind
+
+
+def check_arrays(x: Any, k: Any, mode: str, x_kind: str, k_kind: str) -> None:
+    """Shape and dtype rules for converted arrays ``x`` (..., H, W) and ``k`` (kh, kw)."""
+    for name, kind, arr in (("x", x_kind, x), ("k", k_kind, k)):
+        if kind == "c":
+            raise TypeError(f"{name} is complex, which xcorr does not support (correlation of "
+                            "complex data is ambiguous about conjugation); correlate the real "
+                            "and imaginary parts separately")
+        if kind == "b":
+            raise TypeError(f"{name} is boolean; cast it to a number type first, "
+                            f"e.g. {name}.astype('float32') or .astype('int64')")
+        if kind not in ("f", "i"):
+            raise TypeError(f"{name} has dtype {arr.dtype}, which is not a number type; "
+                            "pass float or integer data")
+    if x.ndim < 2:
+        raise ValueError(f"x must have at least 2 dimensions (..., H, W), got shape "
+                         f"{tuple(x.shape)}; for a 1-D signal use x[None, :]")
+    if k.ndim != 2:
+        raise ValueError(f"k must be 2-D (kh, kw), got shape {tuple(k.shape)}; "
+                         "batch over x instead, or reshape the kernel")
+    if any(int(n) == 0 for n in x.shape):
+        raise ValueError(f"x is empty (shape {tuple(x.shape)}); every dimension must be >= 1")
+    if any(int(n) == 0 for n in k.shape):
+        raise ValueError(f"k is empty (shape {tuple(k.shape)}); every dimension must be >= 1")
+    if mode == "valid":
+        for axis, label in ((-2, "height"), (-1, "width")):
+            if int(k.shape[axis]) > int(x.shape[axis]):
+                raise ValueError(
+                    f"kernel {label} {k.shape[axis]} exceeds image {label} {x.shape[axis]} in "
+                    "mode='valid'; use a smaller kernel or mode='same'/'full'")
+
+
+def pads(mode: str, kh: int, kw: int) -> tuple[int, int, int, int] | None:
+    """Zero padding (top, bottom, left, right) that turns ``mode`` into a valid correlation.
+
+    'same' keeps the centre of 'full' starting at (kh // 2, kw // 2), which is where
+    ``scipy.signal.correlate2d(mode="same")`` puts it, even kernels included.
+    """
+    if mode == "valid":
+        return None
+    if mode == "full":
+        return kh - 1, kh - 1, kw - 1, kw - 1
+    return kh - 1 - kh // 2, kh // 2, kw - 1 - kw // 2, kw // 2

@@ -1,0 +1,148 @@
+"""NumPy backend: a compiled or blocked direct loop, and a real FFT (``scipy.fft`` if present).
+
+This module also documents the backend surface every ``backends/_<name>.py`` offers.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from .. import _grad, _numba
+from .._fft import fft_valid
+from .._interop import to_numpy
+from .._methods import Cost
+from .._validate import numpy_kind
+
+NAME = "numpy"
+METHODS = ("direct", "fft")
+
+# Cost-model constants (ns), fitted by bench/fit_costs.py on the project machine
+# (2 AMD EPYC Zen-4 cores, NumPy 2.4, SciPy 1.17, Numba 0.68), keyed by dtype width.
+COSTS = {
+    4: Cost(tap=0.055, out=0.35, point=0.28, fixed=30_000.0),
+    8: Cost(tap=0.11, out=0.7, point=0.5, fixed=30_000.0),
+}
+# Without Numba the blocked NumPy loop costs about this many ns per tap and output.
+FALLBACK_COSTS = {
+    4: Cost(tap=0.9, out=0.35, point=0.28, fixed=30_000.0),
+    8: Cost(tap=1.6, out=0.7, point=0.5, fixed=30_000.0),
+}
+
+_BLOCK_BYTES = 1 << 17  # ~128 KiB of output per block: it and its temporary stay in L2
+
+
+def version() -> str:
+    return np.__version__
+
+
+def devices() -> list[str]:
+    return ["cpu"]
+
+
+def unavailable_reason() -> str | None:
+    return None
+
+
+def asarray(obj: Any) -> np.ndarray:
+    """Convert host arrays, lists and scalars; device arrays raise ``TypeError``."""
+    return to_numpy(obj, NAME)
+
+
+def kind(arr: np.ndarray) -> str:
+    return numpy_kind(arr.dtype)
+
+
+def promote(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Common dtype: NumPy promotion for floats, int64 for integers (exact sums, as np.sum)."""
+    if kind(x) == "i" and kind(k) == "i":
+        dt = np.dtype(np.int64)
+    else:
+        dt = np.result_type(x.dtype, k.dtype)
+    return x.astype(dt, copy=False), k.astype(dt, copy=False)
+
+
+def pad(x: np.ndarray, widths: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = widths
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)])
+
+
+def all_finite(x: np.ndarray, k: np.ndarray) -> bool:
+    # A sum is non-finite if any term is (NaN, or Inf of either sign): one cheap pass with no
+    # temporary.  A finite sum that overflows float64 only sends us to the (exact) direct path.
+    return bool(np.isfinite(x.sum(dtype=np.float64)) and np.isfinite(k.sum(dtype=np.float64)))
+
+
+def corr2d_valid(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
+    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (kh, kw)."""
+    out_dtype = x.dtype
+    if out_dtype == np.float16:  # accumulate half precision in float32, round once at the end
+        x, k = x.astype(np.float32), k.astype(np.float32)
+    if method == "fft":
+        out = _fft(x, k)
+    else:
+        out = _direct(x, k)
+    return out.astype(out_dtype, copy=False)
+
+
+def sse_value_and_grad(x: np.ndarray, y: np.ndarray, k: np.ndarray, b: Any | None
+                       ) -> tuple[Any, np.ndarray, Any | None]:
+    """Squared-error loss and its gradient for the trainer, through the analytic VJP."""
+    return _grad.sse_value_and_grad(sys.modules[__name__], x, y, k, b)
+
+
+def costs() -> dict[int, Cost]:
+    return COSTS if _numba.kernel() is not None else FALLBACK_COSTS
+
+
+# -- kernels ----------------------------------------------------------------------------------
+
+
+def _fft(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    try:  # multithreaded, and keeps float32 in complex64
+        import scipy.fft as fft
+
+        def rfft2(a, s):
+            return fft.rfft2(a, s, workers=-1)
+
+        def irfft2(a, s):
+            return fft.irfft2(a, s, workers=-1)
+    except ImportError:
+        rfft2, irfft2 = np.fft.rfft2, np.fft.irfft2
+    return np.ascontiguousarray(fft_valid(x, k, rfft2, irfft2))
+
+
+def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    *lead, h, w = x.shape
+    kh, kw = k.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    xb = x.reshape(-1, h, w)  # a view unless x is an odd-strided batch
+    out = np.zeros((xb.shape[0], ho, wo), dtype=x.dtype)
+    loop = _numba.kernel()
+    if loop is not None:
+        loop(np.ascontiguousarray(xb), np.ascontiguousarray(k), out)
+    else:
+        _shift_add(xb, k, out)
+    return out.reshape(*lead, ho, wo)
+
+
+def _shift_add(x: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:
+    """Pure-NumPy fallback: shift-and-accumulate over row blocks that stay in cache.
+
+    Taps are added in the same row-major order as the compiled loop, so both paths give
+    bit-identical results.
+    """
+    nb, ho, wo = out.shape
+    kh, kw = k.shape
+    rows = max(1, _BLOCK_BYTES // (wo * out.itemsize))
+    tmp = np.empty((min(rows, ho), wo), dtype=out.dtype)
+    for b in range(nb):
+        for r0 in range(0, ho, rows):
+            r1 = min(r0 + rows, ho)
+            acc, t = out[b, r0:r1], tmp[: r1 - r0]
+            for a in range(kh):
+                for c in range(kw):
+                    np.multiply(x[b, r0 + a:r1 + a, c:c + wo], k[a, c], out=t)
+                    acc += t
