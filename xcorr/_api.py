@@ -6,6 +6,7 @@ import warnings
 from typing import Any
 
 from . import _dispatch, _methods, _validate
+from ._interop import to_numpy
 
 
 def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
@@ -59,8 +60,8 @@ def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
     _validate.check_raw(k, "k")
     be = _dispatch.resolve(x, k, backend)
     _validate.check_options(mode, method, be.METHODS, be.NAME)
-    x, k = be.asarray(x), be.asarray(k)
-    _validate.check_arrays(x, k, mode, be.kind(x), be.kind(k))
+    x, k = _prepare(be, x, "x"), _prepare(be, k, "k")
+    _validate.check_shapes(x, k, mode)
     x, k = be.promote(x, k)
     pad = _validate.pads(mode, *k.shape)
     if pad is not None:
@@ -77,6 +78,16 @@ def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
     elif method == "auto":
         return valid_auto(be, x, k)
     return be.corr2d_valid(x, k, method)
+
+
+def _prepare(be: Any, obj: Any, name: str) -> Any:
+    """Convert ``obj`` to the backend, checking its dtype kind on the way."""
+    if _dispatch.array_backend(obj) in (None, "numpy"):  # lists, scalars, NumPy: one rule
+        obj = to_numpy(obj, be.NAME)
+        _validate.check_kind(obj, name, _validate.numpy_kind(obj.dtype))
+    arr = be.asarray(obj)
+    _validate.check_kind(arr, name, be.kind(arr))
+    return arr
 
 
 def valid_auto(be: Any, x: Any, k: Any) -> Any:

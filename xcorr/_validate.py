@@ -1,8 +1,10 @@
 """Every input rule, written once and framework-agnostic.
 
-Backends convert inputs with ``asarray``; the checks here only look at ``.shape``,
-``.ndim`` and a dtype *kind* the backend reports ("f" float, "i" integer, "b" bool,
-"c" complex, anything else unsupported), so the same messages come from every backend.
+Lists and NumPy arrays are first made NumPy arrays (one conversion, so a list of floats is
+float64 on every backend) and checked; backends then convert with ``asarray`` and the checks
+here only look at ``.shape``, ``.ndim`` and a dtype *kind* the backend reports ("f" float,
+"i" integer, "b" bool, "c" complex, anything else unsupported), so the same messages come
+from every backend.
 """
 
 from __future__ import annotations
@@ -40,19 +42,22 @@ def numpy_kind(dtype: Any) -> str:
     return dt.kind
 
 
-def check_arrays(x: Any, k: Any, mode: str, x_kind: str, k_kind: str) -> None:
-    """Shape and dtype rules for converted arrays ``x`` (..., H, W) and ``k`` (kh, kw)."""
-    for name, kind, arr in (("x", x_kind, x), ("k", k_kind, k)):
-        if kind == "c":
-            raise TypeError(f"{name} is complex, which xcorr does not support (correlation of "
-                            "complex data is ambiguous about conjugation); correlate the real "
-                            "and imaginary parts separately")
-        if kind == "b":
-            raise TypeError(f"{name} is boolean; cast it to a number type first, "
-                            f"e.g. {name}.astype('float32') or .astype('int64')")
-        if kind not in ("f", "i"):
-            raise TypeError(f"{name} has dtype {arr.dtype}, which is not a number type; "
-                            "pass float or integer data")
+def check_kind(arr: Any, name: str, kind: str) -> None:
+    """Only real numbers: ``kind`` is the dtype kind letter the backend reports for ``arr``."""
+    if kind == "c":
+        raise TypeError(f"{name} is complex, which xcorr does not support (correlation of "
+                        "complex data is ambiguous about conjugation); correlate the real "
+                        "and imaginary parts separately")
+    if kind == "b":
+        raise TypeError(f"{name} is boolean; cast it to a number type first, "
+                        f"e.g. {name}.astype('float32') or .astype('int64')")
+    if kind not in ("f", "i"):
+        raise TypeError(f"{name} has dtype {arr.dtype}, which is not a number type; "
+                        "pass float or integer data")
+
+
+def check_shapes(x: Any, k: Any, mode: str) -> None:
+    """Shape rules for ``x`` (..., H, W) and ``k`` (kh, kw)."""
     if x.ndim < 2:
         raise ValueError(f"x must have at least 2 dimensions (..., H, W), got shape "
                          f"{tuple(x.shape)}; for a 1-D signal use x[None, :]")

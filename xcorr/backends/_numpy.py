@@ -19,16 +19,17 @@ from .._validate import numpy_kind
 NAME = "numpy"
 METHODS = ("direct", "fft")
 
-# Cost-model constants (ns), fitted by bench/fit_costs.py on the project machine
-# (2 AMD EPYC Zen-4 cores, NumPy 2.4, SciPy 1.17, Numba 0.68), keyed by dtype width.
+# Cost-model constants (ns), read off bench/bench_numpy.py on the project machine (2 AMD EPYC
+# Zen-4 cores, NumPy 2.4, SciPy 1.17, Numba 0.68; 1024² float32: direct 0.23/2.3/16.3 ms and
+# FFT 7.7/9.4/9.2 ms at k3/k11/k31), keyed by dtype width.  Crossover near k≈22 at 1024².
 COSTS = {
-    4: Cost(tap=0.055, out=0.35, point=0.28, fixed=30_000.0),
-    8: Cost(tap=0.11, out=0.7, point=0.5, fixed=30_000.0),
+    4: Cost(tap=0.017, out=0.07, point=0.40, fixed=100_000.0),
+    8: Cost(tap=0.033, out=0.14, point=0.60, fixed=30_000.0),
 }
-# Without Numba the blocked NumPy loop costs about this many ns per tap and output.
+# Without Numba the blocked NumPy loop is ~10x slower per tap (25.9 ms at 1024² k11 float32).
 FALLBACK_COSTS = {
-    4: Cost(tap=0.9, out=0.35, point=0.28, fixed=30_000.0),
-    8: Cost(tap=1.6, out=0.7, point=0.5, fixed=30_000.0),
+    4: Cost(tap=0.21, out=0.3, point=0.40, fixed=100_000.0),
+    8: Cost(tap=0.36, out=0.7, point=0.60, fixed=30_000.0),
 }
 
 _BLOCK_BYTES = 1 << 17  # ~128 KiB of output per block: it and its temporary stay in L2
