@@ -71,7 +71,7 @@ def main() -> None:
     rows = []
     if _numba.kernel() is not None:
         rows += run("numba")
-    os.environ["XCORR_DISABLE_NUMBA"] = "1"
+    _numba.DISABLED = True
     rows += run("pure NumPy")
     print("\n".join(rows))
 

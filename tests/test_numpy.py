@@ -26,7 +26,7 @@ def test_numba_and_numpy_paths_are_bit_identical(monkeypatch, dtype, shape, ksha
     x = (RNG.standard_normal(shape) * 100).astype(dtype)
     k = (RNG.standard_normal(kshape) * 10).astype(dtype)
     fast = be.corr2d_valid(x, k, "direct")
-    monkeypatch.setenv("XCORR_DISABLE_NUMBA", "1")
+    monkeypatch.setattr(_numba, "DISABLED", True)
     assert _numba.kernel() is None
     slow = be.corr2d_valid(x, k, "direct")
     assert fast.dtype == slow.dtype == dtype
@@ -35,7 +35,7 @@ def test_numba_and_numpy_paths_are_bit_identical(monkeypatch, dtype, shape, ksha
 
 @pytest.mark.parametrize("numba", ["1", "0"])
 def test_direct_matches_reference_on_both_paths(monkeypatch, numba):
-    monkeypatch.setenv("XCORR_DISABLE_NUMBA", numba)
+    monkeypatch.setattr(_numba, "DISABLED", numba == "1")
     x, k = RNG.standard_normal((40, 33)), RNG.standard_normal((6, 5))
     np.testing.assert_allclose(be.corr2d_valid(x, k, "direct"), reference(x, k), rtol=1e-12,
                                atol=1e-12)
@@ -78,7 +78,7 @@ def test_fft_len_is_the_smallest_5_smooth_size():
 
 @pytest.mark.parametrize("numba", ["1", "0"])
 def test_cost_model_choices(monkeypatch, numba):
-    monkeypatch.setenv("XCORR_DISABLE_NUMBA", numba)
+    monkeypatch.setattr(_numba, "DISABLED", numba == "1")
     costs = be.costs()
     assert _methods.choose(costs, (1024, 1024), (3, 3), 4, False) == "direct"
     assert _methods.choose(costs, (1024, 1024), (31, 31), 4, False) == "fft"

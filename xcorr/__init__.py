@@ -16,15 +16,18 @@ from ._dispatch import (
     set_backend,
     use_backend,
 )
+from .train import LearnResult, learn_kernel
 
 __version__ = "0.1.0"
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "LearnResult",
     "available_backends",
     "backend_info",
     "corr2d",
     "get_backend",
+    "learn_kernel",
     "reference",
     "set_backend",
     "use_backend",

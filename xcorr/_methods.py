@@ -16,6 +16,7 @@ the caller, which can look at the values.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import log2, prod
 
 
@@ -36,6 +37,7 @@ class Cost:
         return self.point * batch * n * log2(max(n, 2)) + self.fixed
 
 
+@lru_cache(maxsize=4096)  # on the dispatch path of every auto call
 def fft_len(n: int) -> int:
     """Smallest 2·3·5-smooth integer >= n (a size every FFT library handles fast)."""
     best = 1 << max(n - 1, 0).bit_length()

@@ -31,15 +31,19 @@ def check_options(mode: Any, method: Any, offered: tuple[str, ...], backend: str
                          f"{', '.join(('auto', *offered))}")
 
 
+_kinds: dict[Any, str] = {}
+
+
 def numpy_kind(dtype: Any) -> str:
     """Kind letter of a NumPy-style dtype; bfloat16 & co. (ml_dtypes, kind 'V') count as float."""
-    np = sys.modules["numpy"]
-    dt = np.dtype(dtype)
-    if dt.kind == "u":
-        return "i"
-    if dt.kind == "V" and "float" in dt.name:
-        return "f"
-    return dt.kind
+    try:
+        return _kinds[dtype]
+    except (KeyError, TypeError):
+        pass
+    dt = sys.modules["numpy"].dtype(dtype)
+    kind = "i" if dt.kind == "u" else "f" if dt.kind == "V" and "float" in dt.name else dt.kind
+    _kinds[dtype] = kind
+    return kind
 
 
 def check_kind(arr: Any, name: str, kind: str) -> None:
@@ -64,9 +68,9 @@ def check_shapes(x: Any, k: Any, mode: str) -> None:
     if k.ndim != 2:
         raise ValueError(f"k must be 2-D (kh, kw), got shape {tuple(k.shape)}; "
                          "batch over x instead, or reshape the kernel")
-    if any(int(n) == 0 for n in x.shape):
+    if 0 in tuple(x.shape):
         raise ValueError(f"x is empty (shape {tuple(x.shape)}); every dimension must be >= 1")
-    if any(int(n) == 0 for n in k.shape):
+    if 0 in tuple(k.shape):
         raise ValueError(f"k is empty (shape {tuple(k.shape)}); every dimension must be >= 1")
     if mode == "valid":
         for axis, label in ((-2, "height"), (-1, "width")):

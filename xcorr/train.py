@@ -125,8 +125,9 @@ def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, int], *, backend: str 
     x, y = be.promote(x, y)
     if be.kind(x) != "f":  # integer data: train in the backend's default float
         x, _ = be.promote(x, be.asarray(np.zeros((1, 1))))
-    y, k = _astype(y, x), _astype(k, x)
-    b = _astype(be.asarray(np.zeros(())), x) if bias else None
+    # The parameters (and y) follow the data's dtype and device, whatever init's were.
+    y, k = _like(y, x), _like(k, x)
+    b = _like(be.asarray(np.zeros(())), x) if bias else None
 
     losses: list[float] = []
     # A diverging run raises below, naming the epoch; NumPy's overflow warnings would only
@@ -141,26 +142,31 @@ def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, int], *, backend: str 
             k = k - lr * dk
             if b is not None:
                 b = b - lr * db
+            # A lazy framework (Dask) would make each update a node on top of the previous
+            # ones and recompute the whole history every epoch: hold the values instead.
+            if hasattr(k, "persist"):
+                k = k.persist()
+                b = b if b is None else b.persist()
             if callback is not None:
                 callback(epoch, value)
-    # The last update has no loss after it: make sure it did not overflow either.
-    if be.all_finite(k, k) is False or (b is not None and not math.isfinite(float(b))):
-        raise _diverged(epochs, math.nan, lr, what="the kernel")
+        # The last update has no loss after it: make sure it did not overflow either.
+        if be.all_finite(k, k) is False or (b is not None and not math.isfinite(float(b))):
+            raise _diverged(epochs, "NaN/Inf", lr, what="the kernel")
     return LearnResult(kernel=k, bias=b, losses=losses, backend=be.NAME)
 
 
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _astype(a: Any, like: Any) -> Any:
-    """``a`` in the dtype of ``like`` (same framework); ``a`` itself if it already is."""
-    if a.dtype == like.dtype:
-        return a
-    astype = getattr(a, "astype", None)  # torch spells it ``.to``
-    return astype(like.dtype) if astype is not None else a.to(like.dtype)
+def _like(a: Any, ref: Any) -> Any:
+    """``a`` (same framework as ``ref``) in ``ref``'s dtype, and for torch on its device."""
+    if not hasattr(a, "astype"):  # torch: ``.to(tensor)`` takes its dtype and device
+        return a.to(ref)
+    return a if a.dtype == ref.dtype else a.astype(ref.dtype)
 
 
-def _diverged(epoch: int, value: float, lr: float, what: str = "the loss") -> FloatingPointError:
+def _diverged(epoch: int, value: float | str, lr: float, what: str = "the loss"
+              ) -> FloatingPointError:
     return FloatingPointError(
         f"{what} became {value} at epoch {epoch} with lr={lr:g}: gradient descent diverged; "
         f"use a smaller lr (e.g. lr={lr / 10:g})")

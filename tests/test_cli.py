@@ -1,0 +1,153 @@
+"""The ``xcorr`` command, driven in subprocesses as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import unavailable
+
+import xcorr
+from xcorr.cli import COMMANDS, edge_image
+from xcorr.train import learn_kernel
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "xcorr", *args], capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def epoch_lines(text: str) -> dict[int, float]:
+    return {int(e): float(v) for e, v in re.findall(r"^epoch (\d+), loss (\S+)$", text, re.M)}
+
+
+def test_no_arguments_prints_the_seed_examples() -> None:
+    p = run()
+    assert p.returncode == 0, p.stderr
+    assert "corr2d(X, K) for the 3x3 example:\n[[19 25]\n [37 43]]" in p.stdout
+    assert "[ 0.  1.  0.  0.  0. -1.  0.]" in p.stdout  # a row of the edge map
+    assert "the transposed image has none" in p.stdout
+
+
+def test_demo_replays_the_notebook(backend: str) -> None:
+    p = run("demo", "--backend", backend)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    titles = ["3x3 example", "the edge image X", "its vertical edges", "transposed image",
+              "learn a 1x2 kernel", "epoch 2, loss", "epoch 10, loss", "learned kernel"]
+    positions = [out.index(t) for t in titles]
+    assert positions == sorted(positions), out
+    x = edge_image()
+    ref = learn_kernel(x, xcorr.corr2d(x, [[1.0, -1.0]]), (1, 2), epochs=10)
+    printed = epoch_lines(out)
+    assert sorted(printed) == [2, 4, 6, 8, 10]
+    for epoch, loss in printed.items():
+        assert loss == pytest.approx(ref.losses[epoch - 1], abs=1.5e-3)  # printed to 3 places
+    kernel = re.search(r"learned kernel.*:\n\[\[\s*(\S+)\s+(\S+?)\s*\]\]", out)
+    assert kernel is not None, out
+    np.testing.assert_allclose([float(kernel[1]), float(kernel[2])], ref.kernel[0], atol=1e-4)
+
+
+def test_train_all_backends_side_by_side(tmp_path: Path) -> None:
+    png = tmp_path / "losses.png"
+    p = run("train", "--epochs", "4", "--plot", str(png))
+    assert p.returncode == 0, p.stderr
+    ran = [name for name in xcorr.BACKENDS if unavailable(name) is None]
+    header = next(line for line in p.stdout.splitlines() if line.startswith("epoch"))
+    assert header.split() == ["epoch", *ran]
+    rows = [line.split() for line in p.stdout.splitlines() if re.match(r"\s+\d+\s", line)]
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4]
+    for row in rows:  # every backend follows the same trajectory (float32)
+        np.testing.assert_allclose([float(v) for v in row[1:]], float(row[1]), rtol=1e-4)
+    for name in ran:
+        assert re.search(rf"^{name}\s+float32\s+[\d.]+ s\s+[\d.]+ s\s+[\d.]+ ms\s+\[\[",
+                         p.stdout, re.M), p.stdout
+    for name in set(xcorr.BACKENDS) - set(ran):
+        assert f"skipping {name}:" in p.stderr
+    assert "\r" not in p.stderr  # no progress line when stderr is not a terminal
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 5_000
+
+
+def test_train_options() -> None:
+    p = run("train", "--backend", "numpy", "--epochs", "3", "--lr", "0.01", "--seed", "4",
+            "--dtype", "float64")
+    assert p.returncode == 0, p.stderr
+    x = edge_image()
+    ref = learn_kernel(x, xcorr.corr2d(x, [[1.0, -1.0]]), (1, 2), lr=0.01, epochs=3, seed=4)
+    rows = [line.split() for line in p.stdout.splitlines() if re.match(r"\s+\d+\s", line)]
+    np.testing.assert_allclose([float(r[1]) for r in rows], ref.losses, rtol=1e-5)
+    assert re.search(r"^numpy\s+float64\s", p.stdout, re.M)
+
+
+def test_info_lists_every_backend() -> None:
+    p = run("info")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith(f"xcorr {xcorr.__version__}")
+    for name in xcorr.BACKENDS:
+        line = next(line for line in lines if line.split()[:1] == [name])
+        if unavailable(name) is None:
+            assert "unavailable" not in line
+        else:
+            assert line.endswith("unavailable")
+            assert lines[lines.index(line) + 1].split()[0] == "why:"
+    assert "cpu" in lines[next(i for i, s in enumerate(lines) if s.startswith("numpy"))]
+
+
+@pytest.mark.parametrize("args", [[], *([name] for name in COMMANDS)])
+def test_help_everywhere(args: list[str]) -> None:
+    p = run(*args, "--help")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"usage: xcorr {' '.join(args)}".rstrip())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["demo", "--backend", "tensorflow"], "invalid choice: 'tensorflow' (choose from 'numpy'"),
+    (["train", "--backend", "numpy", "mxnet"], "invalid choice: 'mxnet' (choose from 'all'"),
+    (["--backend", "foo"], "invalid choice: 'foo'"),
+    (["frobnicate"], "invalid choice: 'frobnicate' (choose from 'demo', 'train', 'info'"),
+    (["train", "--epochs", "0"], "argument --epochs: must be a positive"),
+    (["train", "--epochs", "2.5"], "argument --epochs: '2.5' is not an integer"),
+    (["train", "--lr", "-0.1"], "argument --lr: must be a positive"),
+    (["train", "--lr", "inf"], "argument --lr: must be a positive"),
+    (["train", "--dtype", "float16"], "invalid choice: 'float16'"),
+    (["--backend", "numpy", "demo"], "put --backend after the command"),
+])
+def test_usage_errors_exit_2(args: list[str], message: str) -> None:
+    p = run(*args)
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert p.stderr.startswith("usage: xcorr")
+
+
+def test_diverging_lr_exits_1_naming_the_epoch() -> None:
+    p = run("train", "--backend", "numpy", "--lr", "5", "--epochs", "200")
+    assert p.returncode == 1
+    assert re.search(r"^xcorr: error: the loss became inf at epoch \d+ .*smaller lr",
+                     p.stderr, re.M), p.stderr
+
+
+@pytest.mark.skipif(unavailable("cupy") is None, reason="needs a backend that cannot run here; "
+                    "cupy can")
+def test_unavailable_backend_exits_1_saying_why() -> None:
+    p = run("train", "--backend", "cupy")
+    assert p.returncode == 1
+    assert p.stderr.startswith("xcorr: error: backend 'cupy'")
+
+
+def test_plot_without_matplotlib_says_how_to_install(tmp_path: Path) -> None:
+    blocker = tmp_path / "matplotlib"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('matplotlib hidden by the test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    p = run("train", "--backend", "numpy", "--plot", str(tmp_path / "x.png"), env=env)
+    assert p.returncode == 1
+    assert 'pip install "xcorr[plot]"' in p.stderr
+    assert not (tmp_path / "x.png").exists()

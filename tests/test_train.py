@@ -1,0 +1,265 @@
+"""The trainer: analytic gradients against finite differences, the seed reproduced on every
+backend, identical trajectories across backends, and the input rules."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from conftest import to_np
+
+import xcorr
+from xcorr import _grad
+from xcorr._dispatch import array_backend, load
+from xcorr.train import LearnResult, learn_kernel
+
+EDGE = np.array([[1.0, -1.0]])
+
+
+def edge_image() -> np.ndarray:
+    x = np.ones((6, 8))
+    x[:, 2:6] = 0
+    return x
+
+
+@contextlib.contextmanager
+def float64_on(backend: str) -> Iterator[None]:
+    """Let ``backend`` compute in float64 inside the block (JAX needs x64, enabled scoped)."""
+    if backend == "jax":
+        import jax
+
+        with jax.enable_x64(True):
+            yield
+    else:
+        yield
+
+
+# -- the analytic gradient (NumPy, float64) against central finite differences ----------------
+
+
+def central_difference(f, a: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """``df/da`` by central differences, one element of ``a`` at a time."""
+    out = np.empty_like(a)
+    for idx in np.ndindex(a.shape):
+        up, down = a.copy(), a.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        out[idx] = (f(up) - f(down)) / (2 * eps)
+    return out
+
+
+@pytest.fixture
+def problem() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch of two 5x7 images, a 3x2 kernel and an upstream gradient of the output's shape."""
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(2, 5, 7)), rng.normal(size=(3, 2)), rng.normal(size=(2, 3, 6))
+
+
+def test_grad_k_matches_finite_differences(problem) -> None:
+    x, k, g = problem
+    be = load("numpy")
+    numeric = central_difference(lambda kk: float((g * xcorr.corr2d(x, kk)).sum()), k)
+    np.testing.assert_allclose(_grad.grad_k(be, x, g), numeric, rtol=1e-7, atol=1e-8)
+
+
+def test_grad_x_matches_finite_differences(problem) -> None:
+    x, k, g = problem
+    be = load("numpy")
+    numeric = central_difference(lambda xx: float((g * xcorr.corr2d(xx, k)).sum()), x)
+    np.testing.assert_allclose(_grad.grad_x(be, k, g), numeric, rtol=1e-7, atol=1e-8)
+
+
+def test_sse_value_and_grad_matches_finite_differences(problem) -> None:
+    x, k, _ = problem
+    y = np.random.default_rng(2).normal(size=(2, 3, 6))
+    b = 0.3
+    be = load("numpy")
+
+    def loss(kk: np.ndarray, bb: float) -> float:
+        return float(((xcorr.corr2d(x, kk) + bb - y) ** 2).sum())
+
+    value, dk, db = be.sse_value_and_grad(x, y, k, np.float64(b))
+    assert float(value) == pytest.approx(loss(k, b), rel=1e-12)
+    np.testing.assert_allclose(dk, central_difference(lambda kk: loss(kk, b), k), rtol=1e-7)
+    numeric_db = central_difference(lambda bb: loss(k, float(bb[0])), np.array([b]))[0]
+    assert float(db) == pytest.approx(numeric_db, rel=1e-7)
+    _, dk0, db0 = be.sse_value_and_grad(x, y, k, None)
+    assert db0 is None
+    np.testing.assert_allclose(dk0, central_difference(lambda kk: loss(kk, 0.0), k), rtol=1e-7)
+
+
+# -- the seed, on every backend ----------------------------------------------------------------
+
+
+def test_seed_loss_drops_fivefold(backend: str) -> None:
+    x = edge_image()
+    r = learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), backend=backend, lr=3e-2, epochs=10)
+    assert isinstance(r, LearnResult)
+    assert r.backend == backend
+    assert array_backend(r.kernel) == backend
+    assert r.bias is None
+    assert len(r.losses) == 10 and all(type(v) is float for v in r.losses)
+    assert r.losses[9] < r.losses[1] / 5
+    assert all(a > b for a, b in zip(r.losses, r.losses[1:], strict=False))
+
+
+def test_seed_learns_vertical_edge(backend: str) -> None:
+    x = edge_image()
+    r = learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), backend=backend, epochs=60)
+    np.testing.assert_allclose(to_np(r.kernel), EDGE, atol=0.02)
+
+
+def test_learns_horizontal_edge_on_transposed_image(backend: str) -> None:
+    x = edge_image().T
+    r = learn_kernel(x, xcorr.corr2d(x, EDGE.T), (2, 1), backend=backend, epochs=60)
+    np.testing.assert_allclose(to_np(r.kernel), EDGE.T, atol=0.02)
+
+
+def test_learns_3x3_kernel_and_bias_from_random_data(backend: str) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 12, 10)).astype(np.float32)
+    truth = rng.normal(size=(3, 3)).astype(np.float32)
+    y = xcorr.corr2d(x, truth) + np.float32(0.5)
+    r = learn_kernel(x, y, (3, 3), backend=backend, lr=3e-3, epochs=30, bias=True)
+    np.testing.assert_allclose(to_np(r.kernel), truth, atol=1e-4)
+    assert float(to_np(r.bias)) == pytest.approx(0.5, abs=1e-4)
+    assert r.losses[-1] < 1e-10 * r.losses[0]
+
+
+# -- one trajectory, every backend ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float32, 1e-4), (np.float64, 1e-9)])
+def test_trajectories_agree_across_backends(backend: str, dtype, rtol: float) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(9, 11)).astype(dtype)
+    y = (xcorr.corr2d(x, rng.normal(size=(2, 3))) + 0.25).astype(dtype)
+    # 10 epochs take the loss from 177 to 7e-3: residuals stay far above float32 rounding of
+    # the predictions, where relative agreement of the loss would be meaningless.
+    kwargs = dict(lr=5e-3, epochs=10, bias=True, seed=7)
+    ref = learn_kernel(x, y, (2, 3), backend="numpy", **kwargs)
+    with float64_on(backend) if dtype == np.float64 else contextlib.nullcontext():
+        got = learn_kernel(x, y, (2, 3), backend=backend, **kwargs)
+        kernel, bias = to_np(got.kernel), to_np(got.bias)
+    assert kernel.dtype == dtype
+    # The losses fall by four orders of magnitude; each must agree to rtol of its own size.
+    np.testing.assert_allclose(got.losses, ref.losses, rtol=rtol)
+    np.testing.assert_allclose(kernel, ref.kernel, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(bias, ref.bias, rtol=rtol, atol=rtol)
+
+
+# -- behaviour ----------------------------------------------------------------------------------
+
+
+def test_default_init_is_the_seeded_uniform_draw() -> None:
+    x = edge_image()
+    y = xcorr.corr2d(x, EDGE)
+    bound = 1 / math.sqrt(2)
+    init = np.random.default_rng(5).uniform(-bound, bound, (1, 2))
+    assert (learn_kernel(x, y, (1, 2), seed=5, epochs=3).losses
+            == learn_kernel(x, y, (1, 2), init=init, epochs=3).losses)
+    assert (learn_kernel(x, y, (1, 2), seed=5, epochs=1).losses
+            != learn_kernel(x, y, (1, 2), seed=6, epochs=1).losses)
+
+
+def test_explicit_init_is_used_and_not_mutated() -> None:
+    x = edge_image()
+    y = xcorr.corr2d(x, EDGE)
+    init = np.array([[0.5, -0.25]])
+    before = init.copy()
+    r = learn_kernel(x, y, (1, 2), init=init, epochs=5)
+    assert r.losses[0] == pytest.approx(float(((xcorr.corr2d(x, init) - y) ** 2).sum()),
+                                        rel=1e-15)
+    np.testing.assert_array_equal(init, before)
+    r_list = learn_kernel(x, y, (1, 2), init=[[0.5, -0.25]], epochs=5)
+    assert r_list.losses == r.losses
+
+
+def test_batch_loss_is_summed() -> None:
+    x = np.stack([edge_image(), 1 - edge_image(), edge_image()[::-1, ::-1] * 2])
+    y = xcorr.corr2d(x, EDGE)
+    init = np.array([[0.3, 0.1]])
+    per_image = [learn_kernel(x[i], y[i], (1, 2), init=init, epochs=1).losses[0]
+                 for i in range(3)]
+    r = learn_kernel(x, y, (1, 2), init=init, epochs=40, lr=3e-3)
+    assert r.losses[0] == pytest.approx(sum(per_image), rel=1e-12)
+    np.testing.assert_allclose(r.kernel, EDGE, atol=0.02)
+    x4 = x.reshape(3, 1, 6, 8)  # two batch dimensions
+    r4 = learn_kernel(x4, y.reshape(3, 1, 6, 7), (1, 2), init=init, epochs=40, lr=3e-3)
+    np.testing.assert_allclose(r4.losses, r.losses, rtol=1e-12)
+
+
+def test_dtypes() -> None:
+    x = edge_image()
+    y = xcorr.corr2d(x, EDGE)
+    r32 = learn_kernel(x.astype(np.float32), y.astype(np.float32), (1, 2), bias=True)
+    assert r32.kernel.dtype == np.float32 and np.asarray(r32.bias).dtype == np.float32
+    # integer data trains in the backend's default float
+    rint = learn_kernel(x.astype(np.int64), y.astype(np.int32), (1, 2))
+    assert rint.kernel.dtype == np.float64
+    assert rint.losses == learn_kernel(x, y, (1, 2)).losses
+
+
+def test_callback_sees_every_epoch() -> None:
+    seen = []
+    x = edge_image()
+    r = learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), epochs=4,
+                     callback=lambda epoch, loss: seen.append((epoch, loss)))
+    assert seen == list(enumerate(r.losses, start=1))
+
+
+def test_divergence_names_the_epoch_and_suggests_a_smaller_lr(backend: str) -> None:
+    x = edge_image()
+    with pytest.raises(FloatingPointError, match=r"at epoch \d+ .*smaller lr"):
+        learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), backend=backend, lr=5.0, epochs=500)
+
+
+def test_divergence_in_the_last_update_is_caught() -> None:
+    x = edge_image()
+    # The first loss is finite; the kernel only overflows in the update after it.
+    with pytest.raises(FloatingPointError, match="the kernel became NaN/Inf at epoch 1 "):
+        learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), lr=1e308, epochs=1)
+    with pytest.raises(FloatingPointError, match="the kernel became NaN/Inf at epoch 1 "):
+        learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), lr=1e308, epochs=1, bias=True)
+
+
+@pytest.mark.parametrize("shape", [(1,), (1, 2, 3), (0, 2), (1, -1), (1.0, 2), (True, 2), "ab",
+                                   None])
+def test_bad_kernel_shape(shape) -> None:
+    x = edge_image()
+    with pytest.raises(ValueError, match="kernel_shape must be two positive integers"):
+        learn_kernel(x, xcorr.corr2d(x, EDGE), shape)
+
+
+@pytest.mark.parametrize("lr", [0, -1e-3, float("nan"), float("inf"), "0.1", True])
+def test_bad_lr(lr) -> None:
+    x = edge_image()
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), lr=lr)
+
+
+@pytest.mark.parametrize("epochs", [0, -3, 2.5, True, "10"])
+def test_bad_epochs(epochs) -> None:
+    x = edge_image()
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), epochs=epochs)
+
+
+def test_shapes_that_cannot_match() -> None:
+    x = edge_image()
+    y = xcorr.corr2d(x, EDGE)
+    with pytest.raises(ValueError, match=r"y has shape \(6, 7\).*has shape \(6, 6\)"):
+        learn_kernel(x, y, (1, 3))
+    with pytest.raises(ValueError, match="same batch dimensions"):
+        learn_kernel(np.stack([x, x]), y, (1, 2))
+    with pytest.raises(ValueError, match="does not fit in images of size 6x8"):
+        learn_kernel(x, y, (7, 2))
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        learn_kernel(x[0], y[0], (1, 2))
+    with pytest.raises(ValueError, match=r"init has shape \(2, 1\)"):
+        learn_kernel(x, y, (1, 2), init=[[1.0], [2.0]])
+    with pytest.raises(TypeError, match="complex"):
+        learn_kernel(x, y.astype(complex), (1, 2))
