@@ -23,8 +23,24 @@ def grad_x(be: Any, k: Any, g: Any) -> Any:
     return valid_auto(be, be.pad(g, (kh - 1, kh - 1, kw - 1, kw - 1)), k[::-1, ::-1])
 
 
+_TAP_DOT_MAX = 64  # kernels up to 8×8: one dot product per tap beats any correlation
+
+
 def grad_k(be: Any, x: Any, g: Any) -> Any:
-    """``dL/dk`` for ``L = sum(g * corr2d(x, k))`` (valid mode), summed over x's batch."""
+    """``dL/dk`` for ``L = sum(g * corr2d(x, k))`` (valid mode), summed over x's batch.
+
+    This correlation has a huge "kernel" ``g`` and a tiny kh×kw output, a shape the direct
+    loops (vectorised along an output row) handle badly: 50 ms at 1024² for a 3×3 kernel,
+    against 2 ms for nine dot products.  Small kernels therefore take one full contraction
+    per tap; larger ones go through ``valid_auto`` (the FFT, for big images).
+    """
+    kh, kw = x.shape[-2] - g.shape[-2] + 1, x.shape[-1] - g.shape[-1] + 1
+    if kh * kw <= _TAP_DOT_MAX:
+        xp = x.__array_namespace__()  # NumPy >= 2 and CuPy >= 13
+        ho, wo = g.shape[-2:]
+        taps = [xp.tensordot(x[..., a:a + ho, b:b + wo], g, axes=g.ndim)
+                for a in range(kh) for b in range(kw)]
+        return xp.reshape(xp.stack(taps), (kh, kw))
     xs = x.reshape(-1, *x.shape[-2:])
     gs = g.reshape(-1, *g.shape[-2:])
     dk = valid_auto(be, xs[0], gs[0])

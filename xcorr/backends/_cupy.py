@@ -1,0 +1,280 @@
+"""CuPy backend: one fused CUDA kernel for the direct sum, cuFFT for the FFT path.
+
+``direct`` is a single raw-kernel launch whatever the kernel size (one thread per output
+looping over the taps; for a handful of outputs with very many taps, as in ``dL/dk``, one
+thread block per output reducing its taps in parallel).  It is compiled with
+``--fmad=false`` and adds the taps in row-major order, like the NumPy backend's loop, so a
+float result does not depend on whether the compiler fused a multiply-add.  Integers are
+promoted to int64 and accumulate in int64: exact (CuPy's own ``ndimage`` rounds through
+float64).  ``fft`` is ``xcorr._fft.fft_valid`` over ``cupy.fft``; ``native`` is
+``cupyx.scipy.signal.correlate2d``, for comparison.
+
+CuPy is imported here, guarded: without it, or without a CUDA device, the module still
+loads so that ``unavailable_reason()`` can say why.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any
+
+import numpy as np
+
+from .. import _grad
+from .._dispatch import array_backend
+from .._fft import fft_valid
+from .._interop import to_numpy
+from .._methods import Cost
+from .._validate import numpy_kind
+
+try:
+    import cupy
+except Exception as exc:  # ImportError, or a broken CUDA install failing at import time
+    cupy = None
+    _IMPORT_ERROR: str | None = (
+        "cupy not installed" if isinstance(exc, ModuleNotFoundError)
+        else f"cupy failed to import ({type(exc).__name__}: {exc})")
+else:
+    _IMPORT_ERROR = None
+
+NAME = "cupy"
+METHODS = ("direct", "fft", "native")
+
+# Cost-model constants (ns).  NOT fitted: no GPU was available when this was written.  They
+# are estimates from an H100's peak figures (about 5e12 taps/s for the direct kernel, 3 TB/s
+# of memory bandwidth, cuFFT at ~0.0025 ns per N·log2 N and ~50 µs of per-call overhead for
+# three transforms), putting the 1024² crossover near k ≈ 21.  bench/gpu_check.sh prints
+# measured timings to refit them.
+COSTS = {
+    4: Cost(tap=0.0002, out=0.003, point=0.0025, fixed=50_000.0),
+    8: Cost(tap=0.0004, out=0.006, point=0.005, fixed=50_000.0),
+}
+
+_THREADS = 256
+# Below this many outputs (about a tenth of the threads an H100 keeps in flight) and above
+# this many taps, one thread per output would leave the GPU idle: reduce per block instead.
+_FEW_OUTPUTS = 1 << 15
+_MANY_TAPS = 1024
+
+_SOURCE = r"""
+template <typename T>
+__global__ void xcorr_valid(const T* __restrict__ x, const T* __restrict__ k,
+                            T* __restrict__ out, long long n, long long h, long long w,
+                            int kh, int kw, long long ho, long long wo) {
+    // One thread per output, taps in row-major order (as the NumPy backend's loop).
+    const long long hw = ho * wo;
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < n;
+         t += (long long)gridDim.x * blockDim.x) {
+        const long long b = t / hw, r = t - b * hw, i = r / wo, j = r - i * wo;
+        const T* src = x + (b * h + i) * w + j;
+        T acc = 0;
+        for (int a = 0; a < kh; ++a) {
+            const T* row = src + a * w;
+            const T* krow = k + a * kw;
+            for (int c = 0; c < kw; ++c) acc += row[c] * krow[c];
+        }
+        out[t] = acc;
+    }
+}
+
+template <typename T>
+__global__ void xcorr_valid_reduce(const T* __restrict__ x, const T* __restrict__ k,
+                                   T* __restrict__ out, long long h, long long w,
+                                   int kh, int kw, long long ho, long long wo) {
+    // One block per output: threads stride over the taps, then a fixed-order tree sum
+    // (deterministic run to run).  blockDim.x must be a power of two <= 1024.
+    __shared__ T part[1024];
+    const long long t = blockIdx.x, hw = ho * wo;
+    const long long b = t / hw, r = t - b * hw, i = r / wo, j = r - i * wo;
+    const T* src = x + (b * h + i) * w + j;
+    const long long taps = (long long)kh * kw;
+    T acc = 0;
+    for (long long p = threadIdx.x; p < taps; p += blockDim.x) {
+        const long long a = p / kw, c = p - a * kw;
+        acc += src[a * w + c] * k[p];
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[t] = part[0];
+}
+"""
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
+           np.dtype(np.int64): "long long"}
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """Why CuPy cannot run here (cached: asking initialises the CUDA runtime)."""
+    if cupy is None:
+        return _IMPORT_ERROR
+    try:
+        ok = cupy.is_available()
+    except Exception as exc:  # a driver/runtime mismatch can raise instead of answering
+        return f"cupy installed, CUDA unusable: {type(exc).__name__}: {exc}"
+    if not ok:
+        return "cupy installed, no CUDA device: cupy.is_available() is False"
+    return None
+
+
+def version() -> str | None:
+    return None if cupy is None else cupy.__version__
+
+
+def devices() -> list[str]:
+    out = []
+    for i in range(cupy.cuda.runtime.getDeviceCount()):
+        name = cupy.cuda.runtime.getDeviceProperties(i)["name"]
+        out.append(f"cuda:{i} ({name.decode() if isinstance(name, bytes) else name})")
+    return out
+
+
+def costs() -> dict[int, Cost]:
+    return COSTS
+
+
+def asarray(obj: Any) -> Any:
+    """A CuPy array: GPU arrays of any framework zero-copy through DLPack, host data copied in.
+
+    Host data (NumPy, lists, CPU tensors) goes to the current device: choosing
+    ``backend="cupy"`` is the explicit request for that copy.  Nothing ever comes back to
+    the host.
+    """
+    kind = array_backend(obj)
+    if kind == "cupy":
+        return obj
+    if kind == "torch" and obj.device.type == "cuda":
+        if obj.requires_grad:
+            raise TypeError("a torch tensor that requires grad cannot go to backend='cupy' "
+                            "(its gradient would be lost); call .detach(), or use "
+                            "backend='torch'")
+        return _from_dlpack(obj.resolve_conj().resolve_neg())
+    if kind == "jax" and _on_jax_gpu(obj):
+        return _from_dlpack(obj)
+    # Host data (tracers, lazy Dask arrays and other devices raise TypeError in to_numpy).
+    return cupy.asarray(to_numpy(obj, NAME))
+
+
+def kind(arr: Any) -> str:
+    return numpy_kind(arr.dtype)
+
+
+def promote(x: Any, k: Any) -> tuple[Any, Any]:
+    """Common dtype: NumPy promotion for floats (CuPy follows it), int64 for integers."""
+    if kind(x) == "i" and kind(k) == "i":
+        dt = np.dtype(np.int64)
+    else:
+        dt = np.result_type(x.dtype, k.dtype)
+    return x.astype(dt, copy=False), k.astype(dt, copy=False)
+
+
+def pad(x: Any, widths: tuple[int, int, int, int]) -> Any:
+    top, bottom, left, right = widths
+    with x.device:
+        return cupy.pad(x, [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)])
+
+
+def all_finite(x: Any, k: Any) -> bool:
+    # One reduction per array and a single device->host read of one bool.  A finite total
+    # that overflows only sends the call to the (exact) direct path.
+    with x.device:
+        total = x.sum(dtype=cupy.float64) + k.sum(dtype=cupy.float64)
+        return bool(cupy.isfinite(total))
+
+
+def corr2d_valid(x: Any, k: Any, method: str) -> Any:
+    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (kh, kw), on x's device."""
+    out_dtype = x.dtype
+    with x.device:
+        k = cupy.asarray(k)  # the kernel may come from another device (e.g. via Dask blocks)
+        if out_dtype == np.float16:  # accumulate half precision in float32, round once
+            x, k = x.astype(np.float32), k.astype(np.float32)
+        if method == "fft":
+            out = _fft(x, k)
+        elif method == "native":
+            out = _native(x, k)
+        else:
+            out = _direct(x, k)
+        return out.astype(out_dtype, copy=False)
+
+
+def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None) -> tuple[Any, Any, Any | None]:
+    """Squared-error loss and its gradient, through the same analytic VJP as NumPy."""
+    with x.device:
+        return _grad.sse_value_and_grad(sys.modules[__name__], x, y, k, b)
+
+
+# -- kernels ----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _module() -> Any:
+    names = [f"{f}<{t}>" for f in ("xcorr_valid", "xcorr_valid_reduce")
+             for t in _CTYPES.values()]
+    # --fmad=false: products are rounded before they are added, as on the CPU.
+    return cupy.RawModule(code=_SOURCE, options=("--fmad=false",), name_expressions=names)
+
+
+def _direct(x: Any, k: Any) -> Any:
+    *lead, h, w = x.shape
+    kh, kw = k.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    xb = cupy.ascontiguousarray(x.reshape(-1, h, w))  # also resolves negative strides
+    k = cupy.ascontiguousarray(k)
+    out = cupy.empty((xb.shape[0], ho, wo), dtype=x.dtype)
+    n = out.size
+    ctype = _CTYPES[np.dtype(x.dtype)]
+    i64, i32 = np.int64, np.int32
+    if n < _FEW_OUTPUTS and kh * kw >= _MANY_TAPS:
+        fn = _module().get_function(f"xcorr_valid_reduce<{ctype}>")
+        fn((n,), (_THREADS,), (xb, k, out, i64(h), i64(w), i32(kh), i32(kw), i64(ho), i64(wo)))
+    else:
+        fn = _module().get_function(f"xcorr_valid<{ctype}>")
+        blocks = min(-(-n // _THREADS), 1 << 30)  # grid-stride loop covers the rest
+        fn((blocks,), (_THREADS,),
+           (xb, k, out, i64(n), i64(h), i64(w), i32(kh), i32(kw), i64(ho), i64(wo)))
+    return out.reshape(*lead, ho, wo)
+
+
+def _fft(x: Any, k: Any) -> Any:
+    def rfft2(a, s):
+        return cupy.fft.rfft2(a, s=s, axes=(-2, -1))
+
+    def irfft2(a, s):
+        return cupy.fft.irfft2(a, s=s, axes=(-2, -1))
+
+    return cupy.ascontiguousarray(fft_valid(x, k, rfft2, irfft2))
+
+
+def _native(x: Any, k: Any) -> Any:
+    if kind(x) == "i":
+        raise ValueError("method='native' (cupyx.scipy.signal.correlate2d) accumulates "
+                         "integers in floating point; use method='direct' or 'auto' for exact "
+                         "integer results")
+    import cupyx.scipy.signal  # an explicit submodule import is required (cupy #8336)
+
+    *lead, h, w = x.shape
+    xb = x.reshape(-1, h, w)
+    outs = [cupyx.scipy.signal.correlate2d(xb[i], k, mode="valid") for i in range(xb.shape[0])]
+    return cupy.stack(outs).reshape(*lead, *outs[0].shape)
+
+
+def _on_jax_gpu(obj: Any) -> bool:
+    devs = getattr(obj, "devices", None)
+    try:
+        return callable(devs) and any(d.platform == "gpu" for d in devs())
+    except Exception:  # a tracer: to_numpy raises the helpful TypeError
+        return False
+
+
+def _from_dlpack(obj: Any) -> Any:
+    try:
+        return cupy.from_dlpack(obj)
+    except (TypeError, ValueError, RuntimeError, BufferError) as exc:
+        raise TypeError(f"cannot share this {type(obj).__name__} with CuPy through DLPack "
+                        f"({exc}); DLPack needs one device and a dtype CuPy has (bfloat16 is "
+                        "not one: cast to float32 first)") from exc
