@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -27,12 +28,13 @@ def to_numpy(obj: Any, target: str) -> np.ndarray:
                             "gradient would be lost); call .detach(), or use backend='torch'")
         obj = obj.resolve_conj().resolve_neg()
     elif kind == "jax":
-        devices = getattr(obj, "devices", None)
-        if devices is None or not callable(devices):  # a tracer inside jit/grad/vmap
+        tracer = getattr(sys.modules.get("jax.core"), "Tracer", ())
+        if isinstance(obj, tracer):  # inside jit/grad/vmap: there are no values to convert
             raise TypeError(f"a traced JAX value cannot go to {where}; use backend='jax' "
                             "inside jax transformations")
-        if any(d.platform != "cpu" for d in devices()):
-            raise TypeError(f"a JAX array on {sorted(str(d) for d in devices())} cannot go to "
+        devices = obj.devices()
+        if any(d.platform != "cpu" for d in devices):
+            raise TypeError(f"a JAX array on {sorted(str(d) for d in devices)} cannot go to "
                             f"{where} without a copy to the host; call jax.device_get() "
                             "yourself, or use backend='jax'")
     elif kind == "cupy":

@@ -1,0 +1,337 @@
+"""PyTorch backend: seed examples, autograd, gradcheck, half types, torch.compile, devices."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch: not installed")
+
+import xcorr  # noqa: E402
+from xcorr import _grad, _validate, reference  # noqa: E402
+from xcorr._methods import choose  # noqa: E402
+from xcorr.backends import _numpy  # noqa: E402
+from xcorr.backends import _torch as tb  # noqa: E402
+
+METHODS = ("direct", "fft", "native")
+MODES = ("valid", "same", "full")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch: no CUDA device")
+
+
+def rand(*shape: int, dtype: torch.dtype = torch.float64, seed: int = 0, **kw) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=gen, dtype=dtype).to(**kw)
+
+
+def ref(x: torch.Tensor, k: torch.Tensor, mode: str = "valid") -> np.ndarray:
+    """The seed's double loop on float64 copies, per image of the batch."""
+    xs = x.detach().cpu().double().numpy()
+    ks = k.detach().cpu().double().numpy()
+    pads = _validate.pads(mode, *ks.shape)  # 'same' itself is checked against SciPy elsewhere
+    if pads is not None:
+        xs = _numpy.pad(xs, pads)
+    flat = xs.reshape(-1, *xs.shape[-2:])
+    out = np.stack([reference.corr2d(img, ks) for img in flat])
+    return out.reshape(*xs.shape[:-2], *out.shape[-2:])
+
+
+# -- seed examples ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ("auto", *METHODS))
+def test_seed_examples(method):
+    # FFT rounds (errors ~1e-7 here); every other method is exact on these small integers.
+    same = (torch.testing.assert_close if method == "fft" else
+            lambda a, b: torch.testing.assert_close(a, b, rtol=0, atol=0))
+    x = torch.arange(9.0).reshape(3, 3)
+    k = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    same(xcorr.corr2d(x, k, method=method), torch.tensor([[19.0, 25.0], [37.0, 43.0]]))
+    edges = torch.ones(6, 8)
+    edges[:, 2:6] = 0
+    y = xcorr.corr2d(edges, torch.tensor([[1.0, -1.0]]), method=method)
+    same(y, torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0]] * 6))
+    same(xcorr.corr2d(edges.t(), torch.tensor([[1.0, -1.0]]), method=method), torch.zeros(8, 5))
+
+
+def test_seed_training_learns_the_edge_kernel():
+    from xcorr.train import learn_kernel
+
+    x = torch.ones(6, 8)
+    x[:, 2:6] = 0
+    y = xcorr.corr2d(x, torch.tensor([[1.0, -1.0]]))
+    res = learn_kernel(x, y, (1, 2), lr=3e-2, epochs=10)
+    assert isinstance(res.kernel, torch.Tensor) and res.kernel.dtype == torch.float32
+    assert res.losses[-1] < res.losses[0] / 100
+    assert torch.allclose(res.kernel, torch.tensor([[1.0, -1.0]]), atol=0.05)
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kshape", [(1, 1), (3, 3), (2, 5), (4, 1)])
+def test_methods_match_the_seed_loop(method, mode, kshape):
+    x, k = rand(2, 7, 9), rand(*kshape, seed=1)
+    out = xcorr.corr2d(x, k, mode=mode, method=method)
+    assert out.dtype == torch.float64
+    np.testing.assert_allclose(out.numpy(), ref(x, k, mode), rtol=1e-12, atol=1e-12)
+
+
+def test_integers_are_exact_int64_for_every_exact_method():
+    # Products near 2**58: float64 would round them.
+    x = torch.randint(-(2**30), 2**30, (5, 6), dtype=torch.int32)
+    k = torch.randint(-(2**28), 2**28, (2, 3), dtype=torch.int32)
+    want = reference.corr2d(x.numpy().astype(np.int64), k.numpy().astype(np.int64))
+    for method in ("auto", "direct", "native"):
+        out = xcorr.corr2d(x, k, method=method)
+        assert out.dtype == torch.int64
+        np.testing.assert_array_equal(out.numpy(), want)
+
+
+def test_auto_never_calls_f_conv2d(monkeypatch):
+    def forbidden(*args):
+        raise AssertionError("auto picked F.conv2d")
+
+    monkeypatch.setattr(tb, "_native", forbidden)
+    for dtype in (torch.float32, torch.float64, torch.int64):
+        for n, kk in ((16, 3), (64, 31), (300, 11), (40, 1)):
+            x = torch.ones(n, n, dtype=dtype)
+            out = xcorr.corr2d(x, torch.ones(kk, kk, dtype=dtype))
+            assert abs(float(out[0, 0]) - kk * kk) < 1e-3
+
+
+def test_cost_model_picks_direct_for_small_and_fft_for_large_kernels():
+    for itemsize in (2, 4, 8):
+        assert choose(tb.costs(), (1024, 1024), (3, 3), itemsize, False) == "direct"
+        assert choose(tb.costs(), (1024, 1024), (31, 31), itemsize, False) == "fft"
+
+
+# -- autograd ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", MODES)
+def test_gradcheck(method, mode):
+    x = rand(2, 6, 7).requires_grad_()
+    k = rand(3, 2, seed=1).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x, k: xcorr.corr2d(x, k, mode=mode, method=method), (x, k))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_gradgradcheck(method):
+    x = rand(5, 6).requires_grad_()
+    k = rand(2, 3, seed=1).requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda x, k: xcorr.corr2d(x, k, method=method), (x, k))
+
+
+@pytest.mark.parametrize("method", ("auto", *METHODS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grads_equal_the_analytic_vjp(method, dtype):
+    x = rand(3, 20, 17, dtype=dtype).requires_grad_()
+    k = rand(4, 5, dtype=dtype, seed=1).requires_grad_()
+    y = xcorr.corr2d(x, k, method=method)
+    g = rand(*y.shape, dtype=dtype, seed=2)
+    y.backward(g)
+    gx = _grad.grad_x(_numpy, k.detach().numpy(), g.numpy())
+    gk = _grad.grad_k(_numpy, x.detach().numpy(), g.numpy())
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    assert x.grad.dtype == k.grad.dtype == dtype
+    np.testing.assert_allclose(x.grad.numpy(), gx, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(k.grad.numpy(), gk, rtol=tol, atol=tol * 100)
+
+
+def test_grad_only_where_required():
+    x, k = rand(6, 6).requires_grad_(), rand(3, 3, seed=1)
+    xcorr.corr2d(x, k, method="direct").sum().backward()
+    assert x.grad is not None and k.grad is None
+
+
+@pytest.mark.parametrize("method", ("auto", *METHODS))
+def test_no_grad_and_inference_mode(method):
+    x, k = rand(8, 8).requires_grad_(), rand(3, 3, seed=1).requires_grad_()
+    want = xcorr.corr2d(x, k, method=method)
+    assert want.requires_grad
+    with torch.no_grad():
+        out = xcorr.corr2d(x, k, method=method)
+    assert not out.requires_grad and torch.equal(out, want.detach())
+    with torch.inference_mode():
+        assert torch.equal(xcorr.corr2d(x, k, method=method), want.detach())
+
+
+def test_sse_value_and_grad_matches_the_analytic_gradient():
+    x, y, k = rand(2, 9, 8), rand(2, 7, 6, seed=1), rand(3, 3, seed=2)
+    for b in (None, torch.tensor(0.25, dtype=torch.float64)):
+        loss, dk, db = tb.sse_value_and_grad(x, y, k, b)
+        want = _numpy.sse_value_and_grad(x.numpy(), y.numpy(), k.numpy(),
+                                         None if b is None else b.numpy())
+        np.testing.assert_allclose(loss.numpy(), want[0], rtol=1e-12)
+        np.testing.assert_allclose(dk.numpy(), want[1], rtol=1e-11)
+        assert (db is None) == (b is None)
+        if b is not None:
+            np.testing.assert_allclose(db.numpy(), want[2], rtol=1e-12)
+        assert not (loss.requires_grad or dk.requires_grad or k.requires_grad)
+
+
+# -- inputs, dtypes, conversion ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ("auto", *METHODS))
+def test_inputs_never_mutated_even_with_grad(method):
+    base = rand(3, 10, 12)
+    x = base[:, ::2, 1::2].requires_grad_()  # a non-contiguous leaf view
+    k = rand(3, 3, seed=1).t().requires_grad_()
+    before = x.detach().clone(), k.detach().clone()
+    xcorr.corr2d(x, k, mode="same", method=method).square().sum().backward()
+    assert torch.equal(x.detach(), before[0]) and torch.equal(k.detach(), before[1])
+    np.testing.assert_allclose(
+        xcorr.corr2d(x, k, method=method).detach().numpy(), ref(x, k), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("method", ("auto", *METHODS))
+def test_half_types_keep_their_dtype_and_accumulate_in_float32(dtype, method):
+    x, k = rand(2, 40, 40, dtype=dtype), rand(5, 5, dtype=dtype, seed=1)
+    out = xcorr.corr2d(x, k, method=method)
+    assert out.dtype == dtype
+    want = xcorr.corr2d(x.float(), k.float(), method="direct").to(dtype)
+    # One rounding at the end: at most one half-precision ulp from the float32 result.
+    ulp = torch.finfo(dtype).eps * want.float().abs().clamp_min(1)
+    assert ((out.float() - want.float()).abs() <= ulp).all()
+    xg, kg = x.clone().requires_grad_(), k.clone().requires_grad_()
+    xcorr.corr2d(xg, kg, method=method).sum().backward()
+    assert xg.grad.dtype == kg.grad.dtype == dtype
+
+
+def test_asarray_conversions():
+    assert tb.asarray([[1.0, 2.0]]).dtype == torch.float64  # as numpy.asarray
+    assert tb.asarray([[1, 2]]).dtype == torch.int64
+    t = torch.ones(2, 2)
+    assert tb.asarray(t) is t
+    a = np.arange(12.0).reshape(3, 4)
+    a.flags.writeable = False
+    assert torch.equal(tb.asarray(a), torch.from_numpy(a.copy()))
+    assert torch.equal(tb.asarray(a[::-1, ::-2]), torch.from_numpy(a[::-1, ::-2].copy()))
+    big = a.astype(">f8")
+    assert torch.equal(tb.asarray(big), torch.from_numpy(a.copy()))
+    assert tb.asarray(np.array([[70000]], dtype=np.uint32)).dtype == torch.int64
+
+
+def test_asarray_refuses_lazy_dask_arrays():
+    da = pytest.importorskip("dask.array", reason="dask: not installed")
+    with pytest.raises(TypeError, match="Dask array is lazy"):
+        tb.asarray(da.ones((2, 2)))
+
+
+def test_numpy_arrays_follow_numpy_and_tensors_torch_promotion():
+    x32 = torch.ones(4, 4)
+    assert xcorr.corr2d(x32, torch.ones(2, 2, dtype=torch.float64)).dtype == torch.float64
+    assert xcorr.corr2d(x32, torch.ones(2, 2, dtype=torch.int32)).dtype == torch.float32
+    assert xcorr.corr2d(x32, [[1.0, 2.0]]).dtype == torch.float64  # a float list is float64
+    out = xcorr.corr2d(np.ones((4, 4), np.int32), np.ones((2, 2), np.uint8), backend="torch")
+    assert out.dtype == torch.int64 and out[0, 0] == 4
+
+
+def test_jax_cpu_array_goes_through_dlpack():
+    jnp = pytest.importorskip("jax.numpy", reason="jax: not installed")
+    x = jnp.arange(12.0, dtype=jnp.float32).reshape(3, 4)
+    out = xcorr.corr2d(x, [[1.0, 1.0]], backend="torch")
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float64
+    np.testing.assert_array_equal(out.numpy(), reference.corr2d(np.asarray(x), [[1.0, 1.0]]))
+    jax = pytest.importorskip("jax")
+    with pytest.raises(TypeError):  # a tracer has no values to hand over
+        jax.jit(lambda x: xcorr.corr2d(x, [[1.0]], backend="torch"))(x)
+
+
+# -- TF32 and devices -------------------------------------------------------------------------
+
+
+def _flags() -> tuple:
+    return (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision,
+            torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+
+
+def test_tf32_is_off_only_inside_our_block_and_restored(monkeypatch):
+    fake_cuda = types.SimpleNamespace(is_cuda=True, dtype=torch.float32)
+    before = _flags()
+    with tb._ieee_fp32(fake_cuda):
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert _flags() == before
+    with pytest.raises(RuntimeError), tb._ieee_fp32(fake_cuda):
+        raise RuntimeError  # restored on errors too
+    assert _flags() == before
+    monkeypatch.setenv("XCORR_TORCH_TF32", "1")  # the documented opt-in leaves flags alone
+    with tb._ieee_fp32(fake_cuda):
+        assert _flags() == before
+    for method in ("auto", *METHODS):
+        xcorr.corr2d(torch.ones(5, 5), torch.ones(2, 2), method=method)
+    assert _flags() == before
+
+
+@cuda
+@pytest.mark.parametrize("method", ("auto", *METHODS))
+def test_cuda_output_on_device_ieee_accurate_and_differentiable(method):
+    before = _flags()
+    x = rand(2, 64, 64, dtype=torch.float32, device="cuda").requires_grad_()
+    k = rand(7, 7, dtype=torch.float32, seed=1, device="cuda").requires_grad_()
+    out = xcorr.corr2d(x, k, mode="same", method=method)
+    assert out.device == x.device and out.dtype == torch.float32
+    want = ref(x, k, "same")
+    # TF32 (10-bit mantissa) would miss this by ~1e-3 relative.
+    np.testing.assert_allclose(out.detach().cpu().numpy(), want, rtol=2e-5, atol=2e-5)
+    out.sum().backward()
+    assert x.grad.device == x.device and k.grad.device == k.device
+    assert _flags() == before
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_types(dtype):
+    x, k = rand(32, 32, dtype=dtype, device="cuda"), rand(3, 3, dtype=dtype, device="cuda")
+    for method in ("auto", *METHODS):
+        out = xcorr.corr2d(x, k, method=method)
+        assert out.device == x.device and out.dtype == dtype
+        np.testing.assert_allclose(out.float().cpu().numpy(), ref(x, k), rtol=2e-2, atol=5e-2)
+
+
+@cuda
+def test_cuda_with_a_host_kernel_stays_on_the_device():
+    x = rand(8, 8, dtype=torch.float64, device="cuda")
+    out = xcorr.corr2d(x, [[1.0, 2.0], [3.0, 4.0]])
+    assert out.device == x.device
+
+
+# -- torch.compile ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ("auto", *METHODS))
+def test_torch_compile_traces_every_method(method):
+    # aot_eager runs Dynamo and AOTAutograd (forward and backward graphs) without Inductor's
+    # C++ compile, so this stays fast; the Inductor run is the slow test below.
+    x, k = rand(2, 9, 9, dtype=torch.float32), rand(3, 3, dtype=torch.float32, seed=1)
+    torch._dynamo.reset()
+    fn = torch.compile(lambda x, k: xcorr.corr2d(x, k, mode="same", method=method),
+                       backend="aot_eager")
+    kg = k.clone().requires_grad_()
+    out = fn(x, kg)
+    np.testing.assert_allclose(out.detach().numpy(), ref(x, k, "same"), rtol=1e-5, atol=1e-5)
+    out.square().sum().backward()
+    k2 = k.clone().requires_grad_()
+    xcorr.corr2d(x, k2, mode="same", method=method).square().sum().backward()
+    torch.testing.assert_close(kg.grad, k2.grad)
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor_direct_forward_and_backward():
+    x, k = rand(9, 9, dtype=torch.float32), rand(3, 3, dtype=torch.float32, seed=1)
+    torch._dynamo.reset()
+    fn = torch.compile(lambda x, k: xcorr.corr2d(x, k, method="direct").square().sum())
+    kg = k.clone().requires_grad_()
+    fn(x, kg).backward()
+    k2 = k.clone().requires_grad_()
+    xcorr.corr2d(x, k2, method="direct").square().sum().backward()
+    torch.testing.assert_close(kg.grad, k2.grad)

@@ -1,0 +1,236 @@
+"""PyTorch backend: in-place shift-and-accumulate, ``torch.fft``, and ``F.conv2d``.
+
+Differentiable w.r.t. ``x`` and ``k`` on CPU and CUDA; the output stays on the input's device.
+On CUDA, float32 ``method="native"`` runs with TF32 off (IEEE float32) inside a local context
+that restores the caller's flags; set the environment variable ``XCORR_TORCH_TF32=1`` to let
+it use TF32 (faster, ~10 mantissa bits).  The other methods never use TF32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import _api
+from .._dispatch import array_backend
+from .._fft import fft_valid
+from .._interop import to_numpy
+from .._methods import Cost
+
+NAME = "torch"
+METHODS = ("direct", "fft", "native")
+
+# Cost-model constants (ns), fitted by ``bench/bench_torch.py --fit --threads 1`` on the project
+# machine (AMD EPYC Zen-4, 2 cores shared with other jobs, torch 2.13.0+cpu), keyed by dtype
+# width; half types compute in float32.  They put the direct/FFT crossover near k≈7 (float32)
+# and k≈8 (float64) at 1024².  ``auto`` only picks direct or fft, never F.conv2d (4.2 s for a
+# float64 1024² k31 on CPU); on CUDA both are reasonable, so the CPU constants serve there.
+COSTS = {
+    4: Cost(tap=0.127, out=0.0, point=0.323, fixed=23_000.0),
+    8: Cost(tap=0.175, out=0.005, point=0.604, fixed=20_000.0),
+}
+COSTS[2] = COSTS[4]
+
+_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def version() -> str:
+    return torch.__version__
+
+
+def devices() -> list[str]:
+    return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def unavailable_reason() -> str | None:
+    return None
+
+
+def asarray(obj: Any) -> torch.Tensor:
+    """Tensors pass through; JAX/CuPy arrays go by DLPack (same device, no copy); NumPy and
+    lists by ``numpy.asarray`` (so a float list is float64, as in NumPy)."""
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if array_backend(obj) in ("jax", "cupy"):
+        # Zero-copy on the array's own device; what DLPack refuses (a JAX tracer, a device this
+        # torch build lacks) goes on to to_numpy, which explains how to convert.
+        with contextlib.suppress(AttributeError, BufferError, RuntimeError, TypeError):
+            return torch.from_dlpack(obj)
+    a = to_numpy(obj, NAME)
+    if a.dtype.kind == "u" and a.itemsize > 1:  # torch has only uint8 arithmetic
+        a = a.astype(np.int64)
+    elif a.dtype.kind == "V" and a.dtype.name == "bfloat16":  # ml_dtypes: reinterpret the bits
+        return torch.from_numpy(np.array(a.view(np.uint16))).view(torch.bfloat16)
+    if not a.flags.writeable or not a.dtype.isnative or any(s < 0 for s in a.strides):
+        a = np.array(a, dtype=a.dtype.newbyteorder("="))  # torch.from_numpy refuses these
+    return torch.from_numpy(a)
+
+
+def kind(arr: torch.Tensor) -> str:
+    dt = arr.dtype
+    if dt.is_complex:
+        return "c"
+    if dt == torch.bool:
+        return "b"
+    return "f" if dt.is_floating_point else "i" if dt in _INTS else str(dt)
+
+
+def promote(x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Common dtype (torch promotion for floats, int64 for integers) and common device: a CPU
+    operand joins the other's device (host to device); two different devices raise."""
+    if x.device != k.device:
+        if k.device.type == "cpu":
+            k = k.to(x.device)
+        elif x.device.type == "cpu":
+            x = x.to(k.device)
+        else:
+            raise ValueError(f"x is on {x.device} and k on {k.device}; move one of them")
+    ints = kind(x) == "i" and kind(k) == "i"
+    # promote_types equals result_type here (no 0-d operands) and torch.compile can trace it.
+    dt = torch.int64 if ints else torch.promote_types(x.dtype, k.dtype)
+    return x.to(dt), k.to(dt)
+
+
+def pad(x: torch.Tensor, widths: tuple[int, int, int, int]) -> torch.Tensor:
+    top, bottom, left, right = widths
+    return F.pad(x, (left, right, top, bottom))
+
+
+def all_finite(x: torch.Tensor, k: torch.Tensor) -> bool:
+    # One reduction per operand, no temporaries (see the NumPy backend); a sync on CUDA, and a
+    # graph break under torch.compile, paid only when the FFT is on the table.
+    sums = torch.stack([x.detach().sum(dtype=torch.float64), k.detach().sum(dtype=torch.float64)])
+    return bool(torch.isfinite(sums).all())
+
+
+def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
+    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (kh, kw)."""
+    dtype = x.dtype
+    # Half types accumulate in float32 (torch.fft has no bfloat16 and needs powers of two for
+    # float16); CUDA's F.conv2d already accumulates them in float32.
+    if dtype.is_floating_point and dtype.itemsize < 4 and not (
+            method == "native" and x.is_cuda):
+        x, k = x.float(), k.float()
+    if method == "fft":
+        out = fft_valid(x, k, lambda a, s: torch.fft.rfft2(a, s=s),
+                        lambda a, s: torch.fft.irfft2(a, s=s)).contiguous()
+    elif method == "native":
+        out = _native(x, k)
+    elif torch.is_grad_enabled() and (x.requires_grad or k.requires_grad):
+        out = _Direct.apply(x, k)
+    else:  # Function.apply costs ~15 µs of Python, 20% of a 256² 3×3 correlation
+        out = _shift_add(x, k)
+    return out.to(dtype)
+
+
+def sse_value_and_grad(x: torch.Tensor, y: torch.Tensor, k: torch.Tensor, b: Any | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Squared-error loss and its gradients ``(loss, dk, db)`` by torch autograd."""
+    k = k.detach().requires_grad_()
+    params = [k]
+    with torch.enable_grad():
+        pred = _api.valid_auto(sys.modules[__name__], x.detach(), k)
+        if b is not None:
+            b = torch.as_tensor(b, dtype=pred.dtype, device=pred.device).detach()
+            params.append(b.requires_grad_())
+            pred = pred + b
+        loss = (pred - y).square().sum()
+        grads = torch.autograd.grad(loss, params)
+    return loss.detach(), grads[0], (grads[1] if b is not None else None)
+
+
+def costs() -> dict[int, Cost]:
+    return COSTS
+
+
+# -- kernels ----------------------------------------------------------------------------------
+
+
+def _shift_add(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``sum_{a,c} k[a, c] * x[..., a:a+Ho, c:c+Wo]``, accumulated in place in row-major tap order.
+
+    ``addcmul_`` with the 0-d tap tensor fuses multiply and add (no per-tap temporary) and,
+    unlike ``add_(alpha=k[a, c].item())``, never syncs a CUDA stream or breaks a compiled graph.
+    """
+    kh, kw = k.shape
+    ho, wo = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
+    out = x[..., :ho, :wo] * k[0, 0]
+    for a in range(kh):
+        for c in range(kw):
+            if a or c:
+                out.addcmul_(x[..., a:a + ho, c:c + wo], k[a, c])
+    return out
+
+
+def _tap_dots(x: torch.Tensor, g: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """``dk[a, c] = sum(x[..., a:a+Ho, c:c+Wo] * g)``: the adjoint of ``_shift_add`` in ``k``."""
+    ho, wo = g.shape[-2:]
+    views = [x[..., a:a + ho, c:c + wo] for a in range(kh) for c in range(kw)]
+    if torch.is_grad_enabled():  # double backward: plain differentiable ops
+        return torch.stack([(v * g).sum() for v in views]).reshape(kh, kw)
+    dk = torch.empty(kh * kw, dtype=g.dtype, device=g.device)
+    tmp = torch.empty_like(g)  # one buffer reused by every tap
+    for i, v in enumerate(views):
+        dk[i] = torch.mul(v, g, out=tmp).sum()
+    return dk.reshape(kh, kw)
+
+
+class _Direct(torch.autograd.Function):
+    """Shift-and-accumulate with its analytic adjoint, which costs the same number of taps::
+
+        dL/dx = corr2d(pad(g, kh-1, kw-1), flip(k))    dL/dk[a, c] = <x[a:a+Ho, c:c+Wo], g>
+
+    Letting autograd record the in-place loop instead would save one node per tap and, in
+    backward, materialise a zero tensor the size of ``x`` per tap.  Backward is itself built
+    from differentiable ops, so double backward works.
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return _shift_add(x, k)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: Any) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, k = ctx.saved_tensors
+        kh, kw = k.shape
+        dx = dk = None
+        if ctx.needs_input_grad[0]:
+            dx = _Direct.apply(F.pad(g, (kw - 1, kw - 1, kh - 1, kh - 1)), k.flip(0, 1))
+        if ctx.needs_input_grad[1]:
+            dk = _tap_dots(x, g, kh, kw)
+        return dx, dk
+
+
+def _native(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    *lead, h, w = x.shape
+    with _ieee_fp32(x):
+        out = F.conv2d(x.reshape(-1, 1, h, w), k[None, None])  # conv2d correlates: no flip
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+@contextlib.contextmanager
+def _ieee_fp32(x: torch.Tensor) -> Iterator[None]:
+    """Turn TF32 off for cuDNN convolutions and cuBLAS matmuls (its fallback) in this block,
+    restoring the caller's settings after (process-wide flags: not isolated from other
+    threads running CUDA float32 convolutions at the same moment)."""
+    if not x.is_cuda or x.dtype != torch.float32 or os.environ.get("XCORR_TORCH_TF32") == "1":
+        yield
+        return
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
