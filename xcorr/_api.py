@@ -72,12 +72,16 @@ def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
             raise ValueError("method='fft' cannot give exact integer results; use "
                              "method='direct' or 'auto', or cast the inputs to float")
         if be.all_finite(x, k) is False:
-            warnings.warn("x or k holds NaN/Inf: method='fft' spreads them over the whole "
-                          "output; use method='direct' (or 'auto') to keep them local",
-                          RuntimeWarning, stacklevel=2)
+            warn_fft_nonfinite(stacklevel=3)
     elif method == "auto":
         return valid_auto(be, x, k)
     return be.corr2d_valid(x, k, method)
+
+
+def warn_fft_nonfinite(stacklevel: int) -> None:
+    warnings.warn("x or k holds NaN/Inf: method='fft' spreads them over the whole output; "
+                  "use method='direct' (or 'auto') to keep them local", RuntimeWarning,
+                  stacklevel=stacklevel)
 
 
 def _prepare(be: Any, obj: Any, name: str) -> Any:

@@ -17,7 +17,8 @@ finite).  That keeps a NaN local: an output depends on a NaN only if its window 
 such an output lives in a block whose extended input holds the NaN, so that block goes direct;
 blocks whose extended input is finite cannot be reached by it whatever their method.  An
 explicit ``method="fft"`` cannot warn in advance (that too would compute ``x``): it runs the
-FFT in every block, and a NaN spreads over the blocks whose extended input holds it.
+FFT in every block, a NaN spreads over the blocks whose extended input holds it, and the
+``RuntimeWarning`` comes from the blocks that hold one, when they are computed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import dask.array as da
 import numpy as np
 
 from .. import _dispatch, _grad
-from .._api import valid_auto
+from .._api import valid_auto, warn_fft_nonfinite
 from .._interop import to_numpy
 from .._methods import Cost
 from .._validate import numpy_kind
@@ -223,6 +224,8 @@ def _block_valid(xb: Any, *, k: Any, method: str, chunk: str) -> Any:
     k = be.asarray(k)  # NumPy k with CuPy chunks: the small kernel goes to the block's GPU
     if method == "auto":  # this block's own cost model and finiteness check
         return valid_auto(be, xb, k)
+    if method == "fft" and be.all_finite(xb, k) is False:  # seen only now, at compute time
+        warn_fft_nonfinite(stacklevel=2)
     return be.corr2d_valid(xb, k, method)
 
 

@@ -1,0 +1,246 @@
+"""JAX backend specifics: transformations, gradients, dtypes, devices, the x64 switch."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+from scipy import signal
+
+jax = pytest.importorskip("jax", reason="jax: not installed (the 'jax' extra)")
+import jax.numpy as jnp  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+
+import xcorr  # noqa: E402
+from xcorr import _grad, _methods  # noqa: E402
+from xcorr._dispatch import array_backend, load  # noqa: E402
+from xcorr.backends import _jax as be  # noqa: E402
+
+RNG = np.random.default_rng(3)
+METHODS = ("auto", "direct", "fft", "native")
+MODES = ("valid", "same", "full")
+X64_AT_IMPORT = jax.config.jax_enable_x64
+
+
+@pytest.fixture
+def x64():
+    """float64 for one test only: the user's switch, flipped in a scope that restores it."""
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture
+def x32():
+    with jax.enable_x64(False):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def library_never_flips_x64():
+    before = jax.config.jax_enable_x64
+    yield
+    assert jax.config.jax_enable_x64 == before
+
+
+def test_seed_examples_on_jax_arrays():
+    x = jnp.arange(9.0).reshape(3, 3)
+    y = xcorr.corr2d(x, jnp.array([[0.0, 1.0], [2.0, 3.0]]))
+    assert isinstance(y, jax.Array)
+    assert y.tolist() == [[19, 25], [37, 43]]
+    edges = jnp.ones((6, 8)).at[:, 2:6].set(0)
+    k = jnp.array([[1.0, -1.0]])
+    assert xcorr.corr2d(edges, k)[0].tolist() == [0, 1, 0, 0, 0, -1, 0]
+    assert not xcorr.corr2d(edges.T, k).any()
+
+
+def test_tracers_are_detected_as_jax():
+    seen = []
+
+    def f(x, k):
+        seen.append((array_backend(x), array_backend(k), be.all_finite(x, k)))
+        return xcorr.corr2d(x, k).sum()  # no backend=: found from the tracer
+
+    x, k = jnp.ones((6, 7)), jnp.ones((2, 3))
+    jax.jit(f)(x, k)
+    jax.grad(f, argnums=(0, 1))(x, k)
+    jax.vmap(f, in_axes=(0, None))(jnp.ones((2, 6, 7)), k)
+    jax.jit(jax.vmap(jax.grad(f), in_axes=(0, None)))(jnp.ones((2, 6, 7)), k)
+    assert seen == [("jax", "jax", None)] * 4
+    assert be.all_finite(x, k) is True
+    assert be.all_finite(x.at[0, 0].set(jnp.inf), k) is False
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("method", METHODS)
+def test_jit_with_static_mode_and_method(mode, method):
+    x, k = RNG.standard_normal((2, 13, 11)), RNG.standard_normal((4, 3))
+    f = jax.jit(partial(xcorr.corr2d, mode=mode, method=method))
+    got = np.asarray(f(jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32)))
+    for i in range(2):
+        np.testing.assert_allclose(got[i], signal.correlate2d(x[i], k, mode=mode),
+                                   rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_vmap_over_images_and_kernels(method):
+    x = jnp.asarray(RNG.standard_normal((3, 12, 10)), jnp.float32)
+    ks = jnp.asarray(RNG.standard_normal((3, 3, 2)), jnp.float32)
+    f = partial(xcorr.corr2d, method=method)
+    batched = f(x, ks[0])
+    np.testing.assert_allclose(jax.vmap(f, in_axes=(0, None))(x, ks[0]), batched,
+                               rtol=1e-5, atol=1e-5)
+    per_pair = jax.vmap(f)(x, ks)
+    for i in range(3):
+        np.testing.assert_allclose(per_pair[i], f(x[i], ks[i]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", MODES)
+def test_check_grads(x64, method, mode):
+    x = jnp.asarray(RNG.standard_normal((2, 9, 8)))
+    k = jnp.asarray(RNG.standard_normal((3, 4)))
+    # backend= because check_grads' finite differences feed NumPy arrays
+    f = partial(xcorr.corr2d, mode=mode, method=method, backend="jax")
+    # same/full only add a zero pad (linear) in front of valid: order 2 once is enough
+    check_grads(f, (x, k), order=2 if mode == "valid" else 1, modes=("fwd", "rev"))
+    check_grads(jax.jit(f), (x, k), order=1, modes=("fwd", "rev"))
+
+
+@pytest.mark.slow
+def test_check_grads_of_the_row_loop(x64):
+    # 16×15 taps take the fori_loop path of "direct"
+    assert 16 * 15 > be._UNROLL_TAPS
+    x, k = jnp.asarray(RNG.standard_normal((18, 17))), jnp.asarray(RNG.standard_normal((16, 15)))
+    f = partial(xcorr.corr2d, method="direct", backend="jax")
+    check_grads(f, (x, k), order=2, modes=("fwd", "rev"))
+
+
+@pytest.mark.slow
+def test_check_grads_of_the_guarded_fft(x64):
+    # what auto runs under a transformation when the cost model picks the FFT
+    x, k = jnp.asarray(RNG.standard_normal((8, 7))), jnp.asarray(RNG.standard_normal((3, 3)))
+    check_grads(be.guarded_fft, (x, k), order=2, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_gradients_equal_the_analytic_vjp(x64, method):
+    x = RNG.standard_normal((2, 15, 12))
+    k = RNG.standard_normal((4, 5))
+    g = RNG.standard_normal((2, 12, 8))
+    npb = load("numpy")
+
+    def loss(x, k):
+        return jnp.sum(xcorr.corr2d(x, k, method=method) * g)
+
+    dx, dk = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x), jnp.asarray(k))
+    np.testing.assert_allclose(dx, _grad.grad_x(npb, k, g), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dk, _grad.grad_k(npb, x, g), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("transform", ["jit", "vmap"])
+def test_nonfinite_stays_local_under_auto_inside_transformations(transform, x32):
+    x = RNG.standard_normal((2, 256, 256)).astype(np.float32)
+    k = RNG.standard_normal((31, 31)).astype(np.float32)
+    assert _methods.choose(be.costs(), (256, 256), (31, 31), 4, False) == "fft"
+    x[1, 100, 120] = np.nan
+    f = jax.jit(xcorr.corr2d) if transform == "jit" else jax.vmap(xcorr.corr2d, (0, None))
+    got = np.asarray(f(jnp.asarray(x), jnp.asarray(k)))
+    assert np.isfinite(got[0]).all()  # the clean image (FFT path under jit: same program)
+    touched = np.zeros(got.shape[1:], dtype=bool)
+    touched[100 - 30:101, 120 - 30:121] = True
+    assert np.isnan(got[1][touched]).all() and np.isfinite(got[1][~touched]).all()
+    exact = signal.correlate2d(x[0].astype(float), k.astype(float), "valid")
+    np.testing.assert_allclose(got[0], exact, rtol=1e-3, atol=1e-3)
+
+
+def test_guarded_fft_picks_the_branch_by_value():
+    x = jnp.asarray(RNG.standard_normal((40, 40)), jnp.float32)
+    k = jnp.asarray(RNG.standard_normal((5, 5)), jnp.float32)
+    np.testing.assert_array_equal(be.guarded_fft(x, k), be.corr2d_valid(x, k, "fft"))
+    bad = x.at[3, 3].set(jnp.nan)
+    np.testing.assert_array_equal(be.guarded_fft(bad, k), be.corr2d_valid(bad, k, "direct"))
+
+
+@pytest.mark.parametrize("method", ["direct", "fft", "native"])
+def test_float32_stays_float32_without_x64(x32, method):
+    x = jnp.asarray(RNG.standard_normal((16, 16)), jnp.float32)
+    y = xcorr.corr2d(x, np.ones((3, 3)), method=method)  # a float64 NumPy kernel: JAX makes f32
+    assert y.dtype == jnp.float32
+    assert xcorr.corr2d([[1.0, 2.0], [3.0, 4.0]], [[1.0]], backend="jax").dtype == jnp.float32
+
+
+@pytest.mark.parametrize("method", ["direct", "fft", "native"])
+def test_float64_and_half_precision(x64, method):
+    x, k = RNG.standard_normal((12, 14)), RNG.standard_normal((3, 5))
+    y = xcorr.corr2d(jnp.asarray(x), jnp.asarray(k), method=method)
+    assert y.dtype == jnp.float64
+    np.testing.assert_allclose(y, signal.correlate2d(x, k, "valid"), rtol=1e-12, atol=1e-12)
+    for half in (jnp.float16, jnp.bfloat16):
+        y = xcorr.corr2d(jnp.asarray(x, half), jnp.asarray(k, half), method=method)
+        assert y.dtype == half
+
+
+def test_integers_are_exact_in_the_default_int(x64):
+    x = RNG.integers(-(2**30), 2**30, size=(10, 9))
+    k = RNG.integers(-(2**20), 2**20, size=(3, 3))
+    y = xcorr.corr2d(x, k, backend="jax")
+    assert y.dtype == jnp.int64
+    assert (np.asarray(y) == signal.correlate2d(x, k, "valid")).all()
+
+
+def test_integers_without_x64_are_int32_and_never_wrap_silently(x32):
+    x = jnp.arange(30, dtype=jnp.int16).reshape(5, 6)
+    assert xcorr.corr2d(x, jnp.ones((2, 2), jnp.uint8)).dtype == jnp.int32
+    with pytest.raises(OverflowError, match="int32 range.*jax_enable_x64"):
+        xcorr.corr2d(np.full((3, 3), 2**40), np.ones((2, 2), dtype=np.int64), backend="jax")
+
+
+def test_output_stays_on_the_input_device():
+    for device in jax.devices():
+        x = jax.device_put(jnp.asarray(RNG.standard_normal((2, 20, 20)), jnp.float32), device)
+        for method in METHODS:
+            y = xcorr.corr2d(x, np.ones((3, 3), np.float32), method=method, mode="same")
+            assert y.devices() == {device}
+
+
+def test_torch_cpu_tensor_converts_to_jax():
+    torch = pytest.importorskip("torch", reason="torch: not installed (the 'torch' extra)")
+    x = torch.arange(12.0).reshape(3, 4)
+    y = xcorr.corr2d(x, [[1.0, 1.0]], backend="jax")
+    assert isinstance(y, jax.Array)
+    np.testing.assert_array_equal(y, signal.correlate2d(x.numpy(), [[1.0, 1.0]], "valid"))
+
+
+@pytest.mark.parametrize("bias", [None, 0.5])
+def test_sse_value_and_grad_matches_numpy_and_compiles_once(x64, bias):
+    x, y = RNG.standard_normal((2, 20, 18)), RNG.standard_normal((2, 18, 15))
+    k = RNG.standard_normal((3, 4))
+    want = load("numpy").sse_value_and_grad(x, y, k, bias)
+    b = None if bias is None else jnp.asarray(bias)
+    args = (jnp.asarray(x), jnp.asarray(y), jnp.asarray(k), b)
+    got = be.sse_value_and_grad(*args)
+    for g, w in zip(got, want, strict=True):
+        assert (g is None) == (w is None)
+        if w is not None:
+            np.testing.assert_allclose(g, w, rtol=1e-11)
+    compiled = be._sse_value_and_grad._cache_size()
+    be.sse_value_and_grad(*args)
+    assert be._sse_value_and_grad._cache_size() == compiled
+
+
+def test_cost_model_choices():
+    costs = be.costs()
+    assert _methods.choose(costs, (1024, 1024), (3, 3), 4, False) == "direct"
+    assert _methods.choose(costs, (1024, 1024), (31, 31), 4, False) == "fft"
+    assert _methods.choose(costs, (1024, 1024), (31, 31), 4, True) == "direct"
+
+
+def test_x64_setting_is_untouched_by_the_whole_api():
+    for flag in (False, True):
+        with jax.enable_x64(flag):
+            xcorr.corr2d(np.ones((5, 5)), np.ones((2, 2)), backend="jax")
+            xcorr.corr2d(jnp.ones((5, 5)), jnp.ones((2, 2)), method="fft")
+            be.sse_value_and_grad(jnp.ones((5, 5)), jnp.ones((4, 4)), jnp.ones((2, 2)), None)
+            assert jax.config.jax_enable_x64 is flag
+    assert jax.config.jax_enable_x64 == X64_AT_IMPORT

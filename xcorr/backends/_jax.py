@@ -1,0 +1,185 @@
+"""JAX backend: jitted kernels that also run under ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+
+Every kernel is one ``jax.jit`` with ``method`` static, so inside a user's transformation the
+program depends only on shapes and dtypes.  ``method="auto"`` cannot look at traced values,
+so the "FFT unless non-finite" rule becomes ``guarded_fft``: a ``lax.cond`` evaluated on the
+device.  The library never touches ``jax_enable_x64``: float64 and int64 follow the user's
+setting, as every JAX function does.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._api import valid_auto
+from .._fft import fft_valid
+from .._interop import to_numpy
+from .._methods import Cost
+from .._validate import numpy_kind
+
+NAME = "jax"
+METHODS = ("direct", "fft", "native")
+
+# Cost-model constants (ns), fitted to bench/bench_jax.py on the project machine (2 AMD EPYC
+# Zen-4 cores shared with other jobs, JAX 0.10.2 CPU), keyed by dtype width.  Measured there:
+# direct costs 0.03-0.07 ns per tap and output in float32 (twice that in float64), the FFT
+# 0.45-0.8 ns per N·log2(N) (1024² float32: 7-17 ms whatever the kernel), so the crossover
+# sits near k≈14 at 256²-4096² (1024² float32, quiet machine: direct 4.0 ms at k11, 9.8 ms
+# at k15).  lax.conv is never cheaper than both (22-55 ms at k3, 0.2-0.44 s at k31).
+COSTS = {
+    4: Cost(tap=0.045, out=0.05, point=0.45, fixed=20_000.0),
+    8: Cost(tap=0.09, out=0.10, point=0.90, fixed=20_000.0),
+}
+
+# XLA fuses an unrolled shift-and-accumulate into one vectorised loop up to about 15×15 taps;
+# beyond that the fusion stops vectorising (21×21: 0.36 s at 1024², 31×31: 0.85 s and 2 s to
+# compile), so larger kernels loop over their rows with one fused pass per row instead.
+_UNROLL_TAPS = 225
+
+
+def version() -> str:
+    return jax.__version__
+
+
+def devices() -> list[str]:
+    return [str(d) for d in jax.devices()]
+
+
+def unavailable_reason() -> str | None:
+    return None
+
+
+def asarray(obj: Any) -> Any:
+    """JAX arrays and tracers as they are (never moved); host data via ``jnp.asarray``."""
+    if isinstance(obj, (jax.Array, jax.core.Tracer)):
+        return obj
+    arr = to_numpy(obj, NAME)  # refuses CUDA tensors, CuPy and Dask arrays
+    if numpy_kind(arr.dtype) == "i" and arr.size and not jax.config.jax_enable_x64:
+        # Without x64 JAX would wrap 64-bit integers to int32 silently.
+        info = np.iinfo(np.int32)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise OverflowError("integer values outside the int32 range need JAX's 64-bit "
+                                "mode (jax.config.update('jax_enable_x64', True)); or cast "
+                                "the data to float")
+    return jnp.asarray(arr)
+
+
+def kind(arr: Any) -> str:
+    return numpy_kind(arr.dtype)
+
+
+def promote(x: Any, k: Any) -> tuple[Any, Any]:
+    """JAX promotion for floats; the default integer (int64 with x64, else int32) for integers."""
+    if kind(x) == "i" and kind(k) == "i":
+        dt = jax.dtypes.canonicalize_dtype(jnp.int64)
+    else:
+        dt = jnp.result_type(x.dtype, k.dtype)
+    return x.astype(dt), k.astype(dt)
+
+
+def pad(x: Any, widths: tuple[int, int, int, int]) -> Any:
+    top, bottom, left, right = widths
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)])
+
+
+@jax.jit
+def _finite(x: Any, k: Any) -> Any:
+    return jnp.isfinite(x).all() & jnp.isfinite(k).all()
+
+
+def all_finite(x: Any, k: Any) -> bool | None:
+    if isinstance(x, jax.core.Tracer) or isinstance(k, jax.core.Tracer):
+        return None  # values unknown until run time: guarded_fft decides there
+    return bool(_finite(x, k))
+
+
+@partial(jax.jit, static_argnames="method")
+def _valid(x: Any, k: Any, method: str) -> Any:
+    out_dtype = x.dtype
+    if jnp.issubdtype(out_dtype, jnp.floating) and out_dtype.itemsize < 4:
+        # Accumulate half precision in float32 and round once (jnp.fft has no float16 either).
+        x, k = x.astype(jnp.float32), k.astype(jnp.float32)
+    if method == "fft":
+        out = fft_valid(x, k, jnp.fft.rfft2, jnp.fft.irfft2)
+    elif method == "native":
+        out = _native(x, k)
+    else:
+        out = _direct(x, k)
+    return out.astype(out_dtype)
+
+
+def corr2d_valid(x: Any, k: Any, method: str) -> Any:
+    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (kh, kw)."""
+    return _valid(x, k, method=method)
+
+
+@jax.jit
+def guarded_fft(x: Any, k: Any) -> Any:
+    """FFT if every value is finite, else the direct method (a NaN must stay local).
+
+    Decided on the device by ``lax.cond``, so it works on traced values.  Under ``vmap`` the
+    condition is batched and both branches run, the result still selected per example.
+    """
+    return lax.cond(_finite(x, k), partial(_valid, method="fft"),
+                    partial(_valid, method="direct"), x, k)
+
+
+def _sse(k: Any, b: Any | None, x: Any, y: Any) -> Any:
+    pred = valid_auto(sys.modules[__name__], x, k)
+    r = (pred if b is None else pred + b) - y
+    return jnp.sum(r * r)
+
+
+_sse_value_and_grad = jax.jit(jax.value_and_grad(_sse, argnums=(0, 1)))
+
+
+def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None) -> tuple[Any, Any, Any | None]:
+    """Loss ``sum((corr2d(x, k) + b - y)**2)`` and ``(dk, db)`` from one jitted step."""
+    loss, (dk, db) = _sse_value_and_grad(k, b, x, y)
+    return loss, dk, db
+
+
+def costs() -> dict[int, Cost]:
+    return COSTS
+
+
+# -- kernels (traced inside _valid) -------------------------------------------------------------
+
+
+def _direct(x: Any, k: Any) -> Any:
+    """Shift-and-accumulate: ``sum_{a,b} x[..., a:a+Ho, b:b+Wo] * k[a, b]`` in row-major order."""
+    kh, kw = k.shape
+    ho, wo = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
+
+    def row(rows: Any, kr: Any, acc: Any) -> Any:  # one kernel row: a single fused pass
+        for b in range(kw):
+            term = rows[..., :ho, b:b + wo] * kr[b]
+            acc = term if acc is None else acc + term
+        return acc
+
+    if kh * kw <= _UNROLL_TAPS:
+        acc = None
+        for a in range(kh):
+            acc = row(x[..., a:, :], k[a], acc)
+        return acc
+
+    def body(a: Any, acc: Any) -> Any:
+        rows = lax.dynamic_slice_in_dim(x, a, ho, axis=x.ndim - 2)
+        return row(rows, k[a], acc)
+
+    return lax.fori_loop(1, kh, body, row(x, k[0], None))
+
+
+def _native(x: Any, k: Any) -> Any:
+    """``lax.conv_general_dilated`` (a correlation: no flip) at full float32 precision."""
+    *lead, h, w = x.shape
+    out = lax.conv_general_dilated(x.reshape(-1, 1, h, w), k[None, None], (1, 1), "VALID",
+                                   precision=lax.Precision.HIGHEST)
+    return out.reshape(*lead, *out.shape[-2:])
