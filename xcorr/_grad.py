@@ -12,9 +12,11 @@ tested against it.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ._api import valid_auto
+from ._dispatch import array_backend
 
 
 def grad_x(be: Any, k: Any, g: Any) -> Any:
@@ -23,6 +25,7 @@ def grad_x(be: Any, k: Any, g: Any) -> Any:
     return valid_auto(be, be.pad(g, (kh - 1, kh - 1, kw - 1, kw - 1)), k[::-1, ::-1])
 
 
+_NAMESPACES = {"numpy": "numpy", "cupy": "cupy", "dask": "dask.array"}
 _TAP_DOT_MAX = 64  # kernels up to 8×8: one dot product per tap beats any correlation
 
 
@@ -36,7 +39,7 @@ def grad_k(be: Any, x: Any, g: Any) -> Any:
     """
     kh, kw = x.shape[-2] - g.shape[-2] + 1, x.shape[-1] - g.shape[-1] + 1
     if kh * kw <= _TAP_DOT_MAX:
-        xp = x.__array_namespace__()  # NumPy >= 2 and CuPy >= 13
+        xp = sys.modules[_NAMESPACES[array_backend(x)]]
         ho, wo = g.shape[-2:]
         taps = [xp.tensordot(x[..., a:a + ho, b:b + wo], g, axes=g.ndim)
                 for a in range(kh) for b in range(kw)]
