@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
-from . import BACKENDS, BackendUnavailableError, corr2d
+from . import BACKENDS, BackendUnavailableError, benchmark, corr2d
 from ._dispatch import load
 
 # -- the seed notebook ------------------------------------------------------------------------
@@ -181,6 +181,8 @@ COMMANDS: dict[str, Command] = {
                      _train_args, _train),
     "info": Command("backends, versions, devices, and why any cannot run here",
                     _info_args, _info),
+    "bench": Command("time every backend and method against SciPy, torch and JAX peers",
+                     benchmark.add_arguments, benchmark.run),
 }
 
 

@@ -1,0 +1,17 @@
+"""Cross-backend benchmark: ``python bench/run.py [options]`` is ``xcorr bench [options]``.
+
+    python bench/run.py --quick                  # a tiny grid, under a minute
+    python bench/run.py                          # the full grid into bench/results/
+    python bench/run.py --backends numpy torch --out /tmp/bench
+
+See ``xcorr/benchmark.py`` (the harness lives in the package so the installed command has it).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from xcorr.benchmark import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Testing helpers: Hypothesis strategies and a cross-backend agreement check.
+
+This module is public so that projects built on xcorr can test their own pipelines the way
+xcorr tests itself.  It imports NumPy and Hypothesis (``pip install hypothesis``); ``import
+xcorr`` does not import it.
+
+Floating-point results are compared with the standard error bound of a dot product rather
+than a relative tolerance: an output that cancels to nearly zero is allowed the error its
+terms carry, not a fraction of its own (tiny) value.  See :func:`error_bound`.
+
+Examples
+--------
+Paste into a test module of your own:
+
+>>> from hypothesis import given
+>>> import xcorr.testing as xt
+>>> @given(xt.corr2d_cases(dtype="float32", mode="same"))
+... def test_backends_agree(case):
+...     x, k = case
+...     xt.assert_backends_agree(x, k, mode="same")
+
+Run it with pytest like any other test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import log2
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ._api import corr2d
+from ._dispatch import available, load
+from ._methods import fft_len
+from ._validate import MODES, pads
+
+__all__ = [
+    "DIRECT_C",
+    "FFT_C",
+    "as_numpy",
+    "assert_backends_agree",
+    "assert_within_bound",
+    "corr2d_cases",
+    "elements",
+    "error_bound",
+    "images",
+    "kernels",
+]
+
+# Constants of the bounds in `error_bound` (see there).  DIRECT_C = 2 covers the 1/(1 - n·u)
+# of gamma_n with room for fused multiply-adds.  FFT_C is 4.6x the worst ratio of error to the
+# normwise term seen on random, constant, integer-valued and one-huge-element inputs up to 64x64
+# in float32 and float64 (0.87, NumPy/SciPy pocketfft); Hypothesis has not found a larger one.
+DIRECT_C = 2.0
+FFT_C = 4.0
+
+# Methods whose summation order or algorithm is not the plain sum of products: "native"
+# (cuDNN/oneDNN/XLA convolutions) may pick Winograd or FFT algorithms, and "auto" may pick fft.
+_NORMWISE_METHODS = ("fft", "auto", "native")
+
+
+# -- conversion --------------------------------------------------------------------------------
+
+
+def as_numpy(a: Any) -> np.ndarray:
+    """Explicitly copy any backend's array to a NumPy array on the host.
+
+    Dask arrays are computed, torch tensors detached (``bfloat16``/``float16`` widened to
+    float32, which is exact), CuPy arrays copied from the device; JAX arrays go through
+    ``numpy.asarray``.
+    """
+    module = type(a).__module__.split(".")[0]
+    if module == "dask":
+        a = a.compute()
+    elif module == "torch":
+        a = a.detach().cpu()
+        if a.dtype.is_floating_point and a.element_size() < 4:
+            a = a.float()
+        return a.numpy()
+    elif module == "cupy":
+        return a.get()
+    return np.asarray(a)
+
+
+# -- the error bound ---------------------------------------------------------------------------
+
+
+def _unit_roundoff(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).eps) / 2
+
+
+def _finite_abs(a: np.ndarray) -> np.ndarray:
+    a = np.abs(a.astype(np.float64))
+    return np.where(np.isfinite(a), a, 0.0)
+
+
+def _padded(a: np.ndarray, mode: str, kshape: tuple[int, int]) -> np.ndarray:
+    p = pads(mode, *kshape)
+    if p is None:
+        return a
+    top, bottom, left, right = p
+    return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(top, bottom), (left, right)])
+
+
+def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
+                method: str = "direct") -> np.ndarray:
+    """Per-output bound on ``|computed - exact|`` for ``corr2d(x, k, mode=mode, method=method)``.
+
+    For a direct (sum-of-products) evaluation in a floating dtype with unit roundoff ``u``
+    and ``n = kh·kw`` taps the bound is the classical dot-product bound [1]_::
+
+        DIRECT_C · (n + 2) · u · (|x| ⋆ |k|)  +  n · tiny
+
+    where ``|x| ⋆ |k|`` is the correlation of absolute values (computed in float64), the
+    ``+ 2`` pays for rounding float64 inputs to ``dtype`` (JAX without x64 computes float64
+    input in float32) and ``tiny`` (the smallest normal number) for products that underflow.
+    Any summation order, blocking or fused multiply-add stays within it.
+
+    An FFT does not bound each output by its own terms: rounding errors of the transforms
+    spread over the whole output in proportion to the norms of the inputs [2]_.  For
+    ``method`` ``"fft"``, ``"auto"`` (which may choose it) or ``"native"`` (library
+    convolutions may use FFT or Winograd algorithms) the normwise term::
+
+        FFT_C · u · log2(N) · ‖x_b‖₂ · ‖k‖₂         N = fft_len(H) · fft_len(W)
+
+    is added, with ``x_b`` the 2-D image (after padding for ``mode``) the output belongs to.
+
+    Parameters
+    ----------
+    x, k : array_like
+        The inputs, as passed to ``corr2d`` (host arrays; see :func:`as_numpy`).
+    mode : {"valid", "same", "full"}
+    dtype : dtype, optional
+        The dtype the result was computed in (e.g. the dtype ``corr2d`` returned).
+        Default: NumPy's promotion of ``x`` and ``k``.  Integer dtypes give a bound of 0.
+    method : str
+        The ``method`` passed to ``corr2d``.
+
+    Returns
+    -------
+    numpy.ndarray of float64, the shape of the output
+        Non-finite inputs count as 0 here: outputs they reach are compared by value
+        (NaN with NaN, ±Inf with ±Inf), not by this bound.
+
+    References
+    ----------
+    .. [1] N. J. Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
+       SIAM 2002, §3.1 (inner products).
+    .. [2] Ibid., §24.1 (the fast Fourier transform).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xcorr.testing import error_bound
+    >>> error_bound(np.ones((3, 3)), np.ones((2, 2)), dtype="float32").shape
+    (2, 2)
+    """
+    x, k = np.asarray(x), np.asarray(k)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    dt = np.dtype(dtype) if dtype is not None else np.result_type(x.dtype, k.dtype)
+    kshape = (int(k.shape[0]), int(k.shape[1]))
+    ax = _padded(_finite_abs(x), mode, kshape)
+    if dt.kind in "iub":
+        return np.zeros(ax.shape[:-2] + (ax.shape[-2] - kshape[0] + 1,
+                                          ax.shape[-1] - kshape[1] + 1))
+    ak = _finite_abs(k)
+    n = ak.size
+    u = _unit_roundoff(dt)
+    tiny = float(np.finfo(dt).smallest_normal)
+    abs_corr = np.einsum("...ijab,ab->...ij", sliding_window_view(ax, kshape, axis=(-2, -1)),
+                         ak)
+    bound = DIRECT_C * (n + 2) * u * abs_corr + n * tiny
+    if method in _NORMWISE_METHODS:
+        h, w = ax.shape[-2:]
+        norm_x = np.sqrt(np.einsum("...ij,...ij->...", ax, ax))[..., None, None]
+        bound = bound + FFT_C * u * log2(max(fft_len(h) * fft_len(w), 2)) * norm_x * \
+            float(np.linalg.norm(ak))
+    return bound
+
+
+# -- comparison --------------------------------------------------------------------------------
+
+
+def assert_within_bound(got: Any, want: Any, bound: Any, name: str = "result") -> None:
+    """Assert ``got`` equals ``want`` up to ``bound``, the way :func:`assert_backends_agree` does.
+
+    Integer ``got`` must equal ``want`` exactly; for floats the non-finite outputs must match
+    by value (NaN with NaN) and the finite ones satisfy ``|got - want| <= bound``.
+
+    Parameters
+    ----------
+    got : array_like
+        The result under test, in the dtype it was computed in.
+    want : array_like
+        The expected result (float64 or int64 preferred).
+    bound : array_like
+        Allowed absolute error per element (e.g. from :func:`error_bound`), broadcastable.
+    name : str
+        Used in the failure message.
+    """
+    got, want = np.asarray(got), np.asarray(want)
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), want.shape)
+    if got.shape != want.shape:
+        raise AssertionError(f"{name}: shape {got.shape}, expected {want.shape}")
+    if got.dtype.kind in "iu":
+        bad = got.astype(np.int64) != want
+        if bad.any():
+            i = tuple(int(j) for j in np.argwhere(bad)[0])
+            raise AssertionError(f"{name}: integer result differs at {int(bad.sum())} of "
+                                 f"{bad.size} positions, first at {i}: got {got[i]}, "
+                                 f"exact {want[i]}")
+        return
+    g = got.astype(np.float64)
+    fw, fg = np.isfinite(want), np.isfinite(g)
+    if not np.array_equal(fw, fg) or not np.array_equal(g[~fw], want[~fw], equal_nan=True):
+        bad = (fw != fg) | (~fw & ~((g == want) | (np.isnan(g) & np.isnan(want))))
+        i = tuple(int(j) for j in np.argwhere(bad)[0])
+        raise AssertionError(f"{name}: non-finite outputs differ at {int(bad.sum())} "
+                             f"positions, first at {i}: got {g[i]}, expected {want[i]}")
+    err = np.where(fw, np.abs(g - want), 0.0)
+    over = err > bound
+    if over.any():
+        ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1), np.inf)
+        i = tuple(int(j) for j in np.unravel_index(np.argmax(ratio), ratio.shape))
+        raise AssertionError(f"{name}: {int(over.sum())} of {over.size} outputs exceed the "
+                             f"error bound; worst at {i}: got {g[i]!r}, expected {want[i]!r}, "
+                             f"|error| {err[i]:.3g} > bound {bound[i]:.3g} "
+                             f"({ratio[i]:.3g}x); dtype {got.dtype}")
+
+
+def assert_backends_agree(x: Any, k: Any, *, backends: Sequence[str] | None = None,
+                          mode: str = "valid", method: str = "auto") -> dict[str, np.ndarray]:
+    """Run ``corr2d`` on several backends and check each against a float64 NumPy result.
+
+    The reference is the NumPy backend's direct method on float64 copies of the inputs (int64
+    for integer inputs).  Each backend's result is compared in the dtype it returned:
+
+    * integers must be exact;
+    * NaN and ±Inf must appear at exactly the reference's positions, with the same values;
+    * finite outputs must agree within ``error_bound(x, k, mode, got.dtype, method)`` plus
+      the reference's own ``error_bound(x, k, mode, float64)``.
+
+    Parameters
+    ----------
+    x, k : numpy.ndarray or array_like
+        Host inputs, as for ``corr2d``.
+    backends : sequence of str, optional
+        Backends to run.  Default: every available backend that offers ``method``.
+    mode, method : str
+        Passed to ``corr2d``.
+
+    Returns
+    -------
+    dict
+        Each backend's result as a NumPy array, for further checks.
+
+    Raises
+    ------
+    AssertionError
+        A backend disagrees; the message names it, the worst output and the bound.
+    ValueError
+        ``method="fft"`` on non-finite input (the FFT spreads NaN/Inf over the whole output
+        by design), or no requested backend offers ``method``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xcorr.testing as xt
+    >>> rng = np.random.default_rng(0)
+    >>> x, k = rng.standard_normal((2, 16, 16)), rng.standard_normal((3, 3))
+    >>> sorted(xt.assert_backends_agree(x, k, backends=["numpy"], mode="full"))
+    ['numpy']
+    """
+    x, k = np.asarray(x), np.asarray(k)
+    integer = x.dtype.kind in "iu" and k.dtype.kind in "iu"
+    wide = np.int64 if integer else np.float64
+    finite = bool(np.isfinite(x).all() and np.isfinite(k).all()) if not integer else True
+    if method == "fft" and not finite:
+        raise ValueError("method='fft' on input holding NaN/Inf spreads them over the whole "
+                         "output by design; compare with method='direct' or 'auto'")
+    want = as_numpy(corr2d(x.astype(wide), k.astype(wide), mode=mode, method="direct",
+                           backend="numpy"))
+    want_err = error_bound(x, k, mode, wide)
+    if backends is None:
+        names = [n for n in available() if method == "auto" or method in load(n).METHODS]
+        if not names:
+            raise ValueError(f"no available backend offers method={method!r}")
+    else:
+        names = list(backends)
+    results = {}
+    for name in names:
+        got = as_numpy(corr2d(x, k, mode=mode, method=method, backend=name))
+        if integer and got.dtype.kind not in "iu":
+            raise AssertionError(f"backend {name!r} returned {got.dtype} for integer input")
+        bound = error_bound(x, k, mode, got.dtype, method) + want_err
+        assert_within_bound(got, want, bound,
+                            f"backend {name!r} (mode={mode!r}, method={method!r})")
+        results[name] = got
+    return results
+
+
+# -- strategies --------------------------------------------------------------------------------
+
+_DEFAULT_MAGNITUDE = {"f2": 2.0**4, "f4": 2.0**10, "f8": 2.0**10}
+
+
+def elements(dtype: Any = "float64", *, max_magnitude: float | None = None,
+             allow_nonfinite: bool = False) -> st.SearchStrategy[Any]:
+    """Element values for ``dtype``, bounded so that sums of products stay representable.
+
+    Floats lie in ``[-M, M]`` with ``M = max_magnitude`` (default ``2**10``; ``16`` for
+    float16), and magnitudes below ``2**-20`` (``2**-6`` for float16) are flushed to zero: the
+    relative bound of :func:`error_bound` is about rounding, not gradual underflow.  Integers
+    lie in ``[-M, M]`` (default 100, clipped to the dtype), small enough for exact sums even
+    in 32-bit accumulators.  ``allow_nonfinite`` mixes in NaN, +Inf and -Inf.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        m = int(max_magnitude if max_magnitude is not None else 100)
+        return st.integers(max(info.min, -m), min(info.max, m))
+    if dt.kind != "f":
+        raise TypeError(f"no element strategy for dtype {dt}; use a float or integer dtype")
+    m = float(max_magnitude if max_magnitude is not None else _DEFAULT_MAGNITUDE[dt.str[1:]])
+    floor = 2.0**-6 if dt.itemsize == 2 else 2.0**-20
+    finite = st.floats(-m, m, width=8 * dt.itemsize, allow_subnormal=False).map(
+        lambda v: v if abs(v) >= floor else 0.0)
+    if allow_nonfinite:
+        return st.one_of(finite, st.sampled_from([np.nan, np.inf, -np.inf]))
+    return finite
+
+
+def _batch(max_batch_dims: int) -> st.SearchStrategy[tuple[int, ...]]:
+    return st.lists(st.integers(1, 3), max_size=max_batch_dims).map(tuple)
+
+
+def _side(cap: int) -> st.SearchStrategy[int]:
+    # Half the draws go to the largest allowed side: kernels as large as the image, 1×N images.
+    return st.one_of(st.just(cap), st.integers(1, cap))
+
+
+def images(dtype: Any = "float64", *, max_side: int = 10, min_side: int = 1,
+           max_batch_dims: int = 0, max_magnitude: float | None = None,
+           allow_nonfinite: bool = False) -> st.SearchStrategy[np.ndarray]:
+    """NumPy images of shape ``(*batch, H, W)`` with ``min_side <= H, W <= max_side``.
+
+    ``max_batch_dims`` leading batch dimensions (each of size 1-3) may be drawn; elements come
+    from :func:`elements`.
+    """
+    shape = st.tuples(_batch(max_batch_dims), st.integers(min_side, max_side),
+                      st.integers(min_side, max_side)).map(lambda t: (*t[0], t[1], t[2]))
+    return hnp.arrays(np.dtype(dtype), shape,
+                      elements=elements(dtype, max_magnitude=max_magnitude,
+                                        allow_nonfinite=allow_nonfinite))
+
+
+def kernels(dtype: Any = "float64", *, max_side: int = 5, max_magnitude: float | None = None,
+            allow_nonfinite: bool = False) -> st.SearchStrategy[np.ndarray]:
+    """NumPy kernels of shape ``(kh, kw)`` with ``1 <= kh, kw <= max_side``."""
+    return hnp.arrays(np.dtype(dtype), st.tuples(_side(max_side), _side(max_side)),
+                      elements=elements(dtype, max_magnitude=max_magnitude,
+                                        allow_nonfinite=allow_nonfinite))
+
+
+@st.composite
+def corr2d_cases(draw: st.DrawFn, dtype: Any = "float64", *, kernel_dtype: Any = None,
+                 mode: str = "valid", max_side: int = 10, max_kernel_side: int | None = None,
+                 max_batch_dims: int = 1, max_magnitude: float | None = None,
+                 allow_nonfinite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(x, k)`` that ``corr2d(x, k, mode=mode)`` accepts.
+
+    ``x`` has shape ``(*batch, H, W)`` (``0..max_batch_dims`` batch dimensions of size 1-3,
+    ``1 <= H, W <= max_side``) and ``k`` shape ``(kh, kw)``.  In ``"valid"`` mode the kernel
+    fits the image, and half the draws of each kernel side equal the image side (the
+    single-output case); in ``"same"``/``"full"`` kernels may be larger than the image (up to
+    ``max_kernel_side``, default ``max_side``).  1×1 images and kernels are drawn too.
+    ``kernel_dtype`` (default ``dtype``) allows mixed-dtype pairs.
+    """
+    kdt = dtype if kernel_dtype is None else kernel_dtype
+    kmax = max_side if max_kernel_side is None else max_kernel_side
+    batch = draw(_batch(max_batch_dims))
+    h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    if mode == "valid":
+        kh, kw = draw(_side(min(h, kmax))), draw(_side(min(w, kmax)))
+    else:
+        kh, kw = draw(st.integers(1, kmax)), draw(st.integers(1, kmax))
+    x = draw(hnp.arrays(np.dtype(dtype), (*batch, h, w),
+                        elements=elements(dtype, max_magnitude=max_magnitude,
+                                          allow_nonfinite=allow_nonfinite)))
+    k = draw(hnp.arrays(np.dtype(kdt), (kh, kw),
+                        elements=elements(kdt, max_magnitude=max_magnitude,
+                                          allow_nonfinite=allow_nonfinite)))
+    return x, k
