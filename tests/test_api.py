@@ -165,3 +165,24 @@ def test_set_backend_is_the_process_default():
         assert xcorr.get_backend() == "numpy"
     finally:
         xcorr.set_backend("numpy")
+
+
+def test_plan_cache_keeps_every_rule():
+    """Repeat calls skip re-validation only for the same types, shapes, dtypes and settings."""
+    x, k = np.ones((6, 8)), np.array([[1.0, -1.0]])
+    first = xcorr.corr2d(x, k)
+    assert (xcorr.corr2d(x, k) == first).all()  # the cached path gives the same answer
+    with pytest.raises(ValueError, match="kernel width 2 exceeds image width 1"):
+        xcorr.corr2d(np.ones((6, 1)), k)
+    nan = x.copy()
+    nan[0, 0] = np.nan
+    assert np.isnan(xcorr.corr2d(nan, k)[0, 0]) and not np.isnan(xcorr.corr2d(nan, k)[0, 1:]).any()
+    for name in ("torch", "jax"):
+        if unavailable(name) is None:
+            with xcorr.use_backend(name):
+                assert type(xcorr.corr2d(x, k)).__module__.split(".")[0] in (name, "jaxlib")
+    assert isinstance(xcorr.corr2d(x, k), np.ndarray)
+    with pytest.warns(RuntimeWarning, match="NaN/Inf"):
+        xcorr.corr2d(nan, k, method="fft")
+    with pytest.warns(RuntimeWarning, match="NaN/Inf"):  # explicit FFT is never cached
+        xcorr.corr2d(nan, k, method="fft")

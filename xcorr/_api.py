@@ -56,26 +56,55 @@ def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
     >>> xcorr.corr2d([[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[0, 1], [2, 3]]).tolist()
     [[19, 25], [37, 43]]
     """
+    key = _plan_key(x, k, mode, method, backend)
+    plan = _plans.get(key) if key is not None else None
+    if plan is not None:  # seen before: same types, shapes, dtypes and settings
+        return plan[0].corr2d_valid(x, k, plan[1])
     _validate.check_raw(x, "x")
     _validate.check_raw(k, "k")
     be = _dispatch.resolve(x, k, backend)
     _validate.check_options(mode, method, be.METHODS, be.NAME)
+    own_types = _dispatch.array_backend(x) == _dispatch.array_backend(k) == be.NAME
+    x0, k0 = x, k
     x, k = _prepare(be, x, "x"), _prepare(be, k, "k")
     _validate.check_shapes(x, k, mode)
     x, k = be.promote(x, k)
     pad = _validate.pads(mode, *k.shape)
     if pad is not None:
         x = be.pad(x, pad)
-    integer = be.kind(x) == "i"
     if method == "fft":
-        if integer:
+        if be.kind(x) == "i":
             raise ValueError("method='fft' cannot give exact integer results; use "
                              "method='direct' or 'auto', or cast the inputs to float")
         if be.all_finite(x, k) is False:
             warn_fft_nonfinite(stacklevel=3)
     elif method == "auto":
-        return valid_auto(be, x, k)
+        if _choose(be, x, k) == "fft":
+            return _fft_if_finite(be, x, k)
+        method = "direct"
+    if (method != "fft" and pad is None and own_types and key is not None
+            and x.dtype == x0.dtype and k.dtype == k0.dtype):
+        # Nothing value-dependent happened: later calls with the same signature go straight
+        # to the kernel (the dispatch above costs more than a 6×8 correlation).
+        if len(_plans) > 4096:
+            _plans.clear()
+        _plans[key] = (be, method)
     return be.corr2d_valid(x, k, method)
+
+
+_plans: dict[tuple[Any, ...], tuple[Any, str]] = {}
+
+
+def _plan_key(x: Any, k: Any, mode: str, method: str, backend: str | None
+              ) -> tuple[Any, ...] | None:
+    """What decides the whole dispatch of arrays (None for lists and scalars)."""
+    try:
+        key = (type(x), type(k), x.shape, k.shape, x.dtype, k.dtype, mode, method, backend,
+               _dispatch.get_backend())
+        hash(key)
+    except (AttributeError, TypeError):
+        return None
+    return key
 
 
 def warn_fft_nonfinite(stacklevel: int) -> None:
@@ -94,15 +123,21 @@ def _prepare(be: Any, obj: Any, name: str) -> Any:
     return arr
 
 
+def _choose(be: Any, x: Any, k: Any) -> str:
+    return _methods.choose(be.costs(), tuple(x.shape), tuple(k.shape), x.dtype.itemsize,
+                           be.kind(x) == "i")
+
+
+def _fft_if_finite(be: Any, x: Any, k: Any) -> Any:
+    """The FFT, unless a value is non-finite (then direct, so NaN/Inf stay local)."""
+    finite = be.all_finite(x, k)
+    if finite is None:  # values unknown (a JAX tracer, a lazy Dask array): decide at run time
+        return be.guarded_fft(x, k)
+    return be.corr2d_valid(x, k, "fft" if finite else "direct")
+
+
 def valid_auto(be: Any, x: Any, k: Any) -> Any:
     """Valid correlation of prepared arrays by the cheaper method; finite input only for FFT."""
-    integer = be.kind(x) == "i"
-    method = _methods.choose(be.costs(), tuple(x.shape), tuple(k.shape), x.dtype.itemsize,
-                             integer)
-    if method == "fft":
-        finite = be.all_finite(x, k)
-        if finite is None:  # values unknown (a JAX tracer): decide at run time
-            return be.guarded_fft(x, k)
-        if not finite:
-            method = "direct"
-    return be.corr2d_valid(x, k, method)
+    if _choose(be, x, k) == "fft":
+        return _fft_if_finite(be, x, k)
+    return be.corr2d_valid(x, k, "direct")
