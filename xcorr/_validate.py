@@ -46,6 +46,18 @@ def numpy_kind(dtype: Any) -> str:
     return kind
 
 
+def numpy_result_dtype(x_dtype: Any, k_dtype: Any) -> Any:
+    """The compute dtype of NumPy-style backends (NumPy, CuPy, Dask chunks).
+
+    Floats promote as NumPy does; integer pairs go to int64 so sums are exact (as
+    ``numpy.sum`` widens small integers).
+    """
+    np = sys.modules["numpy"]
+    if numpy_kind(x_dtype) == "i" and numpy_kind(k_dtype) == "i":
+        return np.dtype(np.int64)
+    return np.result_type(x_dtype, k_dtype)
+
+
 def check_kind(arr: Any, name: str, kind: str) -> None:
     """Only real numbers: ``kind`` is the dtype kind letter the backend reports for ``arr``."""
     if kind == "c":

@@ -26,7 +26,7 @@ from .._dispatch import array_backend
 from .._fft import fft_valid
 from .._interop import to_numpy
 from .._methods import Cost
-from .._validate import numpy_kind
+from .._validate import numpy_kind, numpy_result_dtype
 
 try:
     import cupy
@@ -165,10 +165,7 @@ def kind(arr: Any) -> str:
 
 def promote(x: Any, k: Any) -> tuple[Any, Any]:
     """Common dtype: NumPy promotion for floats (CuPy follows it), int64 for integers."""
-    if kind(x) == "i" and kind(k) == "i":
-        dt = np.dtype(np.int64)
-    else:
-        dt = np.result_type(x.dtype, k.dtype)
+    dt = numpy_result_dtype(x.dtype, k.dtype)
     return x.astype(dt, copy=False), k.astype(dt, copy=False)
 
 

@@ -29,13 +29,12 @@ from typing import Any
 
 import dask
 import dask.array as da
-import numpy as np
 
 from .. import _dispatch, _grad
 from .._api import valid_auto, warn_fft_nonfinite
 from .._interop import to_numpy
 from .._methods import Cost
-from .._validate import numpy_kind
+from .._validate import numpy_kind, numpy_result_dtype
 
 NAME = "dask"
 METHODS = ("direct", "fft")
@@ -98,10 +97,7 @@ def kind(arr: da.Array) -> str:
 
 def promote(x: da.Array, k: da.Array) -> tuple[da.Array, da.Array]:
     """Common dtype as NumPy (and CuPy) chunks promote: floats by ``result_type``, ints to int64."""
-    if kind(x) == "i" and kind(k) == "i":
-        dt = np.dtype(np.int64)
-    else:
-        dt = np.result_type(x.dtype, k.dtype)
+    dt = numpy_result_dtype(x.dtype, k.dtype)
     return x.astype(dt), k.astype(dt)  # lazy; a no-op when the dtype is already right
 
 

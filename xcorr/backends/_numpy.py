@@ -14,7 +14,7 @@ from .. import _grad, _numba
 from .._fft import fft_valid
 from .._interop import to_numpy
 from .._methods import Cost
-from .._validate import numpy_kind
+from .._validate import numpy_kind, numpy_result_dtype
 
 NAME = "numpy"
 METHODS = ("direct", "fft")
@@ -58,10 +58,7 @@ def kind(arr: np.ndarray) -> str:
 
 def promote(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Common dtype: NumPy promotion for floats, int64 for integers (exact sums, as np.sum)."""
-    if kind(x) == "i" and kind(k) == "i":
-        dt = np.dtype(np.int64)
-    else:
-        dt = np.result_type(x.dtype, k.dtype)
+    dt = numpy_result_dtype(x.dtype, k.dtype)
     return x.astype(dt, copy=False), k.astype(dt, copy=False)
 
 
