@@ -2,7 +2,7 @@
 
 Run by ``bench/gpu_check.sh``; on its own::
 
-    python bench/gpu_bench.py [--sizes 1024 4096] [--kernels 3 31] [--budget-s 150] [--out F]
+    python bench/gpu_bench.py [--sizes 1024 4096] [--kernels 3 11 31] [--budget-s 150] [--out F]
     python bench/gpu_bench.py --dry-run     # tiny sizes on the CPU: checks the script itself
 
 For each float32 image n×n and kernel k×k it times (median of synchronised calls, after
@@ -118,6 +118,8 @@ def _cases(fw: dict[str, Any], x: np.ndarray, k: np.ndarray) -> list[tuple[str, 
                 torch.backends.cudnn.allow_tf32 = old
 
         cases.append(("xcorr torch auto", lambda: xcorr.corr2d(xt, kt), t_sync))
+        for m in ("direct", "fft", "native"):  # what auto chose from, to check the cost model
+            cases.append((f"xcorr torch {m}", lambda m=m: xcorr.corr2d(xt, kt, method=m), t_sync))
         cases.append(("F.conv2d (cuDNN, TF32 allowed)", lambda: conv(True)[0, 0], t_sync))
         cases.append(("F.conv2d (cuDNN, TF32 off)", lambda: conv(False)[0, 0], t_sync))
     if isinstance(fw.get("jax"), tuple):
@@ -140,6 +142,8 @@ def _cases(fw: dict[str, Any], x: np.ndarray, k: np.ndarray) -> list[tuple[str, 
         default, highest = lax_conv(None), lax_conv(lax.Precision.HIGHEST)
         cases.append(("xcorr jax auto", lambda: xcorr.corr2d(xj, kj), j_sync))
         cases.append(("xcorr jax auto under jit", lambda: jit_xcorr(xj, kj), j_sync))
+        for m in ("direct", "fft", "native"):
+            cases.append((f"xcorr jax {m}", lambda m=m: xcorr.corr2d(xj, kj, method=m), j_sync))
         cases.append(("lax.conv (default precision)", lambda: default(xj, kj), j_sync))
         cases.append(("lax.conv (HIGHEST)", lambda: highest(xj, kj), j_sync))
     return cases
@@ -156,7 +160,7 @@ def _to_host(a: Any) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
-    ap.add_argument("--kernels", type=int, nargs="+", default=[3, 31])
+    ap.add_argument("--kernels", type=int, nargs="+", default=[3, 11, 31])
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--budget-s", type=float, default=150.0,
                     help="stop starting new cases after this many seconds in total")
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     rows: list[tuple[int, int, str, str, str]] = []
     t_start = time.perf_counter()
-    per_case = max(0.5, args.budget_s / (len(args.sizes) * len(args.kernels) * 12))
+    per_case = max(0.5, args.budget_s / (len(args.sizes) * len(args.kernels) * 18))
     for n in args.sizes:
         for kk in args.kernels:
             x = rng.standard_normal((n, n)).astype(np.float32)
@@ -209,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(f"{header}\n\n{table}\n")
+        records = [dict(zip(("n", "k", "impl", "median_ms", "error"), r)) for r in rows]
+        args.out.with_suffix(".json").write_text(json.dumps(
+            {"frameworks": status, "rows": records}, indent=1))
         print(f"wrote {args.out}")
     return 1 if any(r[3] == "error" for r in rows) else 0
 

@@ -186,3 +186,21 @@ def test_plan_cache_keeps_every_rule():
         xcorr.corr2d(nan, k, method="fft")
     with pytest.warns(RuntimeWarning, match="NaN/Inf"):  # explicit FFT is never cached
         xcorr.corr2d(nan, k, method="fft")
+
+
+def test_plan_cache_sees_devices_and_conversions():
+    """A cached plan is only reused for inputs that reached the kernel untouched."""
+    with pytest.warns(PendingDeprecationWarning):
+        m = np.matrix(np.arange(12.0).reshape(3, 4))  # a subclass: converted, never cached
+    want = np.asarray(xcorr.reference.corr2d(np.asarray(m), np.ones((2, 2))))
+    for _ in range(2):
+        got = xcorr.corr2d(m, np.ones((2, 2)))
+        assert type(got) is np.ndarray and (got == want).all()
+    if unavailable("torch") is None:
+        import torch
+
+        x, k = torch.ones(6, 8), torch.ones(1, 2)
+        xcorr.corr2d(x, k)
+        xcorr.corr2d(x, k)  # cached for CPU tensors
+        out = xcorr.corr2d(x, k.to("meta"))  # same types, shapes and dtypes, other device
+        assert out.device.type == "meta" and tuple(out.shape) == (6, 7)

@@ -213,3 +213,20 @@ def test_explicit_fft_on_nonfinite_warns(backend):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         xcorr.corr2d(x, np.ones((3, 3)), method="direct", backend=backend)
+
+
+def test_uint64_beyond_int64_is_refused(backend):
+    """Integers are exact in int64; uint64 values that do not fit must not wrap silently."""
+    k = np.ones((1, 1), dtype=np.uint64)
+    x = np.full((2, 2), 2**63 - 1, dtype=np.uint64)
+    if backend != "jax" or _jax_x64():
+        assert (to_np(xcorr.corr2d(x, k, backend=backend)) == 2**63 - 1).all()
+    x[1, 1] = 2**63
+    with pytest.raises(OverflowError, match="above 2\\*\\*63 - 1"):
+        xcorr.corr2d(x, k, backend=backend)
+
+
+def _jax_x64() -> bool:
+    import jax
+
+    return bool(jax.config.jax_enable_x64)

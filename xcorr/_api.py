@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-from . import _dispatch, _methods, _validate
+from . import _dispatch, _validate
+from ._auto import choose, fft_if_finite, warn_fft_nonfinite
 from ._interop import to_numpy
+
+# Dispatch plans by signature; see the end of corr2d.
+_plans: dict[tuple[Any, ...], tuple[Any, str]] = {}
 
 
 def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
@@ -58,13 +61,12 @@ def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
     """
     key = _plan_key(x, k, mode, method, backend)
     plan = _plans.get(key) if key is not None else None
-    if plan is not None:  # seen before: same types, shapes, dtypes and settings
+    if plan is not None:  # seen before: same types, devices, shapes, dtypes and settings
         return plan[0].corr2d_valid(x, k, plan[1])
     _validate.check_raw(x, "x")
     _validate.check_raw(k, "k")
     be = _dispatch.resolve(x, k, backend)
     _validate.check_options(mode, method, be.METHODS, be.NAME)
-    own_types = _dispatch.array_backend(x) == _dispatch.array_backend(k) == be.NAME
     x0, k0 = x, k
     x, k = _prepare(be, x, "x"), _prepare(be, k, "k")
     _validate.check_shapes(x, k, mode)
@@ -79,20 +81,17 @@ def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
         if be.all_finite(x, k) is False:
             warn_fft_nonfinite(stacklevel=3)
     elif method == "auto":
-        if _choose(be, x, k) == "fft":
-            return _fft_if_finite(be, x, k)
+        if choose(be, x, k) == "fft":
+            return fft_if_finite(be, x, k)
         method = "direct"
-    if (method != "fft" and pad is None and own_types and key is not None
-            and x.dtype == x0.dtype and k.dtype == k0.dtype):
-        # Nothing value-dependent happened: later calls with the same signature go straight
-        # to the kernel (the dispatch above costs more than a 6×8 correlation).
+    if key is not None and x is x0 and k is k0 and method != "fft":
+        # The inputs reached the kernel untouched (no conversion, promotion or padding) and
+        # nothing value-dependent was decided: later calls with the same signature go
+        # straight to the kernel (the dispatch above costs more than a 6×8 correlation).
         if len(_plans) > 4096:
             _plans.clear()
         _plans[key] = (be, method)
     return be.corr2d_valid(x, k, method)
-
-
-_plans: dict[tuple[Any, ...], tuple[Any, str]] = {}
 
 
 def _plan_key(x: Any, k: Any, mode: str, method: str, backend: str | None
@@ -101,43 +100,24 @@ def _plan_key(x: Any, k: Any, mode: str, method: str, backend: str | None
     try:
         key = (type(x), type(k), x.shape, k.shape, x.dtype, k.dtype, mode, method, backend,
                _dispatch.get_backend())
+        if _dispatch.array_backend(x) == "torch" or _dispatch.array_backend(k) == "torch":
+            # CPU and CUDA tensors differ in cost model and kernels, and two devices raise.
+            key += (x.device, getattr(k, "device", None))
         hash(key)
     except (AttributeError, TypeError):
         return None
     return key
 
 
-def warn_fft_nonfinite(stacklevel: int) -> None:
-    warnings.warn("x or k holds NaN/Inf: method='fft' spreads them over the whole output; "
-                  "use method='direct' (or 'auto') to keep them local", RuntimeWarning,
-                  stacklevel=stacklevel)
-
-
 def _prepare(be: Any, obj: Any, name: str) -> Any:
-    """Convert ``obj`` to the backend, checking its dtype kind on the way."""
-    if _dispatch.array_backend(obj) in (None, "numpy"):  # lists, scalars, NumPy: one rule
+    """Convert ``obj`` to the backend, checking its dtype kind (and uint64 range) on the way."""
+    source = _dispatch.array_backend(obj)
+    if source in (None, "numpy"):  # lists, scalars, NumPy: one rule
         obj = to_numpy(obj, be.NAME)
         _validate.check_kind(obj, name, _validate.numpy_kind(obj.dtype))
+        _validate.check_int64_range(obj, name)
+    elif source == "cupy":
+        _validate.check_int64_range(obj, name)
     arr = be.asarray(obj)
     _validate.check_kind(arr, name, be.kind(arr))
     return arr
-
-
-def _choose(be: Any, x: Any, k: Any) -> str:
-    return _methods.choose(be.costs(), tuple(x.shape), tuple(k.shape), x.dtype.itemsize,
-                           be.kind(x) == "i")
-
-
-def _fft_if_finite(be: Any, x: Any, k: Any) -> Any:
-    """The FFT, unless a value is non-finite (then direct, so NaN/Inf stay local)."""
-    finite = be.all_finite(x, k)
-    if finite is None:  # values unknown (a JAX tracer, a lazy Dask array): decide at run time
-        return be.guarded_fft(x, k)
-    return be.corr2d_valid(x, k, "fft" if finite else "direct")
-
-
-def valid_auto(be: Any, x: Any, k: Any) -> Any:
-    """Valid correlation of prepared arrays by the cheaper method; finite input only for FFT."""
-    if _choose(be, x, k) == "fft":
-        return _fft_if_finite(be, x, k)
-    return be.corr2d_valid(x, k, "direct")

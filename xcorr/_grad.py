@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ._api import valid_auto
+from ._auto import valid_auto
 from ._dispatch import array_backend
 
 

@@ -35,7 +35,11 @@ _kinds: dict[Any, str] = {}
 
 
 def numpy_kind(dtype: Any) -> str:
-    """Kind letter of a NumPy-style dtype; bfloat16 & co. (ml_dtypes, kind 'V') count as float."""
+    """Kind letter of a NumPy-style dtype; bfloat16 & co. (ml_dtypes, kind 'V') count as float.
+
+    Unsigned integers report "i": every integer is computed in int64 (see
+    ``check_int64_range`` for the one unsigned type that does not fit).
+    """
     try:
         return _kinds[dtype]
     except (KeyError, TypeError):
@@ -56,6 +60,17 @@ def numpy_result_dtype(x_dtype: Any, k_dtype: Any) -> Any:
     if numpy_kind(x_dtype) == "i" and numpy_kind(k_dtype) == "i":
         return np.dtype(np.int64)
     return np.result_type(x_dtype, k_dtype)
+
+
+def check_int64_range(arr: Any, name: str) -> None:
+    """uint64 values above 2**63 - 1 would wrap in the int64 accumulator: refuse them.
+
+    ``arr`` is an eager NumPy or CuPy array (one reduction, read back only for uint64).
+    """
+    if str(arr.dtype) == "uint64" and arr.size and int(arr.max()) > 2**63 - 1:
+        raise OverflowError(f"{name} holds uint64 values above 2**63 - 1, which the exact int64 "
+                            "result cannot represent; cast to float64 (rounds above 2**53) or "
+                            "shift the data into the int64 range")
 
 
 def check_kind(arr: Any, name: str, kind: str) -> None:

@@ -31,7 +31,7 @@ import dask
 import dask.array as da
 
 from .. import _dispatch, _grad
-from .._api import valid_auto, warn_fft_nonfinite
+from .._auto import valid_auto, warn_fft_nonfinite
 from .._interop import to_numpy
 from .._methods import Cost
 from .._validate import numpy_kind, numpy_result_dtype

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._api import valid_auto
+from .._auto import valid_auto
 from .._fft import fft_valid
 from .._interop import to_numpy
 from .._methods import Cost

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import _api
+from .. import _auto
 from .._dispatch import array_backend
 from .._fft import fft_valid
 from .._interop import to_numpy
@@ -136,7 +136,7 @@ def sse_value_and_grad(x: torch.Tensor, y: torch.Tensor, k: torch.Tensor, b: Any
     k = k.detach().requires_grad_()
     params = [k]
     with torch.enable_grad():
-        pred = _api.valid_auto(sys.modules[__name__], x.detach(), k)
+        pred = _auto.valid_auto(sys.modules[__name__], x.detach(), k)
         if b is not None:
             b = torch.as_tensor(b, dtype=pred.dtype, device=pred.device).detach()
             params.append(b.requires_grad_())
