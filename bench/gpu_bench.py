@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(f"{header}\n\n{table}\n")
-        records = [dict(zip(("n", "k", "impl", "median_ms", "error"), r)) for r in rows]
+        keys = ("n", "k", "impl", "median_ms", "error")
+        records = [dict(zip(keys, r, strict=True)) for r in rows]
         args.out.with_suffix(".json").write_text(json.dumps(
             {"frameworks": status, "rows": records}, indent=1))
         print(f"wrote {args.out}")

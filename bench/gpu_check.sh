@@ -22,7 +22,7 @@ table="bench/results/gpu_bench_${stamp}.md"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
 {
-    echo "== xcorr GPU check, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "== xcorr GPU check, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit ${XCORR_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')}"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
         || echo "nvidia-smi not found: is this a GPU machine?"
 

@@ -48,7 +48,7 @@ def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
     ------
     ValueError
         Bad shapes, empty inputs, a kernel larger than ``x`` in valid mode, unknown
-        ``mode``/``method``/``backend``.
+        ``mode``/``method``/``backend``; ``method="fft"`` or ``"native"`` on integers.
     TypeError
         Strings, ``None``, object/bool/complex data, arrays of two frameworks, or a device
         array that would have to be copied to the host.
@@ -74,10 +74,12 @@ def corr2d(x: Any, k: Any, *, mode: str = "valid", method: str = "auto",
     pad = _validate.pads(mode, *k.shape)
     if pad is not None:
         x = be.pad(x, pad)
+    if method in ("fft", "native") and be.kind(x) == "i":
+        # FFTs round; the frameworks' conv primitives accumulate integers in floating point
+        # (cupyx) or not at all on a GPU (cuDNN, which both torch and XLA use there).
+        raise ValueError(f"method={method!r} cannot give exact integer results; use "
+                         "method='direct' or 'auto', or cast the inputs to float")
     if method == "fft":
-        if be.kind(x) == "i":
-            raise ValueError("method='fft' cannot give exact integer results; use "
-                             "method='direct' or 'auto', or cast the inputs to float")
         if be.all_finite(x, k) is False:
             warn_fft_nonfinite(stacklevel=3)
     elif method == "auto":

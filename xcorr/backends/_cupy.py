@@ -41,14 +41,15 @@ else:
 NAME = "cupy"
 METHODS = ("direct", "fft", "native")
 
-# Cost-model constants (ns).  NOT fitted: no GPU was available when this was written.  They
-# are estimates from an H100's peak figures (about 5e12 taps/s for the direct kernel, 3 TB/s
-# of memory bandwidth, cuFFT at ~0.0025 ns per N·log2 N and ~50 µs of per-call overhead for
-# three transforms), putting the 1024² crossover near k ≈ 21.  bench/gpu_check.sh prints
-# measured timings to refit them.
+# Cost-model constants (ns), float32 fitted on an H100 (bench/results/gpu_bench_*.md, 1024²
+# and 4096² × k 3/11/31): direct 0.26 ps per tap (4096² k31: 4.2 ms) plus 9 ps per output
+# (k3: 0.19 ms); fft about 0.45 ms per call whatever the size (three cuFFT plans, the
+# finiteness check's sync) plus 1.3 ps per N·log2 N.  So 1024² k31 goes direct (0.32 ms
+# against 0.51) and 4096² k31 FFT (1.0 ms against 4.2).  float64: twice the float32 figures
+# (not measured; Hopper's float64 rate and bytes per element are both half/double).
 COSTS = {
-    4: Cost(tap=0.0002, out=0.003, point=0.0025, fixed=50_000.0),
-    8: Cost(tap=0.0004, out=0.006, point=0.005, fixed=50_000.0),
+    4: Cost(tap=0.00026, out=0.009, point=0.0013, fixed=450_000.0),
+    8: Cost(tap=0.00052, out=0.018, point=0.0026, fixed=450_000.0),
 }
 
 _THREADS = 256
@@ -248,10 +249,6 @@ def _fft(x: Any, k: Any) -> Any:
 
 
 def _native(x: Any, k: Any) -> Any:
-    if kind(x) == "i":
-        raise ValueError("method='native' (cupyx.scipy.signal.correlate2d) accumulates "
-                         "integers in floating point; use method='direct' or 'auto' for exact "
-                         "integer results")
     import cupyx.scipy.signal  # an explicit submodule import is required (cupy #8336)
 
     *lead, h, w = x.shape

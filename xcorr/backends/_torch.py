@@ -38,6 +38,8 @@ COSTS = {
 }
 COSTS[2] = COSTS[4]
 
+# torch.compiler.is_compiling is public from torch 2.3.
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
@@ -173,7 +175,9 @@ def _tap_dots(x: torch.Tensor, g: torch.Tensor, kh: int, kw: int) -> torch.Tenso
     """``dk[a, c] = sum(x[..., a:a+Ho, c:c+Wo] * g)``: the adjoint of ``_shift_add`` in ``k``."""
     ho, wo = g.shape[-2:]
     views = [x[..., a:a + ho, c:c + wo] for a in range(kh) for c in range(kw)]
-    if torch.is_grad_enabled():  # double backward: plain differentiable ops
+    if torch.is_grad_enabled() or _compiling():
+        # Double backward needs differentiable ops, and torch.compile must not trace the
+        # mutations below (torch 2.11 compiled them into a zero gradient).
         return torch.stack([(v * g).sum() for v in views]).reshape(kh, kw)
     dk = torch.empty(kh * kw, dtype=g.dtype, device=g.device)
     tmp = torch.empty_like(g)  # one buffer reused by every tap
