@@ -97,15 +97,18 @@ def _cases(fw: dict[str, Any], x: np.ndarray, k: np.ndarray) -> list[tuple[str, 
         cases.append(("cupyx.scipy.signal.correlate2d",
                       lambda: cupyx.scipy.signal.correlate2d(xc, kc, mode="valid"), cp_sync))
     if isinstance(fw.get("torch"), tuple):
-        torch, dev = fw["torch"]
+        torch, tdev = fw["torch"]
         import torch.nn.functional as F
 
-        xt = torch.from_numpy(x).to(dev)
-        kt = torch.from_numpy(k).to(dev)
+        xt = torch.from_numpy(x).to(tdev)
+        kt = torch.from_numpy(k).to(tdev)
         x4, k4 = xt[None, None], kt[None, None]
+        # Its own name: a closure reads the variable at call time, and the JAX section below
+        # rebinds ``dev`` (the first GPU run timed F.conv2d unsynchronised because of that).
+        on_cuda = tdev == "cuda"
 
         def t_sync(_out: Any) -> None:
-            if dev == "cuda":
+            if on_cuda:
                 torch.cuda.synchronize()
 
         def conv(tf32: bool) -> Any:

@@ -164,10 +164,18 @@ def _shift_add(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     kh, kw = k.shape
     ho, wo = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
     out = x[..., :ho, :wo] * k[0, 0]
+    # Under torch.compile the out-of-place form costs nothing (Inductor fuses it), and it must
+    # be used: torch 2.11 routes the gradient of an autograd.Function whose output was
+    # mutated in place to the wrong input (pytorch/pytorch#180642; seen here as wrong dk).
+    inplace = not _compiling()
     for a in range(kh):
         for c in range(kw):
-            if a or c:
+            if not (a or c):
+                continue
+            if inplace:
                 out.addcmul_(x[..., a:a + ho, c:c + wo], k[a, c])
+            else:
+                out = torch.addcmul(out, x[..., a:a + ho, c:c + wo], k[a, c])
     return out
 
 
@@ -176,8 +184,8 @@ def _tap_dots(x: torch.Tensor, g: torch.Tensor, kh: int, kw: int) -> torch.Tenso
     ho, wo = g.shape[-2:]
     views = [x[..., a:a + ho, c:c + wo] for a in range(kh) for c in range(kw)]
     if torch.is_grad_enabled() or _compiling():
-        # Double backward needs differentiable ops, and torch.compile must not trace the
-        # mutations below (torch 2.11 compiled them into a zero gradient).
+        # Double backward needs differentiable ops; torch.compile fuses these and is spared
+        # tracing the in-place writes below.
         return torch.stack([(v * g).sum() for v in views]).reshape(kh, kw)
     dk = torch.empty(kh * kw, dtype=g.dtype, device=g.device)
     tmp = torch.empty_like(g)  # one buffer reused by every tap
