@@ -30,6 +30,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # share the GPU
 import numpy as np  # noqa: E402
 
 import xcorr  # noqa: E402
+from xcorr._interop import host_copy  # noqa: E402
 
 
 def _frameworks(dry_run: bool) -> dict[str, Any]:
@@ -152,14 +153,6 @@ def _cases(fw: dict[str, Any], x: np.ndarray, k: np.ndarray) -> list[tuple[str, 
     return cases
 
 
-def _to_host(a: Any) -> np.ndarray:
-    if hasattr(a, "detach"):
-        return a.detach().cpu().numpy()
-    if type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
@@ -202,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 try:
                     ms, out = _median_ms(fn, sync, args.repeat, per_case)
-                    err = float(np.abs(_to_host(out).astype(np.float64) - ref).max()) / scale
+                    err = float(np.abs(host_copy(out).astype(np.float64) - ref).max()) / scale
                     rows.append((n, kk, label, f"{ms:.3f}", f"{err:.1e}"))
                 except Exception as exc:  # report and go on: one failure must not hide the rest
                     rows.append((n, kk, label, "error", f"{type(exc).__name__}: {exc}"[:80]))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
-import numpy as np
 import pytest
 
 import xcorr
 from xcorr._dispatch import BackendUnavailableError, load
+from xcorr._interop import host_copy
 
 try:  # the property suite's profiles (registered in xcorr.testing when it exists)
     from hypothesis import settings
@@ -39,15 +38,4 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def to_np(a: Any) -> np.ndarray:
-    """Explicit conversion of any backend's result to NumPy, for comparisons in tests."""
-    if hasattr(a, "compute") and not isinstance(a, np.ndarray):  # dask
-        a = a.compute()
-    if hasattr(a, "detach"):  # torch
-        a = a.detach().cpu()
-        if a.dtype.is_floating_point and a.element_size() < 4:
-            a = a.float()
-        return a.numpy()
-    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
+to_np = host_copy  # explicit conversion of any backend's result, for comparisons in tests

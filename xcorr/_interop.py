@@ -1,4 +1,9 @@
-"""Host conversion shared by the CPU backends: any host array -> NumPy, never a device copy."""
+"""Host conversion, both ways it is allowed.
+
+``to_numpy`` is the implicit one the CPU backends use (a host array -> NumPy, never a device
+copy); ``host_copy`` is the explicit one for code that asked for host values (tests, the CLI's
+printing, the benchmarks' checks).
+"""
 
 from __future__ import annotations
 
@@ -48,3 +53,23 @@ def to_numpy(obj: Any, target: str) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise TypeError(f"cannot convert {type(obj).__name__} to an array for {where} ({exc}); "
                         "pass a rectangular nested list or an array of numbers") from exc
+
+
+def host_copy(a: Any) -> np.ndarray:
+    """Explicitly copy any backend's array to a NumPy array on the host.
+
+    Dask arrays are computed, torch tensors detached (``bfloat16``/``float16`` widened to
+    float32, which is exact), CuPy arrays copied from the device; JAX arrays go through
+    ``numpy.asarray``.
+    """
+    kind = array_backend(a)
+    if kind == "dask":
+        a = a.compute()
+    elif kind == "torch":
+        a = a.detach().cpu()
+        if a.dtype.is_floating_point and a.element_size() < 4:
+            a = a.float()
+        return a.numpy()
+    elif kind == "cupy":
+        return a.get()
+    return np.asarray(a)

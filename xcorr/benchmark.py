@@ -54,6 +54,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import BACKENDS, BackendUnavailableError, __version__, _dispatch, _methods, corr2d
+from ._interop import host_copy
 from .reference import corr2d as seed_loop
 
 SIZES = (256, 1024, 4096)
@@ -132,17 +133,6 @@ class Options:
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def to_host(a: Any) -> np.ndarray:
-    """A NumPy copy of any backend's array (explicit device -> host copy; Dask computes)."""
-    if type(a).__module__.startswith("cupy"):
-        return a.get()
-    if hasattr(a, "detach"):  # torch
-        return a.detach().cpu().numpy()
-    if not isinstance(a, np.ndarray) and hasattr(a, "compute"):  # dask
-        a = a.compute()
-    return np.asarray(a)
 
 
 def _sync(name: str) -> Callable[[Any], Any]:
@@ -533,7 +523,7 @@ def measure(impl: Impl, cell: Cell, x: np.ndarray, k: np.ndarray, ref: np.ndarra
             t0 = time.perf_counter()
             out = fn()
             rec["first_call_s"] = time.perf_counter() - t0
-            ok, err, why = verify(to_host(out), ref, cell.dtype)
+            ok, err, why = verify(host_copy(out), ref, cell.dtype)
             rec.update(verified=ok, rel_err=err)
             if not ok:
                 rec.update(status="failed", reason=f"wrong result, not timed: {why}")
@@ -621,7 +611,7 @@ def run_dispatch(names: Sequence[str], opts: Options) -> list[dict[str, Any]]:
                 t0 = time.perf_counter()
                 got = fn()
                 first = time.perf_counter() - t0
-                ok, _, why = verify(to_host(got), ref, "float32")
+                ok, _, why = verify(host_copy(got), ref, "float32")
                 if not ok:
                     raise ValueError(f"{what}: wrong result: {why}")
                 rec[what] = time_call(fn, first, opts)
@@ -652,7 +642,7 @@ def run_training(names: Sequence[str], opts: Options) -> tuple[list[dict[str, An
 
     def once(name: str) -> np.ndarray:
         res = learn_kernel(x, y, (1, 2), backend=name, lr=3e-2, epochs=EPOCHS, seed=0)
-        return to_host(res.kernel)  # waits for the device
+        return host_copy(res.kernel)  # waits for the device
 
     out = []
     truth = None

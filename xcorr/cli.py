@@ -18,6 +18,7 @@ import numpy as np
 
 from . import BACKENDS, BackendUnavailableError, benchmark, corr2d
 from ._dispatch import load
+from ._interop import host_copy
 
 # -- the seed notebook ------------------------------------------------------------------------
 
@@ -45,18 +46,9 @@ def seed_examples(backend: str | None = None) -> list[tuple[str, Any]]:
     ]
 
 
-def _host(a: Any) -> np.ndarray:
-    """A NumPy copy of any backend's array, for printing (an explicit device -> host copy)."""
-    if type(a).__module__.startswith("cupy"):
-        return a.get()
-    if hasattr(a, "detach"):  # torch
-        a = a.detach().cpu()
-    return np.asarray(a)  # NumPy, JAX, Dask (computes)
-
-
 def _print_examples(backend: str | None, out: TextIO) -> None:
     for title, value in seed_examples(backend):
-        print(f"{title}:\n{_host(value)}\n", file=out)
+        print(f"{title}:\n{host_copy(value)}\n", file=out)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -85,7 +77,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
 
     result = learn_kernel(x, y, (1, 2), backend=args.backend, lr=lr, epochs=epochs,
                           callback=report)
-    print(f"learned kernel (the truth is [[1, -1]]):\n{_host(result.kernel)}", file=out)
+    print(f"learned kernel (the truth is [[1, -1]]):\n{host_copy(result.kernel)}", file=out)
     return 0
 
 
@@ -135,7 +127,7 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
         try:
             result = learn_kernel(x, y, (1, 2), backend=name, lr=args.lr, epochs=args.epochs,
                                   seed=args.seed, callback=step)
-            kernel = _host(result.kernel)  # waits for the result: part of the time
+            kernel = host_copy(result.kernel)  # waits for the result: part of the time
         finally:
             progress.close()
         epoch_times = np.diff(stamps)

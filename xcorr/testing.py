@@ -35,6 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ._api import corr2d
 from ._dispatch import available, load
+from ._interop import host_copy as as_numpy
 from ._methods import fft_len
 from ._validate import MODES, pads
 
@@ -64,26 +65,6 @@ _NORMWISE_METHODS = ("fft", "auto", "native")
 
 
 # -- conversion --------------------------------------------------------------------------------
-
-
-def as_numpy(a: Any) -> np.ndarray:
-    """Explicitly copy any backend's array to a NumPy array on the host.
-
-    Dask arrays are computed, torch tensors detached (``bfloat16``/``float16`` widened to
-    float32, which is exact), CuPy arrays copied from the device; JAX arrays go through
-    ``numpy.asarray``.
-    """
-    module = type(a).__module__.split(".")[0]
-    if module == "dask":
-        a = a.compute()
-    elif module == "torch":
-        a = a.detach().cpu()
-        if a.dtype.is_floating_point and a.element_size() < 4:
-            a = a.float()
-        return a.numpy()
-    elif module == "cupy":
-        return a.get()
-    return np.asarray(a)
 
 
 # -- the error bound ---------------------------------------------------------------------------
