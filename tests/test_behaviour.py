@@ -152,8 +152,8 @@ def test_unsupported_dtypes(backend, bad, match):
 
 @pytest.mark.parametrize("x, k, exc, match", [
     (np.ones(5), np.ones((1, 1)), ValueError, "at least 2 dimensions"),
-    (np.ones((4, 4)), np.ones(3), ValueError, "k must be 2-D"),
-    (np.ones((4, 4)), np.ones((1, 2, 2)), ValueError, "k must be 2-D"),
+    (np.ones((4, 4)), np.ones(3), ValueError, "k must have at least 2 dimensions"),
+    (np.ones((2, 4, 4)), np.ones((3, 2, 2)), ValueError, "do not broadcast"),
     (np.ones((0, 4)), np.ones((1, 1)), ValueError, "x is empty"),
     (np.ones((4, 4)), np.ones((0, 1)), ValueError, "k is empty"),
     (np.ones((3, 8)), np.ones((4, 1)), ValueError, "kernel height 4 exceeds image height 3"),

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import reference
-from ._api import corr2d
+from . import reference, vjp
+from ._corr import convolve2d, corr2d
 from ._dispatch import (
     BACKENDS,
     BackendUnavailableError,
@@ -25,12 +25,14 @@ __all__ = [
     "LearnResult",
     "available_backends",
     "backend_info",
+    "convolve2d",
     "corr2d",
     "get_backend",
     "learn_kernel",
     "reference",
     "set_backend",
     "use_backend",
+    "vjp",
 ]
 
 

@@ -13,24 +13,37 @@ from . import _methods
 
 
 def choose(be: Any, x: Any, k: Any) -> str:
-    """The cost model's method for prepared (promoted, padded) ``x`` and ``k``."""
-    return _methods.choose(be.costs(), tuple(x.shape), tuple(k.shape), x.dtype.itemsize,
-                           be.kind(x) == "i")
+    """The cost model's method for prepared (promoted, padded) ``x`` and ``k``.
+
+    ``k`` may carry leading dimensions that broadcast against ``x``'s: the model sees the
+    broadcast batch and one (kh, kw) kernel per image.
+    """
+    xs, ks = tuple(x.shape), tuple(k.shape)
+    shape = (*_broadcast_lead(xs[:-2], ks[:-2]), *xs[-2:])
+    return _methods.choose(be.costs(), shape, ks[-2:], x.dtype.itemsize, be.kind(x) == "i")
 
 
-def fft_if_finite(be: Any, x: Any, k: Any) -> Any:
-    """The FFT, unless a value is non-finite (then direct, so NaN/Inf stay local)."""
+def fft_if_finite(be: Any, x: Any, k: Any, method: str = "fft") -> Any:
+    """``method`` (an FFT method), unless a value is non-finite (then direct, so NaN/Inf
+    stay local)."""
     finite = be.all_finite(x, k)
     if finite is None:  # values unknown (a JAX tracer, a lazy Dask array): decide at run time
-        return be.guarded_fft(x, k)
-    return be.corr2d_valid(x, k, "fft" if finite else "direct")
+        return be.guarded_fft(x, k, method)
+    return be.corr2d_valid(x, k, method if finite else "direct")
 
 
 def valid_auto(be: Any, x: Any, k: Any) -> Any:
     """Valid correlation of prepared arrays by the cheaper method; finite input only for FFT."""
-    if choose(be, x, k) == "fft":
-        return fft_if_finite(be, x, k)
-    return be.corr2d_valid(x, k, "direct")
+    chosen = choose(be, x, k)
+    if chosen in ("fft", "overlap"):
+        return fft_if_finite(be, x, k, chosen)
+    return be.corr2d_valid(x, k, chosen)
+
+
+def _broadcast_lead(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    return tuple(max(p, q) for p, q in zip(a, b, strict=True))
 
 
 def warn_fft_nonfinite(stacklevel: int) -> None:

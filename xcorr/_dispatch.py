@@ -212,12 +212,27 @@ def use_backend(name: str) -> Iterator[str]:
 
 
 def resolve(x: Any, k: Any, backend: str | None) -> ModuleType:
-    """Pick the backend module: explicit flag, else the inputs' framework, else the setting."""
+    """Pick the backend module for ``x`` and ``k``; see :func:`resolve_all`."""
+    return resolve_all((x, k), backend)
+
+
+def resolve_all(objs: tuple[Any, ...], backend: str | None,
+                names: tuple[str, ...] = ("x", "k")) -> ModuleType:
+    """Pick the backend module: explicit flag, else the inputs' framework, else the setting.
+
+    ``objs`` are an operation's array arguments (None entries are skipped), ``names`` their
+    parameter names for the error message when two frameworks meet.
+    """
     if backend is not None:
         return load(backend)
-    found = {array_backend(x), array_backend(k)} - {None, "numpy"}
+    found: dict[str, str] = {}
+    for obj, name in zip(objs, names, strict=False):
+        fw = array_backend(obj) if obj is not None else None
+        if fw not in (None, "numpy"):
+            found.setdefault(fw, name)
     if len(found) > 1:
-        a, b = sorted(found)
-        raise TypeError(f"x and k belong to different frameworks ({a} and {b}); convert one of "
+        (a, na), (b, nb) = sorted(found.items())[:2]
+        both = " and ".join(n for n in names if n in (na, nb)) if len(found) == 2 else "inputs"
+        raise TypeError(f"{both} belong to different frameworks ({a} and {b}); convert one of "
                         f"them, or pass backend= to choose where the computation runs")
-    return load(found.pop() if found else get_backend())
+    return load(next(iter(found)) if found else get_backend())

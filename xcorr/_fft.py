@@ -17,7 +17,7 @@ def fft_valid(x: Any, k: Any, rfft2: Callable[[Any, tuple[int, int]], Any],
     cropped.  ``rfft2(a, s)``/``irfft2(a, s)`` act on the last two axes with shape ``s``.
     """
     h, w = x.shape[-2:]
-    kh, kw = k.shape
+    kh, kw = k.shape[-2:]
     s = (fft_len(h), fft_len(w))
     spectrum = rfft2(x, s) * rfft2(k, s).conj()
     return irfft2(spectrum, s)[..., : h - kh + 1, : w - kw + 1]

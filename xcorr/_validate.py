@@ -9,8 +9,13 @@ from every backend.
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 import sys
 from typing import Any
+
+from . import _boundary
 
 MODES = ("valid", "same", "full")
 METHODS = ("auto", "direct", "fft")
@@ -88,13 +93,13 @@ def check_kind(arr: Any, name: str, kind: str) -> None:
 
 
 def check_shapes(x: Any, k: Any, mode: str) -> None:
-    """Shape rules for ``x`` (..., H, W) and ``k`` (kh, kw)."""
+    """Shape rules for ``x`` (..., H, W) and ``k`` (..., kh, kw), image axes last."""
     if x.ndim < 2:
         raise ValueError(f"x must have at least 2 dimensions (..., H, W), got shape "
                          f"{tuple(x.shape)}; for a 1-D signal use x[None, :]")
-    if k.ndim != 2:
-        raise ValueError(f"k must be 2-D (kh, kw), got shape {tuple(k.shape)}; "
-                         "batch over x instead, or reshape the kernel")
+    if k.ndim < 2:
+        raise ValueError(f"k must have at least 2 dimensions (..., kh, kw), got shape "
+                         f"{tuple(k.shape)}; for a 1-D kernel use k[None, :]")
     if 0 in tuple(x.shape):
         raise ValueError(f"x is empty (shape {tuple(x.shape)}); every dimension must be >= 1")
     if 0 in tuple(k.shape):
@@ -107,14 +112,68 @@ def check_shapes(x: Any, k: Any, mode: str) -> None:
                     "mode='valid'; use a smaller kernel or mode='same'/'full'")
 
 
-def pads(mode: str, kh: int, kw: int) -> tuple[int, int, int, int] | None:
-    """Zero padding (top, bottom, left, right) that turns ``mode`` into a valid correlation.
+def check_axes(axes: Any, ndim: int) -> tuple[int, int]:
+    """The two image axes of an ``ndim``-dimensional ``x``, made non-negative."""
+    try:
+        a, b = (operator.index(v) for v in axes)
+    except (TypeError, ValueError):
+        raise ValueError(f"axes must be two integers (the image's height and width axes), got "
+                         f"{axes!r}; e.g. axes=(0, 1) for (H, W, C) images") from None
+    for v in (a, b):
+        if not -ndim <= v < ndim:
+            raise ValueError(f"axes {tuple(axes)} out of range for x with {ndim} dimensions; "
+                             f"use values in [{-ndim}, {ndim - 1}]")
+    a, b = a % ndim, b % ndim
+    if a == b:
+        raise ValueError(f"axes {tuple(axes)} name the same axis twice; give two distinct axes")
+    return a, b
 
-    'same' keeps the centre of 'full' starting at (kh // 2, kw // 2), which is where
-    ``scipy.signal.correlate2d(mode="same")`` puts it, even kernels included.
-    """
-    if mode == "valid":
-        return None
-    if mode == "full":
-        return kh - 1, kh - 1, kw - 1, kw - 1
-    return kh - 1 - kh // 2, kh // 2, kw - 1 - kw // 2, kw // 2
+
+def broadcast_batch(x_shape: tuple[int, ...], k_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Broadcast batch shape of ``x`` (..., H, W) and ``k`` (..., kh, kw), NumPy rules."""
+    xb, kb = tuple(x_shape[:-2]), tuple(k_shape[:-2])
+    n = max(len(xb), len(kb))
+    out = []
+    for a, b in zip((1,) * (n - len(xb)) + xb, (1,) * (n - len(kb)) + kb, strict=True):
+        if a != b and 1 not in (a, b):
+            raise ValueError(
+                f"the leading dimensions of k {tuple(k_shape)} do not broadcast against the "
+                f"batch dimensions of x {tuple(x_shape)} (image axes last); give k one kernel "
+                "per batch element, a shape that broadcasts (NumPy rules), or a single "
+                "(kh, kw) kernel")
+        out.append(max(a, b))
+    return tuple(out)
+
+
+def check_fillvalue(value: Any) -> float | int:
+    """``fillvalue`` must be a real scalar (NaN/Inf allowed)."""
+    if isinstance(value, (bool, numbers.Integral)):
+        return int(value)
+    if isinstance(value, complex) or (hasattr(value, "dtype") and
+                                       getattr(value.dtype, "kind", "") == "c"):
+        raise TypeError(f"fillvalue must be a real number, got complex {value!r}; xcorr "
+                        "correlates real data (xcorr.signal.correlate2d takes complex input)")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    try:
+        if getattr(value, "ndim", None) == 0 or getattr(value, "shape", None) == ():
+            return check_fillvalue(value.item())
+    except (AttributeError, TypeError, ValueError):
+        pass
+    raise TypeError(f"fillvalue must be a real scalar, got {type(value).__name__} {value!r}; "
+                    "e.g. fillvalue=0.0")
+
+
+def integral_fill(value: float | int, boundary: str, mode: str) -> int:
+    """The fill value for integer data: it must be integral (else the exact result is lost)."""
+    if isinstance(value, int):
+        return value
+    if not math.isfinite(value) or value != int(value):
+        raise ValueError(f"fillvalue={value!r} is not an integer, but the data are integers "
+                         f"and boundary={boundary!r} with mode={mode!r} pads with it; use an "
+                         "integral fillvalue or cast the data to float")
+    return int(value)
+
+
+# 'same' and 'full' padding lives with the boundary rules.
+pads = _boundary.pads

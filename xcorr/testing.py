@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._api import corr2d
+from ._corr import corr2d
 from ._dispatch import available, load
 from ._interop import host_copy as as_numpy
 from ._methods import fft_len

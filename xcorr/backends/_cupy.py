@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from .. import _grad
+from .._boundary import NUMPY_MODES
+from .._broadcast import batch_index
 from .._dispatch import array_backend
 from .._fft import fft_valid
 from .._interop import to_numpy
@@ -39,6 +41,7 @@ else:
     _IMPORT_ERROR = None
 
 NAME = "cupy"
+xp = cupy  # the array namespace the operations are written against (None without CuPy)
 METHODS = ("direct", "fft", "native")
 
 # Cost-model constants (ns), float32 fitted on an H100 (bench/results/gpu_bench_*.md, 1024²
@@ -61,18 +64,21 @@ _MANY_TAPS = 1024
 _SOURCE = r"""
 template <typename T>
 __global__ void xcorr_valid(const T* __restrict__ x, const T* __restrict__ k,
+                            const long long* __restrict__ xi, const long long* __restrict__ ki,
                             T* __restrict__ out, long long n, long long h, long long w,
                             int kh, int kw, long long ho, long long wo) {
-    // One thread per output, taps in row-major order (as the NumPy backend's loop).
+    // One thread per output, taps in row-major order (as the NumPy backend's loop).  Output
+    // batch b reads image xi[b] and kernel ki[b] (broadcast batches are index maps).
     const long long hw = ho * wo;
     for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < n;
          t += (long long)gridDim.x * blockDim.x) {
         const long long b = t / hw, r = t - b * hw, i = r / wo, j = r - i * wo;
-        const T* src = x + (b * h + i) * w + j;
+        const T* src = x + (xi[b] * h + i) * w + j;
+        const T* kb = k + ki[b] * kh * kw;
         T acc = 0;
         for (int a = 0; a < kh; ++a) {
             const T* row = src + a * w;
-            const T* krow = k + a * kw;
+            const T* krow = kb + a * kw;
             for (int c = 0; c < kw; ++c) acc += row[c] * krow[c];
         }
         out[t] = acc;
@@ -81,6 +87,8 @@ __global__ void xcorr_valid(const T* __restrict__ x, const T* __restrict__ k,
 
 template <typename T>
 __global__ void xcorr_valid_reduce(const T* __restrict__ x, const T* __restrict__ k,
+                                   const long long* __restrict__ xi,
+                                   const long long* __restrict__ ki,
                                    T* __restrict__ out, long long h, long long w,
                                    int kh, int kw, long long ho, long long wo) {
     // One block per output: threads stride over the taps, then a fixed-order tree sum
@@ -88,12 +96,13 @@ __global__ void xcorr_valid_reduce(const T* __restrict__ x, const T* __restrict_
     __shared__ T part[1024];
     const long long t = blockIdx.x, hw = ho * wo;
     const long long b = t / hw, r = t - b * hw, i = r / wo, j = r - i * wo;
-    const T* src = x + (b * h + i) * w + j;
+    const T* src = x + (xi[b] * h + i) * w + j;
+    const T* kb = k + ki[b] * kh * kw;
     const long long taps = (long long)kh * kw;
     T acc = 0;
     for (long long p = threadIdx.x; p < taps; p += blockDim.x) {
         const long long a = p / kw, c = p - a * kw;
-        acc += src[a * w + c] * k[p];
+        acc += src[a * w + c] * kb[p];
     }
     part[threadIdx.x] = acc;
     __syncthreads();
@@ -170,10 +179,25 @@ def promote(x: Any, k: Any) -> tuple[Any, Any]:
     return x.astype(dt, copy=False), k.astype(dt, copy=False)
 
 
-def pad(x: Any, widths: tuple[int, int, int, int]) -> Any:
+def pad(x: Any, widths: tuple[int, int, int, int], boundary: str = "fill",
+        value: Any = 0) -> Any:
+    """Pad the last two axes; ``cupy.pad`` is a port of ``numpy.pad`` (same modes, widths)."""
     top, bottom, left, right = widths
+    spec = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
     with x.device:
-        return cupy.pad(x, [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)])
+        if boundary == "fill":
+            return cupy.pad(x, spec, constant_values=value)
+        return cupy.pad(x, spec, mode=NUMPY_MODES[boundary])
+
+
+def astype(a: Any, dtype: Any) -> Any:
+    return a.astype(dtype, copy=False)
+
+
+def from_host(a: np.ndarray, like: Any) -> Any:
+    """Host data as an array like ``like`` (its dtype, on its device)."""
+    with like.device:
+        return cupy.asarray(a, dtype=like.dtype)
 
 
 def all_finite(x: Any, k: Any) -> bool:
@@ -218,23 +242,26 @@ def _module() -> Any:
 
 
 def _direct(x: Any, k: Any) -> Any:
-    *lead, h, w = x.shape
-    kh, kw = k.shape
+    h, w = x.shape[-2:]
+    kh, kw = k.shape[-2:]
     ho, wo = h - kh + 1, w - kw + 1
+    lead, xi, ki = batch_index(tuple(x.shape[:-2]), tuple(k.shape[:-2]))
     xb = cupy.ascontiguousarray(x.reshape(-1, h, w))  # also resolves negative strides
-    k = cupy.ascontiguousarray(k)
-    out = cupy.empty((xb.shape[0], ho, wo), dtype=x.dtype)
+    kb = cupy.ascontiguousarray(k.reshape(-1, kh, kw))
+    xi, ki = cupy.asarray(xi), cupy.asarray(ki)  # host -> device: the small index maps
+    out = cupy.empty((xi.size, ho, wo), dtype=x.dtype)
     n = out.size
     ctype = _CTYPES[np.dtype(x.dtype)]
     i64, i32 = np.int64, np.int32
     if n < _FEW_OUTPUTS and kh * kw >= _MANY_TAPS:
         fn = _module().get_function(f"xcorr_valid_reduce<{ctype}>")
-        fn((n,), (_THREADS,), (xb, k, out, i64(h), i64(w), i32(kh), i32(kw), i64(ho), i64(wo)))
+        fn((n,), (_THREADS,),
+           (xb, kb, xi, ki, out, i64(h), i64(w), i32(kh), i32(kw), i64(ho), i64(wo)))
     else:
         fn = _module().get_function(f"xcorr_valid<{ctype}>")
         blocks = min(-(-n // _THREADS), 1 << 30)  # grid-stride loop covers the rest
         fn((blocks,), (_THREADS,),
-           (xb, k, out, i64(n), i64(h), i64(w), i32(kh), i32(kw), i64(ho), i64(wo)))
+           (xb, kb, xi, ki, out, i64(n), i64(h), i64(w), i32(kh), i32(kw), i64(ho), i64(wo)))
     return out.reshape(*lead, ho, wo)
 
 
@@ -251,9 +278,11 @@ def _fft(x: Any, k: Any) -> Any:
 def _native(x: Any, k: Any) -> Any:
     import cupyx.scipy.signal  # an explicit submodule import is required (cupy #8336)
 
-    *lead, h, w = x.shape
-    xb = x.reshape(-1, h, w)
-    outs = [cupyx.scipy.signal.correlate2d(xb[i], k, mode="valid") for i in range(xb.shape[0])]
+    lead, xi, ki = batch_index(tuple(x.shape[:-2]), tuple(k.shape[:-2]))
+    xb = x.reshape(-1, *x.shape[-2:])
+    kb = k.reshape(-1, *k.shape[-2:])
+    outs = [cupyx.scipy.signal.correlate2d(xb[i], kb[j], mode="valid")
+            for i, j in zip(xi.tolist(), ki.tolist(), strict=True)]
     return cupy.stack(outs).reshape(*lead, *outs[0].shape)
 
 

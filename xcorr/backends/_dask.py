@@ -29,14 +29,17 @@ from typing import Any
 
 import dask
 import dask.array as da
+import numpy as np
 
 from .. import _dispatch, _grad
 from .._auto import valid_auto, warn_fft_nonfinite
+from .._boundary import index_map
 from .._interop import to_numpy
 from .._methods import Cost
-from .._validate import numpy_kind, numpy_result_dtype
+from .._validate import broadcast_batch, numpy_kind, numpy_result_dtype
 
 NAME = "dask"
+xp = da  # the array namespace the operations are written against
 METHODS = ("direct", "fft")
 
 
@@ -101,10 +104,38 @@ def promote(x: da.Array, k: da.Array) -> tuple[da.Array, da.Array]:
     return x.astype(dt), k.astype(dt)  # lazy; a no-op when the dtype is already right
 
 
-def pad(x: da.Array, widths: tuple[int, int, int, int]) -> da.Array:
+def pad(x: da.Array, widths: tuple[int, int, int, int], boundary: str = "fill",
+        value: Any = 0) -> da.Array:
+    """Pad the last two axes under ``boundary``, lazily.
+
+    ``da.pad`` fails for copying modes wider than the array, so those gather their border
+    rows/columns through ``xcorr._boundary.index_map`` (what ``numpy.pad`` does) and
+    concatenate them around ``x``: the interior keeps its chunks, so a border across a chunk
+    edge (``wrap`` reaches the far edge: dask-image#242) is read from wherever it lives.  The
+    thin blocks this adds are merged into their neighbours by ``corr2d_valid``.
+    """
     top, bottom, left, right = widths
-    # The thin zero blocks this adds are merged into their neighbours by corr2d_valid.
-    return da.pad(x, [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)], mode="constant")
+    if boundary == "fill":
+        spec = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
+        return da.pad(x, spec, mode="constant", constant_values=value)
+    for axis, before, after in ((x.ndim - 2, top, bottom), (x.ndim - 1, left, right)):
+        n = x.shape[axis]
+        idx = index_map(n, before, after, boundary)
+        parts = [da.take(x, idx[:before], axis=axis)] if before else []
+        parts.append(x)
+        if after:
+            parts.append(da.take(x, idx[before + n:], axis=axis))
+        x = da.concatenate(parts, axis=axis) if len(parts) > 1 else x
+    return x
+
+
+def astype(a: da.Array, dtype: Any) -> da.Array:
+    return a.astype(dtype)
+
+
+def from_host(a: Any, like: da.Array) -> Any:
+    """Host data for use beside ``like`` (a small NumPy array: Dask embeds it in the graph)."""
+    return np.asarray(a, dtype=like.dtype)
 
 
 def all_finite(x: da.Array, k: da.Array) -> None:
@@ -117,7 +148,7 @@ def corr2d_valid(x: da.Array, k: da.Array, method: str) -> da.Array:
     return _map_blocks(x, k, method)
 
 
-def guarded_fft(x: da.Array, k: da.Array) -> da.Array:
+def guarded_fft(x: da.Array, k: da.Array, method: str = "fft") -> da.Array:
     """``auto`` decided per block: FFT only where the block's cost model and values allow it."""
     return _map_blocks(x, k, "auto")
 
@@ -200,7 +231,10 @@ def _at_least(size: int, chunks: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _map_blocks(x: da.Array, k: da.Array, method: str) -> da.Array:
-    kh, kw = (int(n) for n in k.shape)
+    kh, kw = (int(n) for n in k.shape[-2:])
+    lead = broadcast_batch(tuple(x.shape), tuple(k.shape))
+    if tuple(x.shape[:-2]) != lead:  # a bank of kernels: the image repeats (lazily, no copy)
+        x = da.broadcast_to(x, (*lead, *x.shape[-2:]))
     chunk = _chunk_name(x)
     if chunk == "numpy" and _dispatch.array_backend(k._meta) == "cupy":
         raise TypeError("k has CuPy chunks but x has NumPy chunks; use the same chunk type "
@@ -215,14 +249,26 @@ def _map_blocks(x: da.Array, k: da.Array, method: str) -> da.Array:
                           k=k.rechunk(k.shape), method=method, chunk=chunk)
 
 
-def _block_valid(xb: Any, *, k: Any, method: str, chunk: str) -> Any:
+def _block_valid(xb: Any, *, k: Any, method: str, chunk: str,
+                 block_info: dict[Any, Any] | None = None) -> Any:
     be = _chunk_module(chunk)
+    if k.ndim > 2:  # per-image kernels: this block's slice of them
+        k = k[_kernel_slices(k.shape, block_info[0]["array-location"][:-2])]
     k = be.asarray(k)  # NumPy k with CuPy chunks: the small kernel goes to the block's GPU
     if method == "auto":  # this block's own cost model and finiteness check
         return valid_auto(be, xb, k)
     if method == "fft" and be.all_finite(xb, k) is False:  # seen only now, at compute time
         warn_fft_nonfinite(stacklevel=2)
     return be.corr2d_valid(xb, k, method)
+
+
+def _kernel_slices(kshape: tuple[int, ...], location: list[tuple[int, int]]
+                   ) -> tuple[slice, ...]:
+    """The part of ``k (..., kh, kw)`` that meets a block at ``location`` in x's batch axes."""
+    lead = kshape[:-2]
+    trailing = location[len(location) - len(lead):]  # k's batch axes align with x's last ones
+    return tuple(slice(None) if n == 1 else slice(a, b)
+                 for n, (a, b) in zip(lead, trailing, strict=True))
 
 
 def _block_grad_k(xb: Any, gb: Any, chunk: str) -> Any:

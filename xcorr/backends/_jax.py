@@ -19,12 +19,15 @@ import numpy as np
 from jax import lax
 
 from .._auto import valid_auto
+from .._boundary import NUMPY_MODES
+from .._broadcast import group_plan
 from .._fft import fft_valid
 from .._interop import to_numpy
 from .._methods import Cost
 from .._validate import numpy_kind
 
 NAME = "jax"
+xp = jnp  # the array namespace the operations are written against
 METHODS = ("direct", "fft", "native")
 
 # Cost-model constants (ns), fitted to bench/bench_jax.py on the project machine (2 AMD EPYC
@@ -84,9 +87,23 @@ def promote(x: Any, k: Any) -> tuple[Any, Any]:
     return x.astype(dt), k.astype(dt)
 
 
-def pad(x: Any, widths: tuple[int, int, int, int]) -> Any:
+def pad(x: Any, widths: tuple[int, int, int, int], boundary: str = "fill",
+        value: Any = 0) -> Any:
+    """Pad the last two axes; ``jnp.pad`` agrees with ``numpy.pad`` for every mode and width."""
     top, bottom, left, right = widths
-    return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)])
+    spec = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
+    if boundary == "fill":
+        return jnp.pad(x, spec, constant_values=jnp.asarray(value, dtype=x.dtype))
+    return jnp.pad(x, spec, mode=NUMPY_MODES[boundary])
+
+
+def astype(a: Any, dtype: Any) -> Any:
+    return a.astype(dtype)
+
+
+def from_host(a: np.ndarray, like: Any) -> Any:
+    """Host data as an array like ``like`` (its dtype)."""
+    return jnp.asarray(a, dtype=like.dtype)
 
 
 @jax.jit
@@ -120,14 +137,14 @@ def corr2d_valid(x: Any, k: Any, method: str) -> Any:
     return _valid(x, k, method=method)
 
 
-@jax.jit
-def guarded_fft(x: Any, k: Any) -> Any:
-    """FFT if every value is finite, else the direct method (a NaN must stay local).
+@partial(jax.jit, static_argnames="method")
+def guarded_fft(x: Any, k: Any, method: str = "fft") -> Any:
+    """``method`` (an FFT method) if every value is finite, else direct (a NaN stays local).
 
     Decided on the device by ``lax.cond``, so it works on traced values.  Under ``vmap`` the
     condition is batched and both branches run, the result still selected per example.
     """
-    return lax.cond(_finite(x, k), partial(_valid, method="fft"),
+    return lax.cond(_finite(x, k), partial(_valid, method=method),
                     partial(_valid, method="direct"), x, k)
 
 
@@ -155,31 +172,41 @@ def costs() -> dict[int, Cost]:
 
 def _direct(x: Any, k: Any) -> Any:
     """Shift-and-accumulate: ``sum_{a,b} x[..., a:a+Ho, b:b+Wo] * k[a, b]`` in row-major order."""
-    kh, kw = k.shape
+    kh, kw = k.shape[-2:]
     ho, wo = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
+    taps = k[..., None, None]  # (..., kh, kw, 1, 1): per-image kernels broadcast over x
 
     def row(rows: Any, kr: Any, acc: Any) -> Any:  # one kernel row: a single fused pass
         for b in range(kw):
-            term = rows[..., :ho, b:b + wo] * kr[b]
+            term = rows[..., :ho, b:b + wo] * kr[..., b, :, :]
             acc = term if acc is None else acc + term
         return acc
 
     if kh * kw <= _UNROLL_TAPS:
         acc = None
         for a in range(kh):
-            acc = row(x[..., a:, :], k[a], acc)
+            acc = row(x[..., a:, :], taps[..., a, :, :, :], acc)
         return acc
 
     def body(a: Any, acc: Any) -> Any:
         rows = lax.dynamic_slice_in_dim(x, a, ho, axis=x.ndim - 2)
-        return row(rows, k[a], acc)
+        kr = lax.dynamic_index_in_dim(taps, a, axis=taps.ndim - 4, keepdims=False)
+        return row(rows, kr, acc)
 
-    return lax.fori_loop(1, kh, body, row(x, k[0], None))
+    return lax.fori_loop(1, kh, body, row(x, taps[..., 0, :, :, :], None))
 
 
 def _native(x: Any, k: Any) -> Any:
-    """``lax.conv_general_dilated`` (a correlation: no flip) at full float32 precision."""
-    *lead, h, w = x.shape
-    out = lax.conv_general_dilated(x.reshape(-1, 1, h, w), k[None, None], (1, 1), "VALID",
-                                   precision=lax.Precision.HIGHEST)
-    return out.reshape(*lead, *out.shape[-2:])
+    """``lax.conv_general_dilated`` (a correlation: no flip) at full float32 precision;
+    per-image kernels as one grouped convolution."""
+    h, w = x.shape[-2:]
+    kh, kw = k.shape[-2:]
+    plan = group_plan(tuple(x.shape[:-2]), tuple(k.shape[:-2]))
+    if plan is None:  # a broadcast no grouped convolution covers: materialise it
+        lead = jnp.broadcast_shapes(x.shape[:-2], k.shape[:-2])
+        x, k = jnp.broadcast_to(x, (*lead, h, w)), jnp.broadcast_to(k, (*lead, kh, kw))
+        plan = group_plan(tuple(lead), tuple(lead))
+    out = lax.conv_general_dilated(x.reshape(plan.n, plan.g, h, w),
+                                   k.reshape(plan.g * plan.m, 1, kh, kw), (1, 1), "VALID",
+                                   feature_group_count=plan.g, precision=lax.Precision.HIGHEST)
+    return out.reshape(*plan.batch, *out.shape[-2:])

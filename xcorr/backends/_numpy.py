@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 
 from .. import _grad, _numba
+from .._boundary import NUMPY_MODES
 from .._fft import fft_valid
 from .._interop import to_numpy
 from .._methods import Cost
 from .._validate import numpy_kind, numpy_result_dtype
 
 NAME = "numpy"
+xp = np  # the array namespace the operations are written against
 METHODS = ("direct", "fft")
 
 # Cost-model constants (ns), read off bench/bench_numpy.py on the project machine (2 AMD EPYC
@@ -62,9 +64,23 @@ def promote(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(dt, copy=False), k.astype(dt, copy=False)
 
 
-def pad(x: np.ndarray, widths: tuple[int, int, int, int]) -> np.ndarray:
+def pad(x: np.ndarray, widths: tuple[int, int, int, int], boundary: str = "fill",
+        value: Any = 0) -> np.ndarray:
+    """Pad the last two axes by ``widths`` (top, bottom, left, right) under ``boundary``."""
     top, bottom, left, right = widths
-    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)])
+    spec = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
+    if boundary == "fill":
+        return np.pad(x, spec, constant_values=value)
+    return np.pad(x, spec, mode=NUMPY_MODES[boundary])
+
+
+def astype(a: np.ndarray, dtype: Any) -> np.ndarray:
+    return a.astype(dtype, copy=False)
+
+
+def from_host(a: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Host data as an array like ``like`` (its dtype; its device, for GPU backends)."""
+    return np.asarray(a, dtype=like.dtype)
 
 
 def all_finite(x: np.ndarray, k: np.ndarray) -> bool:
@@ -115,6 +131,12 @@ def _fft(x: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    if k.ndim > 2:  # TEMPORARY (replaced by the broadcasting compiled loop)
+        lead = np.broadcast_shapes(x.shape[:-2], k.shape[:-2])
+        xb = np.broadcast_to(x, lead + x.shape[-2:]).reshape(-1, *x.shape[-2:])
+        kb = np.broadcast_to(k, lead + k.shape[-2:]).reshape(-1, *k.shape[-2:])
+        outs = [_direct(xb[i], kb[i]) for i in range(len(xb))]
+        return np.stack(outs).reshape(*lead, *outs[0].shape)
     *lead, h, w = x.shape
     kh, kw = k.shape
     ho, wo = h - kh + 1, w - kw + 1

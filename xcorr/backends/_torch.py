@@ -19,10 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import _auto
+from .._boundary import index_map
+from .._broadcast import group_plan, unbroadcast
 from .._dispatch import array_backend
 from .._fft import fft_valid
 from .._interop import to_numpy
 from .._methods import Cost
+from . import _torch_xp as xp
 
 NAME = "torch"
 METHODS = ("direct", "fft", "native")
@@ -100,9 +103,32 @@ def promote(x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return x.to(dt), k.to(dt)
 
 
-def pad(x: torch.Tensor, widths: tuple[int, int, int, int]) -> torch.Tensor:
+def pad(x: torch.Tensor, widths: tuple[int, int, int, int], boundary: str = "fill",
+        value: Any = 0) -> torch.Tensor:
+    """Pad the last two axes by ``widths`` (top, bottom, left, right) under ``boundary``.
+
+    ``fill`` is ``F.pad``'s constant mode; the copying boundaries gather rows, then columns,
+    through ``xcorr._boundary.index_map`` (what ``numpy.pad`` does, whatever the width:
+    ``F.pad`` has no symmetric mode and limits its widths).  Both are differentiable.
+    """
     top, bottom, left, right = widths
-    return F.pad(x, (left, right, top, bottom))
+    if boundary == "fill":
+        return F.pad(x, (left, right, top, bottom), value=value)
+    h, w = x.shape[-2:]
+    if top or bottom:
+        x = xp.take(x, index_map(h, top, bottom, boundary), axis=-2)
+    if left or right:
+        x = xp.take(x, index_map(w, left, right, boundary), axis=-1)
+    return x
+
+
+def astype(a: torch.Tensor, dtype: Any) -> torch.Tensor:
+    return a.to(dtype)
+
+
+def from_host(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """Host data as a tensor like ``like`` (its dtype and device)."""
+    return torch.as_tensor(a, dtype=like.dtype, device=like.device)
 
 
 def all_finite(x: torch.Tensor, k: torch.Tensor) -> bool:
@@ -161,9 +187,12 @@ def _shift_add(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     ``addcmul_`` with the 0-d tap tensor fuses multiply and add (no per-tap temporary) and,
     unlike ``add_(alpha=k[a, c].item())``, never syncs a CUDA stream or breaks a compiled graph.
     """
-    kh, kw = k.shape
+    kh, kw = k.shape[-2:]
     ho, wo = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
-    out = x[..., :ho, :wo] * k[0, 0]
+    # k[..., a, c, None, None]: a 0-d tap for one kernel, a (..., 1, 1) column of taps that
+    # broadcasts against x's batch for per-image kernels.
+    taps = k[..., None, None]
+    out = x[..., :ho, :wo] * taps[..., 0, 0, :, :]
     # Under torch.compile the out-of-place form costs nothing (Inductor fuses it), and it must
     # be used: torch 2.11 routes the gradient of an autograd.Function whose output was
     # mutated in place to the wrong input (pytorch/pytorch#180642; seen here as wrong dk).
@@ -173,25 +202,29 @@ def _shift_add(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
             if not (a or c):
                 continue
             if inplace:
-                out.addcmul_(x[..., a:a + ho, c:c + wo], k[a, c])
+                out.addcmul_(x[..., a:a + ho, c:c + wo], taps[..., a, c, :, :])
             else:
-                out = torch.addcmul(out, x[..., a:a + ho, c:c + wo], k[a, c])
+                out = torch.addcmul(out, x[..., a:a + ho, c:c + wo], taps[..., a, c, :, :])
     return out
 
 
-def _tap_dots(x: torch.Tensor, g: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-    """``dk[a, c] = sum(x[..., a:a+Ho, c:c+Wo] * g)``: the adjoint of ``_shift_add`` in ``k``."""
+def _tap_dots(x: torch.Tensor, g: torch.Tensor, kshape: tuple[int, ...]) -> torch.Tensor:
+    """``dk[..., a, c] = sum(x[..., a:a+Ho, c:c+Wo] * g)`` summed to ``kshape``: the adjoint
+    of ``_shift_add`` in ``k``."""
+    kh, kw = kshape[-2:]
     ho, wo = g.shape[-2:]
+    lead = kshape[:-2]
     views = [x[..., a:a + ho, c:c + wo] for a in range(kh) for c in range(kw)]
-    if torch.is_grad_enabled() or _compiling():
-        # Double backward needs differentiable ops; torch.compile fuses these and is spared
-        # tracing the in-place writes below.
-        return torch.stack([(v * g).sum() for v in views]).reshape(kh, kw)
-    dk = torch.empty(kh * kw, dtype=g.dtype, device=g.device)
-    tmp = torch.empty_like(g)  # one buffer reused by every tap
-    for i, v in enumerate(views):
-        dk[i] = torch.mul(v, g, out=tmp).sum()
-    return dk.reshape(kh, kw)
+    if not lead and not (torch.is_grad_enabled() or _compiling()):
+        dk = torch.empty(kh * kw, dtype=g.dtype, device=g.device)
+        tmp = torch.empty_like(g)  # one buffer reused by every tap
+        for i, v in enumerate(views):
+            dk[i] = torch.mul(v, g, out=tmp).sum()
+        return dk.reshape(kh, kw)
+    # Differentiable ops (double backward; torch.compile fuses them and is spared tracing
+    # in-place writes), and per-image kernels: reduce the image axes, then the broadcast.
+    taps = [unbroadcast(xp, (v * g).sum(dim=(-2, -1)), lead) for v in views]
+    return torch.stack(taps, dim=-1).reshape(*lead, kh, kw)
 
 
 class _Direct(torch.autograd.Function):
@@ -215,20 +248,29 @@ class _Direct(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         x, k = ctx.saved_tensors
-        kh, kw = k.shape
+        kh, kw = k.shape[-2:]
         dx = dk = None
         if ctx.needs_input_grad[0]:
-            dx = _Direct.apply(F.pad(g, (kw - 1, kw - 1, kh - 1, kh - 1)), k.flip(0, 1))
+            dx = _Direct.apply(F.pad(g, (kw - 1, kw - 1, kh - 1, kh - 1)), k.flip(-2, -1))
+            dx = unbroadcast(xp, dx, tuple(x.shape))
         if ctx.needs_input_grad[1]:
-            dk = _tap_dots(x, g, kh, kw)
+            dk = _tap_dots(x, g, tuple(k.shape))
         return dx, dk
 
 
 def _native(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    *lead, h, w = x.shape
+    """``F.conv2d`` (a correlation: no flip); per-image kernels as one grouped convolution."""
+    h, w = x.shape[-2:]
+    kh, kw = k.shape[-2:]
+    plan = group_plan(tuple(x.shape[:-2]), tuple(k.shape[:-2]))
+    if plan is None:  # a broadcast no grouped convolution covers: materialise it
+        lead = torch.broadcast_shapes(x.shape[:-2], k.shape[:-2])
+        x, k = x.expand(*lead, h, w), k.expand(*lead, kh, kw)
+        plan = group_plan(tuple(lead), tuple(lead))
     with _ieee_fp32(x):
-        out = F.conv2d(x.reshape(-1, 1, h, w), k[None, None])  # conv2d correlates: no flip
-    return out.reshape(*lead, *out.shape[-2:])
+        out = F.conv2d(x.reshape(plan.n, plan.g, h, w),
+                       k.reshape(plan.g * plan.m, 1, kh, kw), groups=plan.g)
+    return out.reshape(*plan.batch, *out.shape[-2:])
 
 
 @contextlib.contextmanager

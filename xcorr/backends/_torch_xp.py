@@ -1,0 +1,93 @@
+"""The few NumPy-named array functions xcorr's operations use, for torch tensors.
+
+NumPy, CuPy, JAX (``jax.numpy``) and Dask already offer these names; torch spells some
+differently (``dim=``, ``movedim``, ``cat``).  Each function here is a thin rename, so
+autograd and ``torch.compile`` see plain torch operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+Tensor = torch.Tensor
+
+abs = torch.abs  # noqa: A001 - the NumPy name
+sqrt = torch.sqrt
+square = torch.square
+maximum = torch.maximum
+minimum = torch.minimum
+where = torch.where
+einsum = torch.einsum
+matmul = torch.matmul
+isfinite = torch.isfinite
+zeros_like = torch.zeros_like
+ones_like = torch.ones_like
+real = torch.real
+conj = torch.conj_physical
+trunc = torch.trunc
+zeros = torch.zeros
+imag = torch.imag
+
+
+def _dims(axis: int | Sequence[int] | None) -> Any:
+    return axis if axis is None or isinstance(axis, int) else tuple(axis)
+
+
+def sum(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False  # noqa: A001
+        ) -> Tensor:
+    if axis is None:
+        return torch.sum(a)
+    return torch.sum(a, dim=_dims(axis), keepdim=keepdims)
+
+
+def mean(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+    if axis is None:
+        return torch.mean(a)
+    return torch.mean(a, dim=_dims(axis), keepdim=keepdims)
+
+
+def max(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False  # noqa: A001
+        ) -> Tensor:
+    if axis is None:
+        return torch.amax(a)
+    return torch.amax(a, dim=_dims(axis), keepdim=keepdims)
+
+
+def cumsum(a: Tensor, axis: int) -> Tensor:
+    return torch.cumsum(a, dim=axis)
+
+
+def moveaxis(a: Tensor, source: Any, destination: Any) -> Tensor:
+    return torch.movedim(a, source, destination)
+
+
+def flip(a: Tensor, axis: int | Sequence[int]) -> Tensor:
+    return torch.flip(a, dims=(axis,) if isinstance(axis, int) else tuple(axis))
+
+
+def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
+    return torch.reshape(a, tuple(shape))
+
+
+def concatenate(arrays: Sequence[Tensor], axis: int = 0) -> Tensor:
+    return torch.cat(list(arrays), dim=axis)
+
+
+def stack(arrays: Sequence[Tensor], axis: int = 0) -> Tensor:
+    return torch.stack(list(arrays), dim=axis)
+
+
+def take(a: Tensor, indices: Any, axis: int) -> Tensor:
+    idx = torch.as_tensor(indices, device=a.device)
+    return torch.index_select(a, axis % a.ndim, idx)
+
+
+def broadcast_to(a: Tensor, shape: Sequence[int]) -> Tensor:
+    return a.expand(*shape)
+
+
+def tensordot(a: Tensor, b: Tensor, axes: int = 2) -> Tensor:
+    return torch.tensordot(a, b, dims=axes)

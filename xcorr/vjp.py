@@ -1,0 +1,84 @@
+"""Analytic vector-Jacobian products for backends without autodiff (NumPy, CuPy, Dask).
+
+``dx, dk = xcorr.vjp.corr2d(x, k, g, ...)`` is the gradient of ``sum(g * corr2d(x, k, ...))``
+with respect to ``x`` and ``k``, for every mode, boundary, axes and kernel broadcast that
+``corr2d`` accepts — what a framework's autodiff would give, for arrays of any backend.  JAX
+and PyTorch users can simply differentiate ``xcorr.corr2d`` itself; these functions give the
+same numbers there too (the test suite checks it), and central differences check them in
+float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _corr, _grad
+from ._api import prepare
+
+__all__ = ["convolve2d", "corr2d"]
+
+
+def corr2d(x: Any, k: Any, g: Any, *, mode: str = "valid", boundary: str = "fill",
+           fillvalue: Any = 0, axes: tuple[int, int] = (-2, -1),
+           backend: str | None = None) -> tuple[Any, Any]:
+    """Gradients ``(dL/dx, dL/dk)`` of ``L = sum(g * xcorr.corr2d(x, k, ...))``.
+
+    Parameters
+    ----------
+    x, k, mode, boundary, fillvalue, axes, backend
+        As for :func:`xcorr.corr2d`.
+    g : array_like
+        The upstream gradient ``dL/dout``, shaped like ``corr2d``'s output.
+
+    Returns
+    -------
+    (dx, dk) : arrays of the backend
+        Shaped like ``x`` and ``k``, in the promoted dtype.  ``fill`` cells come from
+        ``fillvalue``, not from ``x``: they add nothing to ``dx``; the copying boundaries add
+        each border cell's gradient to the pixel it copied.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As ``corr2d``; and a ``g`` whose shape is not the output's.
+
+    Examples
+    --------
+    >>> import numpy as np, xcorr
+    >>> x = np.arange(12.0).reshape(3, 4)
+    >>> dx, dk = xcorr.vjp.corr2d(x, [[1.0, -1.0]], np.ones((3, 3)))
+    >>> dk.tolist()
+    [[45.0, 54.0]]
+    >>> dx.tolist()[0]
+    [1.0, 0.0, 0.0, -1.0]
+    """
+    return _vjp(x, k, g, mode, boundary, fillvalue, axes, backend, False)
+
+
+def convolve2d(x: Any, k: Any, g: Any, *, mode: str = "valid", boundary: str = "fill",
+               fillvalue: Any = 0, axes: tuple[int, int] = (-2, -1),
+               backend: str | None = None) -> tuple[Any, Any]:
+    """Gradients ``(dL/dx, dL/dk)`` of ``L = sum(g * xcorr.convolve2d(x, k, ...))``.
+
+    Parameters and results as :func:`corr2d` (this module's).
+
+    Examples
+    --------
+    >>> import numpy as np, xcorr
+    >>> dx, dk = xcorr.vjp.convolve2d(np.arange(12.0).reshape(3, 4), [[1.0, -1.0]],
+    ...                               np.ones((3, 3)))
+    >>> dk.tolist()
+    [[54.0, 45.0]]
+    """
+    return _vjp(x, k, g, mode, boundary, fillvalue, axes, backend, True)
+
+
+def _vjp(x: Any, k: Any, g: Any, mode: str, boundary: str, fillvalue: Any, axes: Any,
+         backend: str | None, convolve: bool) -> tuple[Any, Any]:
+    p = _corr.setup(x, k, mode, boundary, fillvalue, axes, "auto", backend, convolve)
+    g = prepare(p.be, g, "g")
+    want = p.output_shape()
+    if tuple(g.shape) != want:
+        raise ValueError(f"g has shape {tuple(g.shape)}, but the output of this correlation "
+                         f"has shape {want}; pass the gradient of the loss w.r.t. that output")
+    return _grad.corr_vjp(p, g)
