@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import reference, vjp
+from ._conv import conv2d
 from ._corr import convolve2d, corr2d
 from ._dispatch import (
     BACKENDS,
@@ -16,6 +17,7 @@ from ._dispatch import (
     set_backend,
     use_backend,
 )
+from ._pool import pool2d
 from .train import LearnResult, learn_kernel
 
 __version__ = "0.1.0"
@@ -25,11 +27,13 @@ __all__ = [
     "LearnResult",
     "available_backends",
     "backend_info",
+    "conv2d",
     "convolve2d",
     "corr2d",
     "get_backend",
     "learn_kernel",
     "reference",
+    "pool2d",
     "set_backend",
     "use_backend",
     "vjp",

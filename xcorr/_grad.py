@@ -111,3 +111,108 @@ def sse_value_and_grad(be: Any, x: Any, y: Any, k: Any, b: Any | None
     r = pred - y
     g = 2 * r
     return (r * r).sum(), grad_k(be, x, g), (g.sum() if b is not None else None)
+
+
+# -- conv2d and pool2d -------------------------------------------------------------------------
+
+
+def conv_vjp(p: Any, g: Any) -> tuple[Any, Any, Any | None]:
+    """``(dL/dx, dL/dw, dL/dbias)`` of ``conv2d`` for the set-up problem ``p``
+    (an ``xcorr._conv.Problem``); ``g`` has the output's shape.
+
+    ``dx`` is the transposed convolution — ``g`` zero-stuffed by the stride, padded by the
+    window's span, convolved with the flipped weights whose in/out channels are swapped per
+    group — then the padding's adjoint; ``dw`` contracts ``g`` with the same windows of ``x``
+    the forward pass read (one GEMM over the im2col matrix, or for one input channel per
+    group a correlation of ``x`` with the stuffed ``g``); ``dbias`` sums ``g``.
+    """
+    from . import _conv
+
+    be, xp, geo = p.be, p.be.xp, p.geo
+    g = be.astype(g, p.x.dtype)
+    if p.unbatched:
+        g = xp.reshape(g, (1, *g.shape))
+    n, cin, hp, wp = p.xpad.shape
+    cout, cg, kh, kw = p.w.shape
+    groups = geo.groups
+    og = cout // groups
+    sh, sw = geo.stride
+    span = geo.span
+    gs = _conv.stuff(be, _conv.stuff(be, g, sh, -2), sw, -1)  # (N, C_out, (Ho-1)s+1, ...)
+    # dx: a stride-1 convolution of the stuffed, padded g with the adjoint weights.
+    wt = xp.reshape(xp.moveaxis(xp.reshape(p.w, (groups, og, cg, kh, kw)), 1, 2),
+                    (cin, og, kh, kw))
+    wt = xp.flip(wt, axis=(-2, -1))
+    full = be.pad(gs, (span[0] - 1, span[0] - 1, span[1] - 1, span[1] - 1), "fill", 0)
+    rows, cols = gs.shape[-2] + span[0] - 1, gs.shape[-1] + span[1] - 1
+    adj = _conv.Geometry((1, 1), geo.dilation, (0, 0, 0, 0), groups, "fill", (kh, kw),
+                         (rows, cols))
+    dxpad = _conv.forward(be, full, wt, adj, "auto", p.integer)
+    # rows/columns past the last window (when the stride skips them) get no gradient
+    dxpad = be.pad(dxpad, (0, hp - rows, 0, wp - cols), "fill", 0)
+    dx = unpad(be, dxpad, geo.pads if any(geo.pads) else None, geo.boundary)
+    dw = _conv_dw(be, p.xpad, gs, g, p.w, geo)
+    db = xp.sum(g, axis=(0, 2, 3)) if p.bias is not None else None
+    if p.unbatched:
+        dx = dx[0]
+    return dx, dw, db
+
+
+def _conv_dw(be: Any, xpad: Any, gs: Any, g: Any, w: Any, geo: Any) -> Any:
+    from . import _conv
+
+    xp = be.xp
+    n, cin = xpad.shape[:2]
+    cout, cg, kh, kw = w.shape
+    groups = geo.groups
+    og = cout // groups
+    ho, wo = geo.out
+    if cg == 1:  # per-image correlations of x with the stuffed g, as corr2d's grad_k
+        xs = xp.reshape(xpad, (n, groups, 1, *xpad.shape[-2:]))
+        gg = xp.reshape(gs, (n, groups, og, *gs.shape[-2:]))
+        span = geo.span
+        xs = xs[..., :gs.shape[-2] + span[0] - 1, :gs.shape[-1] + span[1] - 1]
+        dk = grad_k(be, xs, gg, (groups, og, *span))
+        dk = dk[..., ::geo.dilation[0], ::geo.dilation[1]]
+        return xp.reshape(dk, (cout, 1, kh, kw))
+    xg = xp.moveaxis(xp.reshape(xpad, (n, groups, cg, *xpad.shape[-2:])), 0, 2)
+    taps = _conv._taps(xg, geo)
+    q = n * ho * wo
+    gq = xp.reshape(xp.moveaxis(xp.reshape(g, (n, groups, og, ho * wo)), 0, 2),
+                    (groups, og, q))
+    cols = xp.reshape(xp.stack(taps, axis=2), (groups, cg * kh * kw, q))
+    dw = xp.matmul(gq, xp.moveaxis(cols, -1, -2))  # (G, Og, Cg·T)
+    return xp.reshape(dw, (cout, cg, kh, kw))
+
+
+def pool_vjp(p: Any, g: Any, mode: str) -> Any:
+    """``dL/dx`` of ``pool2d``: each window's gradient goes to its first maximum in row-major
+    order (NaN counting as the maximum, as ``F.max_pool2d``), or spread evenly over the
+    window for averages (padding cells take their share and drop it)."""
+    from . import _pool
+    from ._conv import stuff
+
+    be, xp, win = p.be, p.be.xp, p.win
+    g = be.astype(g, p.x.dtype)
+    h, w = p.x.shape[-2:]
+    hp, wp = h + 2 * win.padding[0], w + 2 * win.padding[1]
+    if mode == "avg":
+        parts = [g / (win.kernel[0] * win.kernel[1])] * len(win.taps)
+    else:
+        views = _pool.taps(be, p.x, win, mode)
+        best, idx = views[0], be.astype(xp.zeros_like(g), "int32")
+        for t, v in enumerate(views[1:], start=1):
+            better = (v > best) | (xp.isnan(v) & ~xp.isnan(best))
+            best = xp.where(better, v, best)
+            idx = xp.where(better, t, idx)
+        zero = xp.zeros_like(g)
+        parts = [xp.where(idx == t, g, zero) for t in range(len(win.taps))]
+    sh, sw = win.stride
+    dxpad = None
+    for (a, b), part in zip(win.taps, parts, strict=True):
+        placed = stuff(be, stuff(be, part, sh, -2), sw, -1)
+        placed = be.pad(placed, (a, hp - a - placed.shape[-2], b, wp - b - placed.shape[-1]),
+                        "fill", 0)
+        dxpad = placed if dxpad is None else dxpad + placed
+    ph, pw = win.padding
+    return dxpad[..., ph:ph + h, pw:pw + w]

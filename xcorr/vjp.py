@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _corr, _grad
+from . import _conv, _corr, _grad, _pool
 from ._api import prepare
 
-__all__ = ["convolve2d", "corr2d"]
+__all__ = ["conv2d", "convolve2d", "corr2d", "pool2d"]
 
 
 def corr2d(x: Any, k: Any, g: Any, *, mode: str = "valid", boundary: str = "fill",
@@ -82,3 +82,62 @@ def _vjp(x: Any, k: Any, g: Any, mode: str, boundary: str, fillvalue: Any, axes:
         raise ValueError(f"g has shape {tuple(g.shape)}, but the output of this correlation "
                          f"has shape {want}; pass the gradient of the loss w.r.t. that output")
     return _grad.corr_vjp(p, g)
+
+
+def conv2d(x: Any, w: Any, g: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1, padding_mode: str = "zeros",
+           backend: str | None = None) -> tuple[Any, Any, Any | None]:
+    """Gradients ``(dL/dx, dL/dw, dL/dbias)`` of ``L = sum(g * xcorr.conv2d(x, w, bias, ...))``.
+
+    Parameters
+    ----------
+    x, w, bias, stride, padding, dilation, groups, padding_mode, backend
+        As for :func:`xcorr.conv2d`.
+    g : array_like
+        The upstream gradient, shaped like ``conv2d``'s output.
+
+    Returns
+    -------
+    (dx, dw, dbias) : arrays of the backend
+        ``dbias`` is None when ``bias`` is None.
+
+    Examples
+    --------
+    >>> import numpy as np, xcorr
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> dx, dw, db = xcorr.vjp.conv2d(x, np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)),
+    ...                               bias=np.zeros(1))
+    >>> dw.tolist(), db.tolist()
+    ([[[[45.0, 54.0], [81.0, 90.0]]]], [9.0])
+    """
+    p = _conv.setup(x, w, bias, stride, padding, dilation, groups, padding_mode, "direct",
+                    backend)
+    g = prepare(p.be, g, "g")
+    want = (*((p.x.shape[0],) if not p.unbatched else ()), p.w.shape[0], *p.geo.out)
+    if tuple(g.shape) != want:
+        raise ValueError(f"g has shape {tuple(g.shape)}, but conv2d's output has shape "
+                         f"{want}; pass the gradient of the loss w.r.t. that output")
+    return _grad.conv_vjp(p, g)
+
+
+def pool2d(x: Any, g: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0,
+           mode: str = "max", backend: str | None = None) -> Any:
+    """Gradient ``dL/dx`` of ``L = sum(g * xcorr.pool2d(x, kernel_size, ...))``.
+
+    Max pooling routes each window's gradient to one maximum (the first in row-major order,
+    as ``F.max_pool2d`` on tie-free input); average pooling spreads it over the window.
+
+    Examples
+    --------
+    >>> import numpy as np, xcorr
+    >>> x = np.array([[1.0, 3.0], [2.0, 0.0]])
+    >>> xcorr.vjp.pool2d(x, np.ones((1, 1)), 2).tolist()
+    [[0.0, 1.0], [0.0, 0.0]]
+    """
+    p = _pool.setup(x, kernel_size, stride, padding, mode, backend)
+    g = prepare(p.be, g, "g")
+    want = (*p.x.shape[:-2], *p.win.out)
+    if tuple(g.shape) != want:
+        raise ValueError(f"g has shape {tuple(g.shape)}, but pool2d's output has shape "
+                         f"{want}; pass the gradient of the loss w.r.t. that output")
+    return _grad.pool_vjp(p, g, mode)

@@ -55,6 +55,9 @@ COSTS = {
     8: Cost(tap=0.00052, out=0.018, point=0.0026, fixed=450_000.0),
 }
 
+# conv2d's GEMMs run in column panels of this width (reproducible bits: see _conv._gemm).
+GEMM_PANEL = 4096
+
 _THREADS = 256
 # Below this many outputs (about a tenth of the threads an H100 keeps in flight) and above
 # this many taps, one thread per output would leave the GPU idle: reduce per block instead.
@@ -222,6 +225,14 @@ def corr2d_valid(x: Any, k: Any, method: str) -> Any:
         else:
             out = _direct(x, k)
         return out.astype(out_dtype, copy=False)
+
+
+def rfft2(a: Any, s: tuple[int, int]) -> Any:
+    return cupy.fft.rfft2(a, s=s, axes=(-2, -1))
+
+
+def irfft2(a: Any, s: tuple[int, int]) -> Any:
+    return cupy.fft.irfft2(a, s=s, axes=(-2, -1))
 
 
 def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None) -> tuple[Any, Any, Any | None]:

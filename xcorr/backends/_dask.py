@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import replace
 from typing import Any
 
 import dask
@@ -143,6 +144,17 @@ def all_finite(x: da.Array, k: da.Array) -> None:
     return None
 
 
+def rfft2(a: da.Array, s: tuple[int, int]) -> da.Array:
+    """``da.fft.rfft2`` needs the transformed axes in one chunk each: merge them first."""
+    a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
+    return da.fft.rfft2(a, s=s, axes=(-2, -1))
+
+
+def irfft2(a: da.Array, s: tuple[int, int]) -> da.Array:
+    a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
+    return da.fft.irfft2(a, s=s, axes=(-2, -1))
+
+
 def corr2d_valid(x: da.Array, k: da.Array, method: str) -> da.Array:
     """Lazy valid correlation of promoted ``x`` (..., H, W) with ``k`` (kh, kw), block by block."""
     return _map_blocks(x, k, method)
@@ -200,33 +212,44 @@ def _depth(ndim: int, kh: int, kw: int) -> dict[int, Any]:
     return {ndim - 2: (0, kh - 1), ndim - 1: (0, kw - 1)}
 
 
-def _rechunk_for(x: da.Array, kh: int, kw: int) -> da.Array:
+def _rechunk_for(x: da.Array, kh: int, kw: int, stride: tuple[int, int] = (1, 1)
+                 ) -> da.Array:
     """Blocks at least (kh, kw) in the image axes, so every halo comes from one neighbour.
 
     A block of ``c >= kh`` rows supplies the whole ``kh - 1``-row halo of the block above it,
-    and the last block, padded by nothing, still yields ``c - kh + 1 >= 1`` output rows.
+    and the last block, padded by nothing, still yields ``c - kh + 1 >= 1`` output rows.  With
+    a stride every block but the last starts on a multiple of it, so each block's outputs are
+    those of the whole array.
     """
     *lead, rows, cols = x.chunks
-    want = (*lead, _at_least(kh, rows), _at_least(kw, cols))
+    want = (*lead, _aligned(kh, rows, stride[0]), _aligned(kw, cols, stride[1]))
     return x if want == x.chunks else x.rechunk(want)
 
 
-def _at_least(size: int, chunks: tuple[int, ...]) -> tuple[int, ...]:
-    """Merge runs of chunks shorter than ``size`` forward; a short tail joins the last chunk.
+def _aligned(size: int, chunks: tuple[int, ...], multiple: int = 1) -> tuple[int, ...]:
+    """Chunks of at least ``size`` whose boundaries fall on multiples of ``multiple``.
 
-    Unlike ``dask.array.overlap.ensure_minimum_chunksize`` this leaves no thin last block
-    (``da.pad`` adds a (kh-1)-row one for mode='full'), which would be a task of its own.
-    Requires ``sum(chunks) >= size``, which validation guarantees.
+    Boundaries are rounded down to a multiple and dropped where the chunk before or after
+    them would be shorter than ``size``, so a short tail joins the last chunk.  Unlike
+    ``dask.array.overlap.ensure_minimum_chunksize`` this leaves no thin last block (``da.pad``
+    adds a (kh-1)-row one for mode='full'), which would be a task of its own.  Requires
+    ``sum(chunks) >= size``, which validation guarantees.
     """
+    total = sum(chunks)
+    bounds, edge = [], 0
+    for c in chunks[:-1]:
+        edge += c
+        b = edge - edge % multiple
+        if bounds and b == bounds[-1]:
+            continue
+        bounds.append(b)
     out: list[int] = []
-    run = 0
-    for c in chunks:
-        run += c
-        if run >= size:
-            out.append(run)
-            run = 0
-    if run:
-        out[-1] += run
+    prev = 0
+    for b in bounds:
+        if b - prev >= size and total - b >= size:
+            out.append(b - prev)
+            prev = b
+    out.append(total - prev)
     return tuple(out)
 
 
@@ -260,6 +283,70 @@ def _block_valid(xb: Any, *, k: Any, method: str, chunk: str,
     if method == "fft" and be.all_finite(xb, k) is False:  # seen only now, at compute time
         warn_fft_nonfinite(stacklevel=2)
     return be.corr2d_valid(xb, k, method)
+
+
+def conv2d_blocked(x: da.Array, w: Any, geo: Any, method: str, integer: bool) -> da.Array:
+    """``conv2d`` (no bias) of padded ``x (N, C, Hp, Wp)``, block by block.
+
+    The channels are one chunk (every output needs all of them); each block runs the chunk
+    backend's own ``conv2d`` on its rows and columns plus the halo (see ``_windowed``).
+    """
+    from .. import _conv
+
+    x = x.rechunk({1: -1})
+    w = w.rechunk(w.shape) if isinstance(w, da.Array) else w
+    return _windowed(_block_conv, x, geo.span, geo.stride, {1: (int(w.shape[0]),)},
+                     w=w, geo=geo, method=method, integer=integer, conv=_conv)
+
+
+def pool2d_blocked(x: da.Array, win: Any, mode: str, fill: Any) -> da.Array:
+    """``pool2d`` block by block (see ``_windowed``); the padding is added lazily first."""
+    from .. import _pool
+
+    if any(win.padding):
+        x = pad(x, win.pads, "fill", fill)
+    return _windowed(_block_pool, x, win.kernel, win.stride, {}, win=win, mode=mode,
+                     pool=_pool)
+
+
+def _windowed(fn: Any, x: da.Array, span: tuple[int, int], stride: tuple[int, int],
+              lead_chunks: dict[int, tuple[int, ...]], **kw: Any) -> da.Array:
+    """Map ``fn`` (a strided, valid, windowed operation) over blocks of ``x``.
+
+    The image axes are chunked on multiples of the stride, each chunk at least the window's
+    ``span``, and every block gets a trailing halo of ``span - 1`` rows and columns from its
+    neighbours: so a block holds exactly the inputs of its outputs, which are those of the
+    whole array (bit for bit).  ``lead_chunks`` gives output chunks of leading axes that
+    change size (conv2d's channels).
+    """
+    x = _rechunk_for(x, span[0], span[1], stride)
+    *lead, rows, cols = x.chunks
+    for axis, chunks in lead_chunks.items():
+        lead[axis] = chunks
+    out_rows = tuple(-(-r // stride[0]) for r in rows[:-1]) + (
+        (rows[-1] - span[0]) // stride[0] + 1,)
+    out_cols = tuple(-(-c // stride[1]) for c in cols[:-1]) + (
+        (cols[-1] - span[1]) // stride[1] + 1,)
+    nd = x.ndim
+    return da.map_overlap(fn, x, depth={nd - 2: (0, span[0] - 1), nd - 1: (0, span[1] - 1)},
+                          boundary="none", trim=False, chunks=(*lead, out_rows, out_cols),
+                          dtype=x.dtype, meta=x._meta, chunk=_chunk_name(x), **kw)
+
+
+def _block_out(xb: Any, span: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
+    return ((xb.shape[-2] - span[0]) // stride[0] + 1, (xb.shape[-1] - span[1]) // stride[1] + 1)
+
+
+def _block_conv(xb: Any, *, w: Any, geo: Any, method: str, integer: bool, chunk: str,
+                conv: Any) -> Any:
+    be = _chunk_module(chunk)
+    block = replace(geo, pads=(0, 0, 0, 0), out=_block_out(xb, geo.span, geo.stride))
+    return conv.forward(be, xb, be.asarray(w), block, method, integer)
+
+
+def _block_pool(xb: Any, *, win: Any, mode: str, chunk: str, pool: Any) -> Any:
+    block = replace(win, padding=(0, 0), out=_block_out(xb, win.kernel, win.stride))
+    return pool.taps_pool(_chunk_module(chunk), xb, block, mode)
 
 
 def _kernel_slices(kshape: tuple[int, ...], location: list[tuple[int, int]]

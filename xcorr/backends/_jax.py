@@ -21,6 +21,7 @@ from jax import lax
 from .._auto import valid_auto
 from .._boundary import NUMPY_MODES
 from .._broadcast import group_plan
+from .._conv_cost import ConvCost
 from .._fft import fft_valid
 from .._interop import to_numpy
 from .._methods import Cost
@@ -39,6 +40,13 @@ METHODS = ("direct", "fft", "native")
 COSTS = {
     4: Cost(tap=0.045, out=0.05, point=0.45, fixed=20_000.0),
     8: Cost(tap=0.09, out=0.10, point=0.90, fixed=20_000.0),
+}
+
+# conv2d's constants (ns; see xcorr/_conv_cost.py).  lax.conv on CPU ran at 30 GF/s dense and
+# ~1 GF/s depthwise (issue 14's anchors); XLA's dot is several times faster.
+CONV_COSTS = {
+    4: ConvCost(gemm=0.012, copy=0.2, native=0.067, native_thin=1.1, fixed=20_000.0),
+    8: ConvCost(gemm=0.024, copy=0.2, native=0.13, native_thin=2.2, fixed=20_000.0),
 }
 
 # XLA fuses an unrolled shift-and-accumulate into one vectorised loop up to about 15×15 taps;
@@ -161,6 +169,39 @@ def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None) -> tuple[Any, Any,
     """Loss ``sum((corr2d(x, k) + b - y)**2)`` and ``(dk, db)`` from one jitted step."""
     loss, (dk, db) = _sse_value_and_grad(k, b, x, y)
     return loss, dk, db
+
+
+def rfft2(a: Any, s: tuple[int, int]) -> Any:
+    return jnp.fft.rfft2(a, s)
+
+
+def irfft2(a: Any, s: tuple[int, int]) -> Any:
+    return jnp.fft.irfft2(a, s)
+
+
+def conv2d_native(x: Any, w: Any, stride: tuple[int, int], pads: tuple[int, int, int, int],
+                  dilation: tuple[int, int], groups: int) -> Any:
+    """``lax.conv_general_dilated`` (NCHW/OIHW, full float32 precision)."""
+    return lax.conv_general_dilated(x, w, stride, ((pads[0], pads[1]), (pads[2], pads[3])),
+                                    rhs_dilation=dilation, feature_group_count=groups,
+                                    precision=lax.Precision.HIGHEST)
+
+
+def pool2d_native(x: Any, win: Any, mode: str) -> Any:
+    """``lax.reduce_window`` over the last two axes (averages of halves summed in float32)."""
+    lead = (1,) * (x.ndim - 2)
+    dims, strides = (*lead, *win.kernel), (*lead, *win.stride)
+    pad = ((0, 0),) * (x.ndim - 2) + ((win.padding[0],) * 2, (win.padding[1],) * 2)
+    if mode == "max":
+        init = (jnp.iinfo(x.dtype).min if kind(x) == "i" else -jnp.inf)
+        return lax.reduce_window(x, jnp.asarray(init, x.dtype), lax.max, dims, strides, pad)
+    acc = x.astype(jnp.float32) if x.dtype.itemsize < 4 else x
+    total = lax.reduce_window(acc, jnp.asarray(0, acc.dtype), lax.add, dims, strides, pad)
+    return (total / (win.kernel[0] * win.kernel[1])).astype(x.dtype)
+
+
+def conv_costs() -> dict[int, ConvCost]:
+    return CONV_COSTS
 
 
 def costs() -> dict[int, Cost]:

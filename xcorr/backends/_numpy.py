@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _grad, _numba
 from .._boundary import NUMPY_MODES
+from .._conv_cost import ConvCost
 from .._fft import fft_valid
 from .._interop import to_numpy
 from .._methods import Cost
@@ -33,6 +34,15 @@ FALLBACK_COSTS = {
     4: Cost(tap=0.21, out=0.3, point=0.40, fixed=100_000.0),
     8: Cost(tap=0.36, out=0.7, point=0.60, fixed=30_000.0),
 }
+
+# conv2d's constants (ns; see xcorr/_conv_cost.py), from bench runs on the project machine.
+CONV_COSTS = {
+    4: ConvCost(gemm=0.010, copy=0.15, native=None, native_thin=None, fixed=20_000.0),
+    8: ConvCost(gemm=0.020, copy=0.15, native=None, native_thin=None, fixed=20_000.0),
+}
+
+# conv2d's GEMMs run in column panels of this width (reproducible bits: see _conv._gemm).
+GEMM_PANEL = 512
 
 _BLOCK_BYTES = 1 << 17  # ~128 KiB of output per block: it and its temporary stay in L2
 
@@ -109,8 +119,31 @@ def sse_value_and_grad(x: np.ndarray, y: np.ndarray, k: np.ndarray, b: Any | Non
     return _grad.sse_value_and_grad(sys.modules[__name__], x, y, k, b)
 
 
+def rfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
+    """Real 2-D FFT over the last two axes at size ``s`` (``scipy.fft``, threaded, if present)."""
+    return _fft_module()[0](a, s)
+
+
+def irfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
+    return _fft_module()[1](a, s)
+
+
+def conv_costs() -> dict[int, ConvCost]:
+    return CONV_COSTS
+
+
 def costs() -> dict[int, Cost]:
     return COSTS if _numba.kernel() is not None else FALLBACK_COSTS
+
+
+def _fft_module() -> tuple[Any, Any]:
+    try:  # multithreaded, and keeps float32 in complex64
+        import scipy.fft as fft
+
+        return (lambda a, s: fft.rfft2(a, s, workers=-1),
+                lambda a, s: fft.irfft2(a, s, workers=-1))
+    except ImportError:
+        return (lambda a, s: np.fft.rfft2(a, s)), (lambda a, s: np.fft.irfft2(a, s))
 
 
 # -- kernels ----------------------------------------------------------------------------------

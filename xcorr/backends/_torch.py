@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .. import _auto
 from .._boundary import index_map
 from .._broadcast import group_plan, unbroadcast
+from .._conv_cost import ConvCost
 from .._dispatch import array_backend
 from .._fft import fft_valid
 from .._interop import to_numpy
@@ -40,6 +41,14 @@ COSTS = {
     8: Cost(tap=0.175, out=0.005, point=0.604, fixed=20_000.0),
 }
 COSTS[2] = COSTS[4]
+
+# conv2d's constants (ns; see xcorr/_conv_cost.py).  F.conv2d (oneDNN) ran dense layers at
+# 160-190 GF/s on the project machine but a 1 -> 1 1024² k11 at 4 GF/s.
+CONV_COSTS = {
+    4: ConvCost(gemm=0.012, copy=0.15, native=0.0115, native_thin=0.5, fixed=15_000.0),
+    8: ConvCost(gemm=0.024, copy=0.15, native=0.05, native_thin=2.0, fixed=15_000.0),
+}
+CONV_COSTS[2] = CONV_COSTS[4]
 
 # torch.compiler.is_compiling is public from torch 2.3.
 _compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
@@ -123,6 +132,9 @@ def pad(x: torch.Tensor, widths: tuple[int, int, int, int], boundary: str = "fil
 
 
 def astype(a: torch.Tensor, dtype: Any) -> torch.Tensor:
+    """``a`` in ``dtype``: a torch dtype, or a NumPy dtype or name (``"float32"``)."""
+    if not isinstance(dtype, torch.dtype):
+        dtype = getattr(torch, np.dtype(dtype).name)
     return a.to(dtype)
 
 
@@ -172,6 +184,44 @@ def sse_value_and_grad(x: torch.Tensor, y: torch.Tensor, k: torch.Tensor, b: Any
         loss = (pred - y).square().sum()
         grads = torch.autograd.grad(loss, params)
     return loss.detach(), grads[0], (grads[1] if b is not None else None)
+
+
+def rfft2(a: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
+    return torch.fft.rfft2(a, s=s)
+
+
+def irfft2(a: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
+    return torch.fft.irfft2(a, s=s)
+
+
+def conv2d_native(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int],
+                  pads: tuple[int, int, int, int], dilation: tuple[int, int],
+                  groups: int) -> torch.Tensor:
+    """``F.conv2d`` (IEEE float32 on CUDA unless ``XCORR_TORCH_TF32=1``)."""
+    top, bottom, left, right = pads
+    if top != bottom or left != right:  # F.conv2d pads symmetrically only
+        x = F.pad(x, (left, right, top, bottom))
+        top = left = 0
+    with _ieee_fp32(x):
+        return F.conv2d(x, w, stride=stride, padding=(top, left), dilation=dilation,
+                        groups=groups)
+
+
+def pool2d_native(x: torch.Tensor, win: Any, mode: str) -> torch.Tensor:
+    """``F.max_pool2d``/``F.avg_pool2d`` (padding counted in the average) over the last two
+    axes; integer max pooling on CUDA, which those lack, folds the taps instead."""
+    if x.is_cuda and kind(x) == "i":
+        from .._pool import taps_pool
+
+        return taps_pool(sys.modules[__name__], x, win, mode)
+    x3 = x.reshape(-1, *x.shape[-2:])
+    pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+    y = pool(x3, win.kernel, win.stride, win.padding)
+    return y.reshape(*x.shape[:-2], *y.shape[-2:])
+
+
+def conv_costs() -> dict[int, ConvCost]:
+    return CONV_COSTS
 
 
 def costs() -> dict[int, Cost]:

@@ -23,6 +23,7 @@ where = torch.where
 einsum = torch.einsum
 matmul = torch.matmul
 isfinite = torch.isfinite
+isnan = torch.isnan
 zeros_like = torch.zeros_like
 ones_like = torch.ones_like
 real = torch.real
