@@ -1,0 +1,153 @@
+"""Issue 14: ``pool2d`` on every backend against ``F.max_pool2d``/``F.avg_pool2d``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import to_np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import xcorr
+
+torch = pytest.importorskip("torch", reason="torch: the oracle (F.max_pool2d) needs it")
+F = torch.nn.functional
+
+RNG = np.random.default_rng(142)
+FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow], deadline=None)
+
+
+def oracle(x: np.ndarray, k, stride, padding, mode: str) -> np.ndarray:
+    xt = torch.tensor(x).reshape(-1, *x.shape[-2:])
+    pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+    y = pool(xt, k, stride, padding).numpy()
+    return y.reshape(*x.shape[:-2], *y.shape[-2:])
+
+
+def test_chapter_values(backend: str) -> None:
+    x = np.arange(9).reshape(3, 3)
+    assert to_np(xcorr.pool2d(x, 2, stride=1, backend=backend)).tolist() == [[4, 5], [7, 8]]
+    avg = xcorr.pool2d(x.astype(np.float64), 2, stride=1, mode="avg", backend=backend)
+    assert to_np(avg).tolist() == [[2, 3], [5, 6]]
+    x16 = np.arange(16).reshape(1, 1, 4, 4)
+    assert to_np(xcorr.pool2d(x16, 3, backend=backend)).tolist() == [[[[10]]]]
+    assert to_np(xcorr.pool2d(x16, 3, padding=1, stride=2, backend=backend)).tolist() == [
+        [[[5, 7], [13, 15]]]]
+    assert to_np(xcorr.pool2d(x16, (2, 3), padding=(0, 1), stride=(2, 3),
+                              backend=backend)).tolist() == [[[[5, 7], [13, 15]]]]
+
+
+@st.composite
+def pool_cases(draw: st.DrawFn):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    p = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)))
+    h = draw(st.integers(max(kh - 2 * p[0], 1), 10))
+    w = draw(st.integers(max(kw - 2 * p[1], 1), 10))
+    lead = draw(st.sampled_from([(), (2,), (2, 3)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    return rng.uniform(-1, 1, (*lead, h, w)), (kh, kw), s, p
+
+
+def test_matches_torch(backend: str) -> None:
+    budget = {"jax": 12, "dask": 10}.get(backend, 40)
+
+    @settings(FUZZ, max_examples=budget)
+    @given(case=pool_cases(), mode=st.sampled_from(["max", "avg"]))
+    def run(case, mode):
+        x, k, s, p = case
+        want = oracle(x, k, s, p, mode)
+        got = xcorr.pool2d(x, k, stride=s, padding=p, mode=mode, backend=backend)
+        if backend == "jax":
+            got = to_np(got).astype(np.float64)
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)  # float32 unless x64
+        else:
+            np.testing.assert_allclose(to_np(got), want, rtol=1e-12, atol=1e-12)
+
+    run()
+
+
+def test_integers_stay_exact_with_padding(backend: str) -> None:
+    x = RNG.integers(-(2**20), -(2**19), (2, 5, 7)).astype(np.int32)  # all negative
+    got = to_np(xcorr.pool2d(x, 3, stride=2, padding=1, backend=backend))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, oracle(x.astype(np.int64), 3, 2, 1, "max"))
+
+
+def test_nan_propagates(backend: str) -> None:
+    x = RNG.uniform(size=(6, 6))
+    x[1, 1] = np.nan
+    y = to_np(xcorr.pool2d(x, 2, backend=backend))
+    assert np.isnan(y[0, 0]) and np.isfinite(y.ravel()[1:]).all()
+
+
+def test_half_precision_average(backend: str) -> None:
+    if backend == "dask":
+        pytest.skip("dask: float16 average is covered by the NumPy backend it runs")
+    x = (RNG.uniform(size=(4, 8, 8)) * 100).astype(np.float16)
+    y = xcorr.pool2d(x, 2, mode="avg", backend=backend)
+    assert str(y.dtype).endswith("float16")
+    want = oracle(x.astype(np.float32), 2, 2, 0, "avg").astype(np.float16)
+    np.testing.assert_array_equal(to_np(y).astype(np.float16), want)
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    ({"mode": "avg", "x": np.ones((4, 4), np.int64)}, TypeError, "cast x to a float"),
+    ({"padding": 2, "kernel_size": 3}, ValueError, "at most half the window"),
+    ({"kernel_size": 0}, ValueError, "kernel_size must be a positive"),
+    ({"stride": (1, 0)}, ValueError, "stride must be a positive"),
+    ({"mode": "min"}, ValueError, "unknown mode 'min'"),
+    ({"kernel_size": 9}, ValueError, "larger than the padded input"),
+])
+def test_errors(backend: str, kw: dict, exc: type, match: str) -> None:
+    kw = dict(kw)
+    x = kw.pop("x", np.ones((4, 4)))
+    k = kw.pop("kernel_size", 2)
+    with pytest.raises(exc, match=match):
+        xcorr.pool2d(x, k, backend=backend, **kw)
+
+
+def test_gradients_on_every_backend(backend: str) -> None:
+    """Max pooling routes each window's gradient to its maximum, as F.max_pool2d does."""
+    for shape, k, s, p in [((2, 3, 9, 10), 3, 2, 1), ((5, 7), (2, 3), (1, 2), (1, 1)),
+                           ((1, 2, 11, 13), (3, 4), (3, 2), (1, 2))]:
+        x = RNG.normal(size=shape)  # continuous: no ties
+        for mode in ("max", "avg"):
+            g = RNG.normal(size=oracle(x, k, s, p, mode).shape)
+            xt = torch.tensor(x, requires_grad=True)
+            (xcorr.pool2d(xt, k, stride=s, padding=p, mode=mode) * torch.from_numpy(g)
+             ).sum().backward()
+            want = xt.grad.numpy()
+            if backend == "jax":
+                import jax
+                import jax.numpy as jnp
+
+                with jax.enable_x64(True):
+                    got = jax.grad(lambda a: jnp.sum(  # noqa: B023
+                        xcorr.pool2d(a, k, stride=s, padding=p, mode=mode) * g))(  # noqa: B023
+                        jnp.asarray(x))
+            elif backend == "torch":
+                got = want
+            else:
+                got = xcorr.vjp.pool2d(x, g, k, stride=s, padding=p, mode=mode,
+                                       backend=backend)
+            np.testing.assert_allclose(to_np(got), want, rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{mode} {shape}")
+
+
+def test_dask_chunked_is_bit_equal() -> None:
+    da = pytest.importorskip("dask.array", reason="dask: not installed")
+
+    @settings(FUZZ, max_examples=20)
+    @given(case=pool_cases(), mode=st.sampled_from(["max", "avg"]), ch=st.integers(1, 5),
+           cw=st.integers(1, 5))
+    def run(case, mode, ch, cw):
+        x, k, s, p = case
+        want = xcorr.pool2d(x, k, stride=s, padding=p, mode=mode)
+        chunks = (1,) * (x.ndim - 2) + (ch, cw)
+        got = xcorr.pool2d(da.from_array(x, chunks=chunks), k, stride=s, padding=p,
+                           mode=mode).compute()
+        np.testing.assert_array_equal(got, want)
+
+    run()
