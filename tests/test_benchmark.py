@@ -20,6 +20,7 @@ from xcorr.benchmark import command
 from xcorr.benchmark.suites import corr2d_targets
 from xcorr.benchmark.suites.corr2d import cell as corr_cell
 from xcorr.benchmark.targets import bound
+from xcorr.benchmark.timing import measure_together
 
 ROOT = Path(__file__).parents[1]
 
@@ -154,6 +155,29 @@ def test_right_result_is_timed_and_slow_cell_skipped_with_estimate() -> None:
                              min_loop=0.0)
     rec = benchmark.measure(impl, cell, (x, k), ref, once, None, {})
     assert rec["status"] == "ok" and rec["repeats"] == 1 and len(rec["times_s"]) == 1
+
+
+def test_repeats_of_a_cell_are_interleaved_and_bad_rows_left_out() -> None:
+    cell, x, k, ref = _cell()
+    calls: list[str] = []
+
+    def impl(name: str, wrong: bool = False) -> benchmark.Impl:
+        def build(x: np.ndarray, k: np.ndarray) -> Any:
+            def call() -> np.ndarray:
+                calls.append(name)
+                return benchmark.reference(x, -k if wrong else k).astype(np.float32)
+            return call
+        return benchmark.Impl(name, "peer", None, build)
+
+    opts = benchmark.Options(threads=1, max_call=1.0, target=1.0, min_repeat=4, max_repeat=4,
+                             min_loop=0.0)
+    recs = measure_together([impl("a"), impl("bad", wrong=True), impl("b"), impl("slow")],
+                            cell, (x, k), ref, opts, [None, None, None, 9.0], {}, [None] * 4)
+    assert [r["status"] for r in recs] == ["ok", "failed", "ok", "skipped"]
+    assert calls.count("bad") == 1 and "slow" not in calls  # checked once, never timed
+    timed = [c for c in calls if c in "ab"][4:]  # after each one's first call and warm-up
+    assert timed == ["a", "b"] * 4  # one loop per repeat (min_loop 0), in turn
+    assert all(r["repeats"] == 4 for r in recs if r["status"] == "ok")
 
 
 def test_cell_round_trips_through_json() -> None:

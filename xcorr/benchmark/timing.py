@@ -4,7 +4,9 @@
   checked against the suite's float64 reference *before* any timing: a wrong value or dtype
   is recorded as a failure and never timed.
 - One more untimed warm-up for cheap calls, then ``timeit`` repeats (several loops per repeat
-  for sub-millisecond calls); we report the median and the interquartile range.
+  for sub-millisecond calls); we report the median and the interquartile range. The repeats
+  of a cell's implementations are interleaved (one of each in turn), so a change in the
+  machine's load falls on all of them alike and the ratios between them stay fair.
 - Each timed call ends with its framework's synchronisation (``block_until_ready``,
   ``torch.cuda.synchronize``, the CuPy stream, Dask's ``compute``), so asynchronous dispatch
   cannot stop the clock early.
@@ -24,7 +26,7 @@ import time
 import timeit
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import numpy as np
@@ -184,13 +186,14 @@ def memory_probe(name: str, device: str | None) -> Callable[[Callable[[], Any]],
     return None  # torch CPU and XLA allocate outside tracemalloc; CuPy's pool has no peak
 
 
-def time_call(fn: Callable[[], Any], first: float, opts: Options) -> dict[str, Any]:
-    """Warm up, then ``timeit`` repeats of ``fn``: per-call median, quartiles and raw times.
+def plan(fn: Callable[[], Any], first: float, opts: Options) -> tuple[int, int]:
+    """(loops per repeat, repeats) for ``fn``, whose first call took ``first`` seconds.
 
-    A call slower than ``opts.max_call`` is timed once (its record says ``repeats: 1``).
+    Cheap calls get one more untimed warm-up (it settles caches and allocators, and its time
+    is the estimate). A call slower than ``opts.max_call`` is timed once.
     """
     steady = first
-    if first < 0.25:  # a second warm-up is cheap and settles caches and allocators
+    if first < 0.25:
         t0 = time.perf_counter()
         fn()
         steady = time.perf_counter() - t0
@@ -200,10 +203,21 @@ def time_call(fn: Callable[[], Any], first: float, opts: Options) -> dict[str, A
                                            round(opts.target / (steady * loops)))))
     if steady > opts.max_call:  # slower than predicted (e.g. threads starved on a busy
         repeats = 1             # machine): one timed call keeps the run's length bounded
-    times = [t / loops for t in timeit.Timer(fn).repeat(repeat=repeats, number=loops)]
+    return loops, repeats
+
+
+def summary(times: Sequence[float], loops: int) -> dict[str, Any]:
+    """Median, quartiles and raw per-call times of ``timeit`` repeats."""
     q1, med, q3 = (float(v) for v in np.percentile(times, [25, 50, 75]))
-    return {"median_s": med, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1, "repeats": repeats,
-            "loops": loops, "times_s": times}
+    return {"median_s": med, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1, "repeats": len(times),
+            "loops": loops, "times_s": list(times)}
+
+
+def time_call(fn: Callable[[], Any], first: float, opts: Options) -> dict[str, Any]:
+    """Warm up, then ``timeit`` repeats of ``fn``: per-call median, quartiles and raw times."""
+    loops, repeats = plan(fn, first, opts)
+    timer = timeit.Timer(fn)
+    return summary([timer.timeit(loops) / loops for _ in range(repeats)], loops)
 
 
 def _record(impl: Impl, cell: Cell) -> dict[str, Any]:
@@ -212,6 +226,87 @@ def _record(impl: Impl, cell: Cell) -> dict[str, Any]:
             "rel_err": None, "first_call_s": None, "median_s": None, "q1_s": None,
             "q3_s": None, "iqr_s": None, "repeats": 0, "loops": 0, "times_s": [],
             "gflops": None, "peak_fraction": None, "peak_mem_bytes": None, "estimate_s": None}
+
+
+@dataclass
+class _Trial:
+    """One implementation on one cell between its check and its last timed repeat."""
+
+    impl: Impl
+    rec: dict[str, Any]
+    fn: Callable[[], Any] | None = None  # None once it is skipped or failed
+    loops: int = 1
+    repeats: int = 0
+    times: list[float] = field(default_factory=list)
+
+    def fail(self, exc: Exception) -> None:
+        tracemalloc.stop()
+        self.rec.update(status="failed", reason=f"{type(exc).__name__}: {exc}"[:300])
+        self.fn = None
+
+
+def _prepare(impl: Impl, cell: Cell, inputs: Sequence[np.ndarray], ref: np.ndarray,
+             opts: Options, estimate: float | None, source: str | None,
+             check: Check) -> _Trial:
+    """Skip, or build, call once (timed apart), check, and plan the repeats."""
+    trial = _Trial(impl, _record(impl, cell))
+    rec = trial.rec
+    reason = impl.applies(cell)
+    if reason is None and estimate is not None and estimate > opts.max_call:
+        reason = (f"would take ~{estimate:.2g} s per call (extrapolated from "
+                  f"{source or 'the previous size'})")
+        rec["estimate_s"] = estimate
+    if reason is not None:
+        rec.update(status="skipped", reason=reason)
+        return trial
+    try:
+        with precision(cell.dtype, impl.uses_jax):
+            fn = impl.build(*inputs, **cell.kwargs)
+            t0 = time.perf_counter()
+            out = fn()
+            rec["first_call_s"] = time.perf_counter() - t0
+            ok, err, why = check(host_copy(out), ref, cell)
+            rec.update(verified=ok, rel_err=err)
+            if not ok:
+                rec.update(status="failed", reason=f"wrong result, not timed: {why}")
+                return trial
+            del out
+            trial.loops, trial.repeats = plan(fn, rec["first_call_s"], opts)
+            trial.fn = fn
+    except Exception as exc:  # a benchmark reports a crash and goes on
+        trial.fail(exc)
+    return trial
+
+
+def _repeat(trial: _Trial, dtype: str) -> None:
+    """One timed repeat (``loops`` calls) of a prepared trial."""
+    assert trial.fn is not None
+    try:
+        with precision(dtype, trial.impl.uses_jax):  # JAX float64 calls need x64 each time
+            trial.times.append(timeit.Timer(trial.fn).timeit(trial.loops) / trial.loops)
+    except Exception as exc:
+        trial.fail(exc)
+
+
+def _finish(trial: _Trial, cell: Cell, peaks: dict[str, float]) -> dict[str, Any]:
+    """Summarise the repeats, measure the memory of one more call, derive GF/s."""
+    rec = trial.rec
+    if trial.fn is None:
+        return rec
+    rec.update(summary(trial.times, trial.loops))
+    if trial.impl.memory is not None:
+        try:
+            with precision(cell.dtype, trial.impl.uses_jax):
+                rec["peak_mem_bytes"] = trial.impl.memory(trial.fn)
+        except Exception as exc:
+            trial.fail(exc)
+            return rec
+    rec["status"] = "ok"
+    if cell.flops:
+        rec["gflops"] = cell.flops / rec["median_s"] / 1e9
+        if cell.dtype in peaks:
+            rec["peak_fraction"] = rec["gflops"] / peaks[cell.dtype]
+    return rec
 
 
 def measure(impl: Impl, cell: Cell, inputs: Sequence[np.ndarray], ref: np.ndarray,
@@ -223,40 +318,27 @@ def measure(impl: Impl, cell: Cell, inputs: Sequence[np.ndarray], ref: np.ndarra
     ``estimate`` (seconds per call, extrapolated from ``source``) above ``opts.max_call``
     skips the cell. ``peaks`` maps a dtype to the matmul GF/s measured in this run.
     """
-    rec = _record(impl, cell)
-    reason = impl.applies(cell)
-    if reason is None and estimate is not None and estimate > opts.max_call:
-        reason = (f"would take ~{estimate:.2g} s per call (extrapolated from "
-                  f"{source or 'the previous size'})")
-        rec["estimate_s"] = estimate
-    if reason is not None:
-        rec.update(status="skipped", reason=reason)
-        return rec
-    try:
-        with precision(cell.dtype, impl.uses_jax):
-            fn = impl.build(*inputs, **cell.kwargs)
-            t0 = time.perf_counter()
-            out = fn()
-            rec["first_call_s"] = time.perf_counter() - t0
-            ok, err, why = check(host_copy(out), ref, cell)
-            rec.update(verified=ok, rel_err=err)
-            if not ok:
-                rec.update(status="failed", reason=f"wrong result, not timed: {why}")
-                return rec
-            del out
-            rec.update(time_call(fn, rec["first_call_s"], opts))
-            if impl.memory is not None:
-                rec["peak_mem_bytes"] = impl.memory(fn)
-    except Exception as exc:  # a benchmark reports a crash and goes on
-        tracemalloc.stop()
-        rec.update(status="failed", reason=f"{type(exc).__name__}: {exc}"[:300])
-        return rec
-    rec["status"] = "ok"
-    if cell.flops:
-        rec["gflops"] = cell.flops / rec["median_s"] / 1e9
-        if cell.dtype in peaks:
-            rec["peak_fraction"] = rec["gflops"] / peaks[cell.dtype]
-    return rec
+    return measure_together([impl], cell, inputs, ref, opts, [estimate], peaks, [source],
+                            check)[0]
+
+
+def measure_together(impls: Sequence[Impl], cell: Cell, inputs: Sequence[np.ndarray],
+                     ref: np.ndarray, opts: Options, estimates: Sequence[float | None],
+                     peaks: dict[str, float], sources: Sequence[str | None],
+                     check: Check = verify_cell) -> list[dict[str, Any]]:
+    """:func:`measure` for several implementations of one cell, their repeats interleaved.
+
+    Every implementation is checked (and its first call timed) before any is timed; then the
+    repeats go round-robin, one of each in turn, so a change in the machine's load during the
+    cell falls on all of them alike and their ratios stay fair.
+    """
+    trials = [_prepare(impl, cell, inputs, ref, opts, est, src, check)
+              for impl, est, src in zip(impls, estimates, sources, strict=True)]
+    for round_ in range(max((t.repeats for t in trials), default=0)):
+        for trial in trials:
+            if trial.fn is not None and round_ < trial.repeats:
+                _repeat(trial, cell.dtype)
+    return [_finish(trial, cell, peaks) for trial in trials]
 
 
 def run_cells(impls: Sequence[Impl], cells: Sequence[Cell],
@@ -264,7 +346,7 @@ def run_cells(impls: Sequence[Impl], cells: Sequence[Cell],
               reference: Callable[[Cell, tuple[np.ndarray, ...]], np.ndarray],
               opts: Options, peaks: dict[str, float], log: TextIO,
               check: Check = verify_cell) -> list[dict[str, Any]]:
-    """Every implementation on every cell, in order; a record per pair.
+    """Every implementation on every cell, cell by cell (:func:`measure_together`).
 
     The estimate that skips a slow cell scales the *fastest* repeat of the same
     implementation at the previous size by the number of flops (or of input elements): the
@@ -277,20 +359,23 @@ def run_cells(impls: Sequence[Impl], cells: Sequence[Cell],
         arrays = inputs(cell)
         ref = reference(cell, arrays)
         work = float(cell.flops or math.prod(cell.shape))
-        for impl in impls:
-            key = (impl.label, cell.case, cell.k, cell.dtype, cell.params)
-            estimate = source = None
-            if key in last:
-                done, seconds, source = last[key]
-                estimate = seconds * work / done
-            rec = measure(impl, cell, arrays, ref, opts, estimate, peaks, source, check)
-            size = f"{cell.size}²"
+        keys = [(impl.label, cell.case, cell.k, cell.dtype, cell.params) for impl in impls]
+        estimates: list[float | None] = []
+        sources: list[str | None] = []
+        for key in keys:
+            done, seconds, source = last.get(key, (0.0, 0.0, None))
+            estimates.append(seconds * work / done if done else None)
+            sources.append(source)
+        recs = measure_together(impls, cell, arrays, ref, opts, estimates, peaks, sources,
+                                check)
+        size = f"{cell.size}²"
+        for key, impl, rec in zip(keys, impls, recs, strict=True):
             if rec["status"] == "ok":
                 fastest = min(rec["times_s"])
                 last[key] = (work, fastest, f"{fmt_time(fastest)} at {size}")
             elif rec["estimate_s"] is not None:
                 last[key] = (work, rec["estimate_s"], f"~{fmt_time(rec['estimate_s'])} at {size}")
-            records.append(rec)
             shown = fmt_time(rec["median_s"]) if rec["status"] == "ok" else rec["status"]
             print(f"  {cell.label():<24} {impl.label:<22} {shown}", file=log, flush=True)
+        records += recs
     return records
