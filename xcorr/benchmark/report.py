@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .cases import Cell
 from .machine import DTYPES
 from .suite import Suite
@@ -182,26 +180,32 @@ def plot(records: Sequence[dict[str, Any]], path: Path, title: str) -> str | Non
     panels = list(dict.fromkeys((r["k"], tuple(sorted(r["params"].items()))) for r in grid))
     panels.sort(key=lambda p: (p[0], str(p[1])))
     peers = peer_labels(records)
-    fig = Figure(figsize=(4.2 * len(panels), 3.6 * len(dtypes)), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(dtypes), len(panels), squeeze=False, sharex=True))
-    for i, dtype in enumerate(dtypes):
-        for j, (kk, params) in enumerate(panels):
-            ax = axes[i][j]
-            rows = [r for r in grid if r["dtype"] == dtype and r["k"] == kk
-                    and tuple(sorted(r["params"].items())) == params]
-            for label in dict.fromkeys(r["impl"] for r in rows):
-                pts = sorted((r["shape"][-1], r["median_s"]) for r in rows if r["impl"] == label)
-                ax.loglog(*zip(*pts, strict=True), label=label, ms=4, **_style(label, peers))
-            sizes = sorted({r["shape"][-1] for r in rows})
-            if sizes:
-                ax.set_xticks(sizes, [f"{n}²" for n in sizes])
-            ax.minorticks_off()
-            ax.set_title(f"k{kk}" + "".join(f" {k}={v}" for k, v in params) + f", {dtype}")
-            ax.set_xlabel("image size")
-            ax.set_ylabel("median time (s)")
-            ax.grid(True, which="both", alpha=0.3)
+    # (dtype, kernel) panels, three to a row: six kernels in two dtypes stay readable
+    ncols = min(3, len(panels))
+    per_dtype = math.ceil(len(panels) / ncols)  # rows of each dtype
+    fig = Figure(figsize=(4.2 * ncols, 3.4 * per_dtype * len(dtypes)), layout="constrained")
+    flat = fig.subplots(per_dtype * len(dtypes), ncols, squeeze=False).flat
+    used = {(i * per_dtype * ncols + j): (dtype, panel) for i, dtype in enumerate(dtypes)
+            for j, panel in enumerate(panels)}
+    for n, ax in enumerate(flat):
+        ax.set_visible(n in used)
+    for n, (dtype, (kk, params)) in used.items():
+        ax = flat[n]
+        rows = [r for r in grid if r["dtype"] == dtype and r["k"] == kk
+                and tuple(sorted(r["params"].items())) == params]
+        for label in dict.fromkeys(r["impl"] for r in rows):
+            pts = sorted((r["shape"][-1], r["median_s"]) for r in rows if r["impl"] == label)
+            ax.loglog(*zip(*pts, strict=True), label=label, ms=4, **_style(label, peers))
+        sizes = sorted({r["shape"][-1] for r in rows})
+        ax.set_xticks(sizes, [f"{side}²" for side in sizes])
+        ax.minorticks_off()
+        ax.set_title(f"k{kk}" + "".join(f" {k}={v}" for k, v in params) + f", {dtype}")
+        ax.set_xlabel("image size")
+        ax.set_ylabel("median time (s)")
+        ax.grid(True, which="both", alpha=0.3)
     handles, labels = [], []
-    for ax in axes.flat:
+    for n in used:
+        ax = flat[n]
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
