@@ -25,8 +25,10 @@ import numpy as np
 from .. import BACKENDS, BackendUnavailableError, _dispatch
 from .cases import Grid
 from .machine import (
+    BUSY_HINT,
     DTYPES,
     Context,
+    busy,
     copy_bandwidth,
     cpu_model,
     fix_threads,
@@ -156,6 +158,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     cv2_used = installed("cv2") and any("cv2" in p.requires for p in peers)
     threads = fix_threads(args.threads, torch_used, cv2_used)
 
+    if busy(load_before[0]):
+        print(f"warning: load average {load_before[0]:.1f} on {os.cpu_count()} CPUs; "
+              f"{BUSY_HINT}", file=out, flush=True)
     print(f"xcorr bench: suites {', '.join(s.name for s in suites)}; backends "
           f"{', '.join(names) or 'none'}; measuring the matmul peak and copy bandwidth",
           file=out, flush=True)

@@ -99,11 +99,22 @@ def fix_threads(n: int, torch_used: bool, cv2_used: bool) -> dict[str, Any]:
 
         cv2.setNumThreads(n)  # OpenCV's pool, as many threads as xcorr's
         out["cv2.getNumThreads"] = cv2.getNumThreads()
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS"):
+    for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "XLA_FLAGS"):
         out[var] = os.environ.get(var)
     out["note"] = ("XLA's CPU thread pool is not settable after start-up: JAX uses its default "
                    "(all cores); ndimage and correlate2d are single-threaded")
     return out
+
+
+BUSY_HINT = ("on a busy machine, OpenMP threads that spin while waiting (torch's and Numba's "
+             "pools, two OpenMP runtimes in one process) made torch calls 10-100x slower here; "
+             "run on an idle machine, or set OMP_WAIT_POLICY=PASSIVE (and --threads 1)")
+
+
+def busy(load: float) -> bool:
+    """Whether a 1-minute load average means the cores are shared (timings unreliable)."""
+    return load > 0.5 * (os.cpu_count() or 1)
 
 
 def matmul_peak(n: int, torch_used: bool) -> dict[str, float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .cases import Cell
-from .machine import DTYPES
+from .machine import BUSY_HINT, DTYPES, busy
 from .suite import Suite
 from .targets import index
 from .timing import fmt_time
@@ -75,10 +75,10 @@ def _machine(meta: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[st
            "float64 NumPy reference. Memory: peak of one call, tracemalloc (NumPy-allocated "
            "buffers) or torch.cuda.max_memory_allocated; — where not measurable. "
            "`× peer` = peer's time / this time (> 1: faster than the peer)."]
-    if meta["loadavg_before"][0] > 0.5 * th["os.cpu_count"]:
+    if busy(meta["loadavg_before"][0]):
         out += ["", f"**Noise warning:** the machine was busy (load "
                 f"{meta['loadavg_before'][0]:.1f} on {th['os.cpu_count']} CPUs); treat ratios "
-                "as rough."]
+                f"as rough ({BUSY_HINT})."]
     if any((r["peak_fraction"] or 0) > 1 for r in records):
         out += ["", "**Peak warning:** some cases exceed 100 % of the matmul peak measured in "
                 "this run, so that measurement was disturbed; read % peak as relative only."]
