@@ -173,7 +173,7 @@ COMMANDS: dict[str, Command] = {
                      _train_args, _train),
     "info": Command("backends, versions, devices, and why any cannot run here",
                     _info_args, _info),
-    "bench": Command("time every backend and method against SciPy, torch and JAX peers",
+    "bench": Command("time every backend and method against SciPy, OpenCV, torch and JAX peers",
                      benchmark.add_arguments, benchmark.run),
 }
 
