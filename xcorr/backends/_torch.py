@@ -116,19 +116,33 @@ def pad(x: torch.Tensor, widths: tuple[int, int, int, int], boundary: str = "fil
         value: Any = 0) -> torch.Tensor:
     """Pad the last two axes by ``widths`` (top, bottom, left, right) under ``boundary``.
 
-    ``fill`` is ``F.pad``'s constant mode; the copying boundaries gather rows, then columns,
-    through ``xcorr._boundary.index_map`` (what ``numpy.pad`` does, whatever the width:
-    ``F.pad`` has no symmetric mode and limits its widths).  Both are differentiable.
+    ``F.pad``'s own modes where they mean the same and allow the width (one pass each):
+    constant, replicate, reflect (``mirror``: width < size) and circular (``wrap``: width <=
+    size); ``symm``, which ``F.pad`` lacks, flips the border strips on; wider padding gathers
+    through ``xcorr._boundary.index_map`` (what ``numpy.pad`` does, whatever the width).  All
+    are differentiable.
     """
     top, bottom, left, right = widths
     if boundary == "fill":
         return F.pad(x, (left, right, top, bottom), value=value)
     h, w = x.shape[-2:]
+    wide_h, wide_w = max(top, bottom), max(left, right)
+    mode = _F_PAD_MODES.get(boundary)
+    if mode is not None and (boundary != "mirror" or (wide_h < h and wide_w < w)) and (
+            boundary != "wrap" or (wide_h <= h and wide_w <= w)):
+        out = F.pad(x.reshape(-1, h, w), (left, right, top, bottom), mode=mode)
+        return out.reshape(*x.shape[:-2], *out.shape[-2:])
+    if boundary == "symm" and wide_h <= h and wide_w <= w:
+        x = torch.cat([x[..., :top, :].flip(-2), x, x[..., h - bottom:, :].flip(-2)], dim=-2)
+        return torch.cat([x[..., :left].flip(-1), x, x[..., w - right:].flip(-1)], dim=-1)
     if top or bottom:
         x = xp.take(x, index_map(h, top, bottom, boundary), axis=-2)
     if left or right:
         x = xp.take(x, index_map(w, left, right, boundary), axis=-1)
     return x
+
+
+_F_PAD_MODES = {"nearest": "replicate", "mirror": "reflect", "wrap": "circular"}
 
 
 def astype(a: torch.Tensor, dtype: Any) -> torch.Tensor:

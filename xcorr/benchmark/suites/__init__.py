@@ -7,6 +7,8 @@ subclass and add its instance below (the order is the order of the run and of th
 from __future__ import annotations
 
 from ..suite import Suite
+from .conv2d import CONV2D, POOL2D
 from .corr2d import SUITE as CORR2D
+from .surface import SUITE as SURFACE
 
-SUITES: dict[str, Suite] = {s.name: s for s in (CORR2D,)}
+SUITES: dict[str, Suite] = {s.name: s for s in (CORR2D, SURFACE, CONV2D, POOL2D)}
