@@ -36,7 +36,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny quick run in a subprocess (as the command runs), NumPy backend only."""
     out = tmp_path_factory.mktemp("bench")
     cmd = [sys.executable, "-m", "xcorr.benchmark", "--quick", "--backends", "numpy",
-           "--peers", "loop", "correlate2d", "correlate", "ndimage", "cv2",
+           "--suite", "corr2d", "--peers", "loop", "correlate2d", "correlate", "ndimage", "cv2",
            "--sizes", "24", "40", "--kernels", "3", "--batch", "2", "16", "16",
            "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
@@ -508,3 +508,21 @@ def test_auto_within_best_method_includes_small_and_batched_cells() -> None:
     assert "8×28×28" not in auto["measured"].split("misses:")[1]
     assert math.isclose(small[2]["auto_over_best"], 1.3)
 
+
+
+@pytest.mark.parametrize("suite", ["surface", "conv2d", "pool2d"])
+def test_operation_suites_run_and_verify(suite: str, tmp_path: Path) -> None:
+    """Each operation's suite runs end to end (quick grid): every timed result was checked
+    against its float64 reference, and its targets come out as rows."""
+    cmd = [sys.executable, "-m", "xcorr.benchmark", "--quick", "--backends", "numpy", "torch",
+           "--suite", suite, "--out", str(tmp_path), "--max-call", "0.5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "bench.json").read_text())
+    records = [r for r in result["records"] if r["suite"] == suite]
+    assert records
+    assert all(r["status"] in ("ok", "skipped") for r in records), [
+        (r["impl"], r.get("reason")) for r in records if r["status"] not in ("ok", "skipped")]
+    assert all(r["verified"] for r in records if r["status"] == "ok")
+    rows = [t for t in result["targets"] if t.get("suite", suite) == suite]
+    assert rows and all(t["result"] in ("pass", "MISS", "n/a") for t in rows)
