@@ -281,8 +281,12 @@ def forward(be: Any, x: Any, w: Any, geo: Geometry, method: str, integer: bool,
         return be.conv2d_blocked(x, w, geo, method, integer)
     if method == "auto":
         method = _conv_cost.choose(be, tuple(x.shape), tuple(w.shape), geo, integer)
-        if method == "fft" and be.all_finite(x, w) is False:
-            method = "direct"
+        if method == "fft":  # only on finite data: a NaN must stay in its windows
+            finite = be.all_finite(x, w)
+            if finite is None:  # traced values (JAX): decided on the device
+                return be.select_finite(x, w, lambda: _fft(be, x, w, geo),
+                                        lambda: _direct(be, x, w, geo))
+            method = "fft" if finite else "direct"
     elif method == "fft" and be.all_finite(x, w) is False:
         warn_fft_nonfinite(stacklevel=4)
     if method == "native":

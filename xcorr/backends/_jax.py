@@ -156,6 +156,12 @@ def guarded_fft(x: Any, k: Any, method: str = "fft") -> Any:
                     partial(_valid, method="direct"), x, k)
 
 
+def select_finite(x: Any, k: Any, if_finite: Any, otherwise: Any) -> Any:
+    """``if_finite()`` when every value of ``x`` and ``k`` is finite, else ``otherwise()``,
+    decided on the device (``lax.cond``) for traced values; both build the same shape."""
+    return lax.cond(_finite(x, k), lambda _: if_finite(), lambda _: otherwise(), None)
+
+
 def _sse(k: Any, b: Any | None, x: Any, y: Any) -> Any:
     pred = valid_auto(sys.modules[__name__], x, k)
     r = (pred if b is None else pred + b) - y
