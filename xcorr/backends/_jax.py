@@ -22,14 +22,14 @@ from .._auto import valid_auto
 from .._boundary import NUMPY_MODES
 from .._broadcast import group_plan
 from .._conv_cost import ConvCost
-from .._fft import fft_valid
+from .._fft import fft_valid, overlap_valid, tiles_by_reshape
 from .._interop import to_numpy
-from .._methods import Cost
+from .._methods import Cost, for_itemsize
 from .._validate import numpy_kind
 
 NAME = "jax"
 xp = jnp  # the array namespace the operations are written against
-METHODS = ("direct", "fft", "native")
+METHODS = ("direct", "fft", "overlap", "native")
 
 # Cost-model constants (ns), fitted to bench/bench_jax.py on the project machine (2 AMD EPYC
 # Zen-4 cores shared with other jobs, JAX 0.10.2 CPU), keyed by dtype width.  Measured there:
@@ -38,8 +38,10 @@ METHODS = ("direct", "fft", "native")
 # sits near k≈14 at 256²-4096² (1024² float32, quiet machine: direct 4.0 ms at k11, 9.8 ms
 # at k15).  lax.conv is never cheaper than both (22-55 ms at k3, 0.2-0.44 s at k31).
 COSTS = {
-    4: Cost(tap=0.045, out=0.05, point=0.45, fixed=20_000.0),
-    8: Cost(tap=0.09, out=0.10, point=0.90, fixed=20_000.0),
+    4: Cost(tap=0.045, out=0.05, point=0.45, fixed=20_000.0,
+            tile_point=0.3, tile_pix=0.5, tile_fixed=20_000.0),
+    8: Cost(tap=0.09, out=0.10, point=0.90, fixed=20_000.0,
+            tile_point=0.6, tile_pix=1.0, tile_fixed=20_000.0),
 }
 
 # conv2d's constants (ns; see xcorr/_conv_cost.py).  lax.conv on CPU ran at 30 GF/s dense and
@@ -133,6 +135,10 @@ def _valid(x: Any, k: Any, method: str) -> Any:
         x, k = x.astype(jnp.float32), k.astype(jnp.float32)
     if method == "fft":
         out = fft_valid(x, k, jnp.fft.rfft2, jnp.fft.irfft2)
+    elif method == "overlap":  # the tile is static: chosen from shapes while tracing
+        tile = for_itemsize(COSTS, x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
+        out = overlap_valid(x, k, tile, jnp.fft.rfft2, jnp.fft.irfft2,
+                            partial(tiles_by_reshape, pad=pad, concat=jnp.concatenate))
     elif method == "native":
         out = _native(x, k)
     else:
