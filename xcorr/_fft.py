@@ -115,6 +115,8 @@ def tiles_by_reshape(x: Any, tile: Pair, step: Pair, count: Pair,
     ``pad(a, (top, bottom, left, right))`` is the backend's zero padding.
     """
     (bh, bw), (sh, sw), (nh, nw) = tile, step, count
+    if (nh > 1 and bh - sh > sh) or (nw > 1 and bw - sw > sw):
+        raise ValueError(f"tile {tile} with step {step}: the halo exceeds the step")
     h, w = x.shape[-2:]
     hp = bh if nh == 1 else (nh + 1) * sh
     wp = bw if nw == 1 else (nw + 1) * sw

@@ -6,6 +6,7 @@ This module also documents the backend surface every ``backends/_<name>.py`` off
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -23,21 +24,28 @@ NAME = "numpy"
 xp = np  # the array namespace the operations are written against
 METHODS = ("direct", "fft", "overlap")
 
-# Cost-model constants (ns), read off bench/bench_numpy.py on the project machine (2 AMD EPYC
-# Zen-4 cores, NumPy 2.4, SciPy 1.17, Numba 0.68; 1024² float32: direct 0.23/2.3/16.3 ms and
-# FFT 7.7/9.4/9.2 ms at k3/k11/k31), keyed by dtype width.  Crossover near k≈22 at 1024².
+# Cost-model constants (ns), keyed by dtype width, on the project machine (2 AMD EPYC Zen-4
+# cores, NumPy 2.4, SciPy 1.17, Numba 0.68).  direct (tap, out): read off bench/bench_numpy.py
+# (1024² float32: 0.23/2.3/16.3 ms at k3/k11/k31).  fft and overlap: least squares over 256²
+# to 4096² (and 8×128²), k 5-41, tiles 16-512, of single-thread CPU time (process_time, min of
+# 3: the machine was shared, wall clocks were not usable), halved for the two FFT workers;
+# fixed parts from 8²-64² calls (``bench/fit_fft.py numpy``).
+# Measured 1024² float32, one thread: fft 8.4 ms whatever the kernel, overlap 6.8 ms at k5
+# (B=64) and 9.0 at k11; 2048²: fft 47-51, overlap 31 (k5), 43 (k11), 42 (k21, B=256); 4096²:
+# fft 231, overlap 155 (k11, B=256), 172 (k31, B=256).  The whole-image FFT costs more per
+# N·log2(N) as it leaves the caches (0.40 ns at 1024², 0.57 at 4096², one thread): ``point``
+# is the compromise over these sizes.
 COSTS = {
-    4: Cost(tap=0.017, out=0.07, point=0.40, fixed=100_000.0,
-            tile_point=0.25, tile_pix=0.5, tile_fixed=30_000.0),
-    8: Cost(tap=0.033, out=0.14, point=0.60, fixed=30_000.0,
-            tile_point=0.4, tile_pix=1.0, tile_fixed=30_000.0),
+    4: Cost(tap=0.017, out=0.07, point=0.196, fixed=20_000.0,
+            tile_point=0.131, tile_pix=1.9, tile_fixed=30_000.0),
+    8: Cost(tap=0.033, out=0.14, point=0.318, fixed=20_000.0,
+            tile_point=0.223, tile_pix=2.8, tile_fixed=30_000.0),
 }
-# Without Numba the blocked NumPy loop is ~10x slower per tap (25.9 ms at 1024² k11 float32).
+# Without Numba the blocked NumPy loop is ~10x slower per tap (25.9 ms at 1024² k11 float32);
+# the FFTs do not use Numba.
 FALLBACK_COSTS = {
-    4: Cost(tap=0.21, out=0.3, point=0.40, fixed=100_000.0,
-            tile_point=0.25, tile_pix=0.5, tile_fixed=30_000.0),
-    8: Cost(tap=0.36, out=0.7, point=0.60, fixed=30_000.0,
-            tile_point=0.4, tile_pix=1.0, tile_fixed=30_000.0),
+    4: replace(COSTS[4], tap=0.21, out=0.3),
+    8: replace(COSTS[8], tap=0.36, out=0.7),
 }
 
 # conv2d's constants (ns; see xcorr/_conv_cost.py), from bench runs on the project machine.

@@ -31,16 +31,23 @@ from . import _torch_xp as xp
 NAME = "torch"
 METHODS = ("direct", "fft", "overlap", "native")
 
-# Cost-model constants (ns), fitted by ``bench/bench_torch.py --fit --threads 1`` on the project
-# machine (AMD EPYC Zen-4, 2 cores shared with other jobs, torch 2.13.0+cpu), keyed by dtype
-# width; half types compute in float32.  They put the direct/FFT crossover near k≈7 (float32)
-# and k≈8 (float64) at 1024².  ``auto`` only picks direct or fft, never F.conv2d (4.2 s for a
+# Cost-model constants (ns), keyed by dtype width, on the project machine (AMD EPYC Zen-4, 2
+# cores shared with other jobs, torch 2.13.0+cpu); half types compute in float32.  direct:
+# ``bench/bench_torch.py --fit --threads 1`` (single-thread CPU time of 1024² k3/k7/k11 still
+# matched it within 7% when overlap was added).  fft and overlap: ``bench/fit_fft.py torch``,
+# least squares over 256² to 4096² (and 8×128²), k 5-41, tiles 16-512, of single-thread CPU
+# time (process_time, min of 3-5: the machine was too loaded for wall clocks, and two threads
+# stalled small FFTs for milliseconds there); float64's tile terms are float32's scaled by the
+# FFT's float64/float32 ratio (their own fit was degenerate); fixed parts from 8²-64² calls.
+# Measured 1024² float32: fft 10.7-11.6 ms whatever the kernel, overlap 6.2 ms at k5 (B=64),
+# 8.9 at k11 (B=128); 2048²: fft 55, overlap 28 (k5), 37 (k11, k21); 4096² (memory-bound on
+# the loaded machine): fft 539, overlap 482.  ``auto`` never picks F.conv2d (4.2 s for a
 # float64 1024² k31 on CPU); on CUDA both are reasonable, so the CPU constants serve there.
 COSTS = {
-    4: Cost(tap=0.127, out=0.0, point=0.323, fixed=23_000.0,
-            tile_point=0.3, tile_pix=0.5, tile_fixed=23_000.0),
-    8: Cost(tap=0.175, out=0.005, point=0.604, fixed=20_000.0,
-            tile_point=0.6, tile_pix=1.0, tile_fixed=20_000.0),
+    4: Cost(tap=0.127, out=0.0, point=0.463, fixed=60_000.0,
+            tile_point=0.34, tile_pix=2.0, tile_fixed=85_000.0),
+    8: Cost(tap=0.175, out=0.005, point=0.741, fixed=60_000.0,
+            tile_point=0.54, tile_pix=3.2, tile_fixed=85_000.0),
 }
 COSTS[2] = COSTS[4]
 
