@@ -373,11 +373,11 @@ def test_jax_jit_grad_vmap(force_tile: Any) -> None:
 def test_torch_gradcheck(force_tile: Any, kshape: tuple[int, ...]) -> None:
     torch = pytest.importorskip("torch")
     force_tile(RULES["smallest"])  # several tiles in both axes
-    x = torch.tensor(data((2, 3, 13, 11), "float64"), requires_grad=True)
+    x = torch.tensor(data((2, 3, 10, 9), "float64"), requires_grad=True)
     k = torch.tensor(data(kshape, "float64"), requires_grad=True)
-    for method in ("overlap", "fft"):
+    for method in ("overlap", "fft"):  # fast_mode: random projections of the Jacobian
         assert torch.autograd.gradcheck(
-            lambda a, b, m=method: xcorr.corr2d(a, b, method=m), (x, k))
+            lambda a, b, m=method: xcorr.corr2d(a, b, method=m), (x, k), fast_mode=True)
     # and the in-place product is only taken without grad
     with torch.no_grad():
         got = xcorr.corr2d(x, k, method="overlap")
