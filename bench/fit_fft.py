@@ -71,7 +71,7 @@ def runners(name: str):
         from xcorr.backends import _torch as tb
         torch.set_num_threads(1)
         return (torch.from_numpy, lambda x, k: tb.corr2d_valid(x, k, "fft"),
-                lambda x, k, t: overlap_valid(x, k, t, tb._rfft2, tb._irfft2, tb._tiles,
+                lambda x, k, t: overlap_valid(x, k, t, tb.rfft2, tb.irfft2, tb._tiles,
                                               tb._mul_conj).contiguous())
     import jax
     import jax.numpy as jnp

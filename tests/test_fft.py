@@ -180,7 +180,7 @@ def test_tile_builders_agree(h: int, w: int, kh: int, kw: int, th: int, tw: int)
     cut = _fft.tiles_by_reshape(x, tile, step, count, nb.pad, np.concatenate)
     np.testing.assert_array_equal(view, cut)
     k = data((kh, kw), "float64")
-    got = _fft.overlap_valid(x, k, tile, *nb._transforms(), nb._tiles, nb._mul_conj)
+    got = _fft.overlap_valid(x, k, tile, nb.rfft2, nb.irfft2, nb._tiles, nb._mul_conj)
     xt.assert_within_bound(got, oracle(x, k), bound(x, k, np.float64), "overlap_valid")
 
 
@@ -199,6 +199,14 @@ def test_inputs_are_not_mutated(backend: str, force_tile: Any) -> None:
         check(backend, x, k, method)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(k, k0)
+
+
+def test_numpy_overlap_without_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy.fft stands in for scipy.fft (and keeps float32 in complex64)."""
+    x, k = data((2, 70, 61), "float32"), data((7, 6), "float32")
+    monkeypatch.setitem(sys.modules, "scipy.fft", None)
+    for method in ("overlap", "fft"):
+        check("numpy", x, k, method)
 
 
 def test_integer_input_is_refused(backend: str) -> None:

@@ -285,21 +285,13 @@ def _direct(x: Any, k: Any) -> Any:
     return out.reshape(*lead, ho, wo)
 
 
-def _rfft2(a: Any, s: tuple[int, int]) -> Any:
-    return cupy.fft.rfft2(a, s=s, axes=(-2, -1))
-
-
-def _irfft2(a: Any, s: tuple[int, int]) -> Any:
-    return cupy.fft.irfft2(a, s=s, axes=(-2, -1))
-
-
 def _fft(x: Any, k: Any) -> Any:
-    return cupy.ascontiguousarray(fft_valid(x, k, _rfft2, _irfft2, mul_conj_inplace(cupy)))
+    return cupy.ascontiguousarray(fft_valid(x, k, rfft2, irfft2, mul_conj_inplace(cupy)))
 
 
 def _overlap(x: Any, k: Any) -> Any:
     tile = for_itemsize(COSTS, x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
-    return cupy.ascontiguousarray(overlap_valid(x, k, tile, _rfft2, _irfft2, _tiles,
+    return cupy.ascontiguousarray(overlap_valid(x, k, tile, rfft2, irfft2, _tiles,
                                                 mul_conj_inplace(cupy)))
 
 

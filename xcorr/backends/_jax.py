@@ -138,10 +138,10 @@ def _valid(x: Any, k: Any, method: str) -> Any:
         # Accumulate half precision in float32 and round once (jnp.fft has no float16 either).
         x, k = x.astype(jnp.float32), k.astype(jnp.float32)
     if method == "fft":
-        out = fft_valid(x, k, jnp.fft.rfft2, jnp.fft.irfft2)
+        out = fft_valid(x, k, rfft2, irfft2)
     elif method == "overlap":  # the tile is static: chosen from shapes while tracing
         tile = for_itemsize(COSTS, x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
-        out = overlap_valid(x, k, tile, jnp.fft.rfft2, jnp.fft.irfft2,
+        out = overlap_valid(x, k, tile, rfft2, irfft2,
                             partial(tiles_by_reshape, pad=pad, concat=jnp.concatenate))
     elif method == "native":
         out = _native(x, k)

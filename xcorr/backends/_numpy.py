@@ -135,12 +135,20 @@ def sse_value_and_grad(x: np.ndarray, y: np.ndarray, k: np.ndarray, b: Any | Non
 
 
 def rfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
-    """Real 2-D FFT over the last two axes at size ``s`` (``scipy.fft``, threaded, if present)."""
-    return _fft_module()[0](a, s)
+    """Real 2-D FFT over the last two axes at size ``s`` (a zero-padded), one axis at a time.
+
+    Rows first, so the rows the padding adds are never transformed (half the work for a
+    kernel's spectrum), then the columns in place.  ``scipy.fft`` (threaded, and float32 stays
+    complex64) if present.
+    """
+    fft, opts, inplace = _fft_module()
+    return fft.fft(fft.rfft(a, s[1], axis=-1, **opts), s[0], axis=-2, **inplace)
 
 
 def irfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
-    return _fft_module()[1](a, s)
+    """Inverse of ``rfft2`` at size ``s``: columns, then rows (``a`` is left as it was)."""
+    fft, opts, _ = _fft_module()
+    return fft.irfft(fft.ifft(a, s[0], axis=-2, **opts), s[1], axis=-1, **opts)
 
 
 def conv_costs() -> dict[int, ConvCost]:
@@ -151,26 +159,39 @@ def costs() -> dict[int, Cost]:
     return COSTS if _numba.kernel() is not None else FALLBACK_COSTS
 
 
-def _fft_module() -> tuple[Any, Any]:
-    try:  # multithreaded, and keeps float32 in complex64
-        import scipy.fft as fft
+def _fft_module() -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(module, its options, options for a transform that may overwrite its input).
 
-        return (lambda a, s: fft.rfft2(a, s, workers=-1),
-                lambda a, s: fft.irfft2(a, s, workers=-1))
+    Looked up on every call (an import of a loaded module is a dict lookup), so that a
+    missing or blocked ``scipy.fft`` falls back to ``numpy.fft``.
+    """
+    try:
+        import scipy.fft as fft
     except ImportError:
-        return (lambda a, s: np.fft.rfft2(a, s)), (lambda a, s: np.fft.irfft2(a, s))
+        return np.fft, {}, {}
+    return fft, {"workers": -1}, {"workers": -1, "overwrite_x": True}
 
 
 # -- kernels ----------------------------------------------------------------------------------
 
 
 def _fft(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(fft_valid(x, k, *_transforms(), mul=_mul_conj))
+    return np.ascontiguousarray(fft_valid(x, k, rfft2, _irfft2_owned, _mul_conj))
 
 
 def _overlap(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
-    return np.ascontiguousarray(overlap_valid(x, k, tile, *_transforms(), _tiles, _mul_conj))
+    return np.ascontiguousarray(overlap_valid(x, k, tile, rfft2, _irfft2_owned, _tiles,
+                                              _mul_conj))
+
+
+def _irfft2_owned(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
+    """``irfft2`` of a spectrum we own, its column pass in place: a transform that is not in
+    place took 2× as long here (fresh output pages).  ``scipy.fft.irfft2`` on a batch of
+    small tiles took 4× as long as these two calls (13 ms against 3.3 ms for 361 64×64 tiles).
+    """
+    fft, opts, inplace = _fft_module()
+    return fft.irfft(fft.ifft(a, s[0], axis=-2, **inplace), s[1], axis=-1, **opts)
 
 
 _mul_conj = mul_conj_inplace(np)
@@ -180,38 +201,6 @@ def _tiles(x: np.ndarray, tile: tuple[int, int], step: tuple[int, int],
            count: tuple[int, int]) -> np.ndarray:
     return tiles_by_view(x, tile, step, count, pad, partial(
         np.lib.stride_tricks.sliding_window_view, axis=(-2, -1)))
-
-
-_spectral: tuple[Any, Any] | None = None
-
-
-def _transforms() -> tuple[Any, Any]:
-    """``(rfft2, irfft2)`` as one-axis transforms, ``scipy.fft`` (threads) if present.
-
-    ``rfft2(a, s)`` transforms a's rows first, so the rows the zero padding adds to reach
-    ``s`` are never transformed (half the work for a kernel's spectrum), then its columns in
-    place; the inverse runs the column pass in place on the product, which is ours.
-    ``scipy.fft.irfft2`` on a batch of small tiles took 4× as long as these two calls (13 ms
-    against 3.3 ms for 361 64×64 tiles), and a transform that is not in place 2× as long as
-    one that is (fresh output pages).
-    """
-    global _spectral
-    if _spectral is None:
-        try:  # multithreaded, and keeps float32 in complex64
-            import scipy.fft as fft
-            opts: dict[str, Any] = {"workers": -1}
-            inplace: dict[str, Any] = {**opts, "overwrite_x": True}
-        except ImportError:
-            fft, opts, inplace = np.fft, {}, {}
-
-        def rfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
-            return fft.fft(fft.rfft(a, s[1], axis=-1, **opts), s[0], axis=-2, **inplace)
-
-        def irfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
-            return fft.irfft(fft.ifft(a, s[0], axis=-2, **inplace), s[1], axis=-1, **opts)
-
-        _spectral = rfft2, irfft2
-    return _spectral
 
 
 def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:

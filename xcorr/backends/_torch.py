@@ -182,10 +182,10 @@ def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
             method == "native" and x.is_cuda):
         x, k = x.float(), k.float()
     if method == "fft":
-        out = fft_valid(x, k, _rfft2, _irfft2, _mul_conj).contiguous()
+        out = fft_valid(x, k, rfft2, irfft2, _mul_conj).contiguous()
     elif method == "overlap":
         tile = for_itemsize(COSTS, x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
-        out = overlap_valid(x, k, tile, _rfft2, _irfft2, _tiles, _mul_conj).contiguous()
+        out = overlap_valid(x, k, tile, rfft2, irfft2, _tiles, _mul_conj).contiguous()
     elif method == "native":
         out = _native(x, k)
     elif torch.is_grad_enabled() and (x.requires_grad or k.requires_grad):
@@ -281,14 +281,6 @@ def _shift_add(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
             else:
                 out = torch.addcmul(out, x[..., a:a + ho, c:c + wo], taps[..., a, c, :, :])
     return out
-
-
-def _rfft2(a: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
-    return torch.fft.rfft2(a, s=s)
-
-
-def _irfft2(a: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
-    return torch.fft.irfft2(a, s=s)
 
 
 def _mul_conj(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
