@@ -1,11 +1,12 @@
 """The FFT correlations, written once for every framework's ``rfft2``/``irfft2``.
 
 ``fft_valid`` transforms the whole image; ``overlap_valid`` cuts it into overlapping tiles
-(overlap-save) and transforms all tiles as one batch, so each transform is small enough to
-stay in cache.  Both take the framework's transforms as callables acting on the last two
-axes, ``rfft2(a, s)`` and ``irfft2(a, s)`` (``s`` the transform shape; ``rfft2`` zero-pads
-``a`` up to it), and optionally ``mul(a, b)`` for ``a * conj(b)`` (NumPy and CuPy pass one
-that writes in place).  ``k`` may carry leading dimensions (a kernel per channel, a bank of
+(overlap-save) and transforms all tiles as one batch: small transforms whose cost grows with
+log2 of the tile, not of the image, and a kernel spectrum the size of a tile.  Both take the
+framework's transforms as callables acting on the last two axes, ``rfft2(a, s)`` and
+``irfft2(a, s)`` (``s`` the transform shape; ``rfft2`` zero-pads ``a`` up to it), and
+optionally ``mul(a, b)`` for ``a * conj(b)`` (NumPy and CuPy pass one that writes in
+place).  ``k`` may carry leading dimensions (a kernel per channel, a bank of
 kernels): they broadcast against x's leading dimensions by NumPy rules, and the output has
 shape ``(*broadcast(x.shape[:-2], k.shape[:-2]), Ho, Wo)``.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._methods import fft_len
+from ._methods import ceil_div, fft_len
 from ._validate import broadcast_batch
 
 Transform = Callable[[Any, tuple[int, int]], Any]
@@ -75,7 +76,7 @@ def overlap_valid(x: Any, k: Any, tile: Pair, rfft2: Transform, irfft2: Transfor
     ho, wo = h - kh + 1, w - kw + 1
     bh, bw = tile
     sh, sw = bh - kh + 1, bw - kw + 1
-    nh, nw = -(-ho // sh), -(-wo // sw)
+    nh, nw = ceil_div(ho, sh), ceil_div(wo, sw)
     kspec = rfft2(k, tile)
     # One spectrum for all tiles: (..., 1, 1, bh, bw//2+1) broadcasts over the (nh, nw) grid.
     kspec = kspec.reshape(*kspec.shape[:-2], 1, 1, *kspec.shape[-2:])

@@ -11,11 +11,12 @@ its code (``COSTS`` in ``backends/_<name>.py``)::
 The ``out`` term is the memory traffic of one pass over the output (what a 3×3 kernel
 is bound by); the ``fixed`` term is the per-call price of planning and the kernel's own
 transform.  Overlap-save (``xcorr._fft.overlap_valid``) transforms ``nh × nw`` tiles of
-``bh × bw`` per image; ``tile_pix`` is the traffic of cutting the tiles, multiplying the
-spectra and putting the pieces together.  Its tile is the cheapest of a few FFT-friendly
-sizes (``Cost.overlap_tile``).  ``auto`` takes the cheapest prediction.  Integer inputs
-always go direct (FFT rounding would break exactness); non-finite inputs are steered away
-from the FFTs by the caller, which can look at the values.
+``bh × bw`` per image; ``tile_pix`` is the work per tile point that does not grow with the
+tile (cutting the tiles, the spectrum product, putting the pieces together, and the
+transforms' own per-point overhead, which dominates for small tiles).  Its tile is the
+cheapest of a few FFT-friendly sizes (``Cost.overlap_tile``).  ``auto`` takes the cheapest
+prediction.  Integer inputs always go direct (FFT rounding would break exactness);
+non-finite inputs are steered away from the FFTs by the caller, which can look at the values.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Cost:
 
     def _per_image(self, h: int, w: int, kh: int, kw: int, bh: int, bw: int) -> float:
         n = bh * bw
-        tiles = -(-(h - kh + 1) // (bh - kh + 1)) * -(-(w - kw + 1) // (bw - kw + 1))
+        tiles = ceil_div(h - kh + 1, bh - kh + 1) * ceil_div(w - kw + 1, bw - kw + 1)
         return tiles * n * (self.tile_point * log2(max(n, 2)) + self.tile_pix)
 
 
@@ -80,6 +81,10 @@ class Cost:
 # but torch.compile's Dynamo warns about tracing through it.
 _plans: dict[tuple[Cost, int, int, int, int], tuple[float, tuple[int, int]]] = {}
 _fft_lens: dict[int, int] = {}
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _sides(n: int, k: int) -> list[int]:
