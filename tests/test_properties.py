@@ -123,7 +123,7 @@ def test_matches_oracle(backend: str, dtype: str) -> None:
                          label="case")
         enable = data.draw(st.booleans(), label="jax x64") if backend == "jax" else True
         with x64(backend, enable):
-            if method in ("fft", "native") and dtype.startswith("int"):
+            if method in ("fft", "overlap", "native") and dtype.startswith("int"):
                 with pytest.raises(ValueError, match="exact integer"):
                     xcorr.corr2d(x, k, mode=mode, method=method, backend=backend)
                 return
@@ -243,7 +243,7 @@ def test_one_by_one_kernel_scales(backend: str) -> None:
         dtype = data.draw(LAW_DTYPES, label="dtype")
         mode = data.draw(st.sampled_from(MODES), label="mode")
         method = data.draw(st.sampled_from(methods(backend)), label="method")
-        assume(not (method in ("fft", "native") and dtype == "int64"))
+        assume(not (method in ("fft", "overlap", "native") and dtype == "int64"))
         x = data.draw(xt.images(dtype, max_side=8, max_batch_dims=2), label="x")
         c = data.draw(xt.elements(dtype), label="c")
         k = np.array([[c]], dtype=dtype)
@@ -404,7 +404,8 @@ def test_nan_guard_is_exercised() -> None:
     for itemsize in (4, 8):
         for mode in MODES:
             shape = pad_np(np.zeros((120, 120)), mode, (44, 44)).shape
-            assert _methods.choose(be.costs(), shape, (44, 44), itemsize, False) == "fft"
+            picked = _methods.choose(be.costs(), shape, (44, 44), itemsize, False)
+            assert picked in _methods.SPECTRAL
 
 
 # -- 4. gradients ------------------------------------------------------------------------------

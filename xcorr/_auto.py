@@ -35,7 +35,7 @@ def fft_if_finite(be: Any, x: Any, k: Any, method: str = "fft") -> Any:
 def valid_auto(be: Any, x: Any, k: Any) -> Any:
     """Valid correlation of prepared arrays by the cheaper method; finite input only for FFT."""
     chosen = choose(be, x, k)
-    if chosen in ("fft", "overlap"):
+    if chosen in _methods.SPECTRAL:
         return fft_if_finite(be, x, k, chosen)
     return be.corr2d_valid(x, k, chosen)
 
@@ -46,8 +46,8 @@ def _broadcast_lead(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(max(p, q) for p, q in zip(a, b, strict=True))
 
 
-def warn_fft_nonfinite(stacklevel: int) -> None:
-    """The warning for an explicit ``method="fft"`` on input holding NaN/Inf."""
-    warnings.warn("x or k holds NaN/Inf: method='fft' spreads them over the whole output; "
-                  "use method='direct' (or 'auto') to keep them local", RuntimeWarning,
-                  stacklevel=stacklevel)
+def warn_fft_nonfinite(stacklevel: int, method: str = "fft") -> None:
+    """The warning for an explicit FFT ``method`` on input holding NaN/Inf."""
+    warnings.warn(f"x or k holds NaN/Inf: method={method!r} spreads them over the whole output"
+                  f"{' (its tile)' if method == 'overlap' else ''}; use method='direct' (or "
+                  "'auto') to keep them local", RuntimeWarning, stacklevel=stacklevel)

@@ -229,7 +229,7 @@ def valid(be: Any, x: Any, k: Any, method: str, integer: bool) -> tuple[Any, str
                          "method='direct' or 'auto', or cast the inputs to float")
     if method in ("fft", "overlap"):
         if be.all_finite(x, k) is False:
-            warn_fft_nonfinite(stacklevel=5)
+            warn_fft_nonfinite(stacklevel=5, method=method)
         return be.corr2d_valid(x, k, method), None
     if method == "auto":
         chosen = choose(be, x, k)

@@ -1,23 +1,36 @@
 """The cost model behind ``method="auto"``: pure arithmetic on shapes and dtypes.
 
-Each backend measures two straight lines on its own machine and keeps the constants
-next to its code (``COSTS`` in ``backends/_<name>.py``)::
+Each backend measures straight lines on its own machine and keeps the constants next to
+its code (``COSTS`` in ``backends/_<name>.py``)::
 
-    direct ≈ tap · B·Ho·Wo·kh·kw  +  out · B·Ho·Wo
-    fft    ≈ point · B·N·log2(N)  +  fixed          N = sH·sW, the transform size
+    direct  ≈ tap · B·Ho·Wo·kh·kw  +  out · B·Ho·Wo
+    fft     ≈ point · B·N·log2(N)  +  fixed                N = sH·sW, the transform size
+    overlap ≈ tile_point · P·log2(n)  +  tile_pix · P  +  tile_fixed
+                                        n = bh·bw points per tile, P = n · B·nh·nw in all
 
 The ``out`` term is the memory traffic of one pass over the output (what a 3×3 kernel
 is bound by); the ``fixed`` term is the per-call price of planning and the kernel's own
-transform.  ``auto`` takes the cheaper prediction.  Integer inputs always go direct
-(FFT rounding would break exactness); non-finite inputs are steered away from FFT by
-the caller, which can look at the values.
+transform.  Overlap-save (``xcorr._fft.overlap_valid``) transforms ``nh × nw`` tiles of
+``bh × bw`` per image; ``tile_pix`` is the work per tile point that does not grow with the
+tile (cutting the tiles, the spectrum product, putting the pieces together, and the
+transforms' own per-point overhead, which dominates for small tiles).  Its tile is the
+cheapest of a few FFT-friendly sizes (``Cost.overlap_tile``).  ``auto`` takes the cheapest
+prediction.  Integer inputs always go direct (FFT rounding would break exactness);
+non-finite inputs are steered away from the FFTs by the caller, which can look at the values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from math import log2, prod
+
+# The methods that go through the frequency domain: they round integers and spread a NaN over
+# the whole output (or tile), so auto takes them only for finite floats.
+SPECTRAL = ("fft", "overlap")
+
+# Tile sides tried by Cost.overlap_tile: 2^a·{1, 3, 5} from 8 to 2048, sizes every FFT library
+# handles at full speed.  A side at least the image's own is replaced by fft_len(side).
+_TILE_SIDES = tuple(sorted(m << e for m in (1, 3, 5) for e in range(3, 12) if (m << e) <= 2048))
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,9 @@ class Cost:
     out: float
     point: float
     fixed: float
+    tile_point: float
+    tile_pix: float
+    tile_fixed: float
 
     def direct(self, batch: int, ho: int, wo: int, kh: int, kw: int) -> float:
         return batch * ho * wo * (self.tap * kh * kw + self.out)
@@ -36,10 +52,56 @@ class Cost:
         n = fft_len(h) * fft_len(w)
         return self.point * batch * n * log2(max(n, 2)) + self.fixed
 
+    def overlap(self, batch: int, h: int, w: int, kh: int, kw: int) -> float:
+        return batch * self._plan(h, w, kh, kw)[0] + self.tile_fixed
 
-@lru_cache(maxsize=4096)  # on the dispatch path of every auto call
+    def overlap_tile(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
+        """The overlap-save tile ``(bh, bw)`` predicted cheapest for this shape."""
+        return self._plan(h, w, kh, kw)[1]
+
+    def _plan(self, h: int, w: int, kh: int, kw: int) -> tuple[float, tuple[int, int]]:
+        """(ns per image, tile) of the cheapest tile; the batch does not change the choice."""
+        key = (self, h, w, kh, kw)
+        best = _plans.get(key)
+        if best is None:
+            best = min((self._per_image(h, w, kh, kw, bh, bw), (bh, bw))
+                       for bh in _sides(h, kh) for bw in _sides(w, kw))
+            if len(_plans) > 4096:
+                _plans.clear()
+            _plans[key] = best
+        return best
+
+    def _per_image(self, h: int, w: int, kh: int, kw: int, bh: int, bw: int) -> float:
+        n = bh * bw
+        tiles = ceil_div(h - kh + 1, bh - kh + 1) * ceil_div(w - kw + 1, bw - kw + 1)
+        return tiles * n * (self.tile_point * log2(max(n, 2)) + self.tile_pix)
+
+
+# Plain dict memos (on the dispatch path of every auto call): functools.lru_cache would do,
+# but torch.compile's Dynamo warns about tracing through it.
+_plans: dict[tuple[Cost, int, int, int, int], tuple[float, tuple[int, int]]] = {}
+_fft_lens: dict[int, int] = {}
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _sides(n: int, k: int) -> list[int]:
+    """Tile sides along an axis of ``n`` points with a ``k``-tap kernel.
+
+    The step ``b - k + 1`` must reach the halo ``k - 1`` (``tiles_by_reshape`` needs it, and
+    a smaller tile wastes most of its transform anyway); one tile spanning the whole axis,
+    ``fft_len(n)``, is always a choice, so the plan exists for every shape.
+    """
+    return [b for b in _TILE_SIDES if 2 * (k - 1) <= b < n] + [fft_len(n)]
+
+
 def fft_len(n: int) -> int:
     """Smallest 2·3·5-smooth integer >= n (a size every FFT library handles fast)."""
+    best = _fft_lens.get(n)
+    if best is not None:
+        return best
     best = 1 << max(n - 1, 0).bit_length()
     p5 = 1
     while p5 < best:
@@ -51,17 +113,28 @@ def fft_len(n: int) -> int:
             best = min(best, q)
             p35 *= 3
         p5 *= 5
+    if len(_fft_lens) > 4096:
+        _fft_lens.clear()
+    _fft_lens[n] = best
     return best
 
 
-def choose(costs: dict[int, Cost], shape: tuple[int, ...], kshape: tuple[int, int],
+def for_itemsize(costs: dict[int, Cost], itemsize: int) -> Cost:
+    """The constants for a dtype width (the widest measured one for wider types)."""
+    return costs.get(itemsize) or costs[max(costs)]
+
+
+def choose(costs: dict[int, Cost], shape: tuple[int, ...], kshape: tuple[int, ...],
            itemsize: int, integer: bool) -> str:
-    """'direct' or 'fft' for a valid correlation of ``shape`` (..., H, W) with ``kshape``."""
+    """'direct', 'fft' or 'overlap' for a valid correlation of ``shape`` (..., H, W) with a
+    ``kshape`` (..., kh, kw) kernel; ``shape``'s leading dims are the (broadcast) batch."""
     if integer:
         return "direct"
-    cost = costs.get(itemsize) or costs[max(costs)]
-    *lead, h, w = shape
-    kh, kw = kshape
-    batch = prod(lead)
-    ho, wo = h - kh + 1, w - kw + 1
-    return "fft" if cost.fft(batch, h, w) < cost.direct(batch, ho, wo, kh, kw) else "direct"
+    cost = for_itemsize(costs, itemsize)
+    h, w = shape[-2:]
+    kh, kw = kshape[-2:]
+    batch = prod(shape[:-2])
+    options = ((cost.direct(batch, h - kh + 1, w - kw + 1, kh, kw), "direct"),
+               (cost.fft(batch, h, w), "fft"),
+               (cost.overlap(batch, h, w, kh, kw), "overlap"))
+    return min(options)[1]

@@ -36,7 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ._corr import corr2d
 from ._dispatch import available, load
 from ._interop import host_copy as as_numpy
-from ._methods import fft_len
+from ._methods import SPECTRAL, fft_len
 from ._validate import MODES, pads
 
 __all__ = [
@@ -61,7 +61,7 @@ FFT_C = 4.0
 
 # Methods whose summation order or algorithm is not the plain sum of products: "native"
 # (cuDNN/oneDNN/XLA convolutions) may pick Winograd or FFT algorithms, and "auto" may pick fft.
-_NORMWISE_METHODS = ("fft", "auto", "native")
+_NORMWISE_METHODS = ("fft", "overlap", "auto", "native")
 
 
 # -- conversion --------------------------------------------------------------------------------
@@ -103,7 +103,8 @@ def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
 
     An FFT does not bound each output by its own terms: rounding errors of the transforms
     spread over the whole output in proportion to the norms of the inputs [2]_.  For
-    ``method`` ``"fft"``, ``"auto"`` (which may choose it) or ``"native"`` (library
+    ``method`` ``"fft"``, ``"overlap"`` (tiles are smaller than the image, so the same term
+    bounds them), ``"auto"`` (which may choose either) or ``"native"`` (library
     convolutions may use FFT or Winograd algorithms) the normwise term::
 
         FFT_C · u · log2(N) · ‖x_b‖₂ · ‖k‖₂         N = fft_len(H) · fft_len(W)
@@ -261,9 +262,9 @@ def assert_backends_agree(x: Any, k: Any, *, backends: Sequence[str] | None = No
     integer = x.dtype.kind in "iu" and k.dtype.kind in "iu"
     wide = np.int64 if integer else np.float64
     finite = bool(np.isfinite(x).all() and np.isfinite(k).all()) if not integer else True
-    if method == "fft" and not finite:
-        raise ValueError("method='fft' on input holding NaN/Inf spreads them over the whole "
-                         "output by design; compare with method='direct' or 'auto'")
+    if method in SPECTRAL and not finite:
+        raise ValueError(f"method={method!r} on input holding NaN/Inf spreads them over the "
+                         "whole output by design; compare with method='direct' or 'auto'")
     want = as_numpy(corr2d(x.astype(wide), k.astype(wide), mode=mode, method="direct",
                            backend="numpy"))
     want_err = error_bound(x, k, mode, wide)

@@ -25,9 +25,9 @@ from .. import _grad
 from .._boundary import NUMPY_MODES
 from .._broadcast import batch_index
 from .._dispatch import array_backend
-from .._fft import fft_valid
+from .._fft import fft_valid, mul_conj_inplace, overlap_valid, tiles_by_view
 from .._interop import to_numpy
-from .._methods import Cost
+from .._methods import Cost, for_itemsize
 from .._validate import numpy_kind, numpy_result_dtype
 
 try:
@@ -42,7 +42,7 @@ else:
 
 NAME = "cupy"
 xp = cupy  # the array namespace the operations are written against (None without CuPy)
-METHODS = ("direct", "fft", "native")
+METHODS = ("direct", "fft", "overlap", "native")
 
 # Cost-model constants (ns), float32 fitted on an H100 (bench/results/gpu_bench_*.md, 1024²
 # and 4096² × k 3/11/31): direct 0.26 ps per tap (4096² k31: 4.2 ms) plus 9 ps per output
@@ -50,9 +50,16 @@ METHODS = ("direct", "fft", "native")
 # finiteness check's sync) plus 1.3 ps per N·log2 N.  So 1024² k31 goes direct (0.32 ms
 # against 0.51) and 4096² k31 FFT (1.0 ms against 4.2).  float64: twice the float32 figures
 # (not measured; Hopper's float64 rate and bytes per element are both half/double).
+# Overlap-save (tile_*): NOT FITTED (no GPU at hand when it was added), set by analogy with
+# the FFT: cuFFT's batched small transforms cost about what one large one does per point
+# (tile_point = point), each tile point adds about five passes of 8-byte traffic at ~3 TB/s
+# (cutting the tiles, the product, putting them together: tile_pix 13 ps), and a call pays
+# the same planning and sync as the FFT (tile_fixed = fixed).
 COSTS = {
-    4: Cost(tap=0.00026, out=0.009, point=0.0013, fixed=450_000.0),
-    8: Cost(tap=0.00052, out=0.018, point=0.0026, fixed=450_000.0),
+    4: Cost(tap=0.00026, out=0.009, point=0.0013, fixed=450_000.0,
+            tile_point=0.0013, tile_pix=0.013, tile_fixed=450_000.0),
+    8: Cost(tap=0.00052, out=0.018, point=0.0026, fixed=450_000.0,
+            tile_point=0.0026, tile_pix=0.026, tile_fixed=450_000.0),
 }
 
 # conv2d's GEMMs run in column panels of this width (reproducible bits: see _conv._gemm).
@@ -220,6 +227,8 @@ def corr2d_valid(x: Any, k: Any, method: str) -> Any:
             x, k = x.astype(np.float32), k.astype(np.float32)
         if method == "fft":
             out = _fft(x, k)
+        elif method == "overlap":
+            out = _overlap(x, k)
         elif method == "native":
             out = _native(x, k)
         else:
@@ -277,13 +286,20 @@ def _direct(x: Any, k: Any) -> Any:
 
 
 def _fft(x: Any, k: Any) -> Any:
-    def rfft2(a, s):
-        return cupy.fft.rfft2(a, s=s, axes=(-2, -1))
+    return cupy.ascontiguousarray(fft_valid(x, k, rfft2, irfft2, mul_conj_inplace(cupy)))
 
-    def irfft2(a, s):
-        return cupy.fft.irfft2(a, s=s, axes=(-2, -1))
 
-    return cupy.ascontiguousarray(fft_valid(x, k, rfft2, irfft2))
+def _overlap(x: Any, k: Any) -> Any:
+    tile = for_itemsize(COSTS, x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
+    return cupy.ascontiguousarray(overlap_valid(x, k, tile, rfft2, irfft2, _tiles,
+                                                mul_conj_inplace(cupy)))
+
+
+def _tiles(x: Any, tile: tuple[int, int], step: tuple[int, int], count: tuple[int, int]) -> Any:
+    from cupy.lib.stride_tricks import sliding_window_view
+
+    return tiles_by_view(x, tile, step, count, pad,
+                         lambda a, b: sliding_window_view(a, b, axis=(-2, -1)))
 
 
 def _native(x: Any, k: Any) -> Any:

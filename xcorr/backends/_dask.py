@@ -36,12 +36,12 @@ from .. import _dispatch, _grad
 from .._auto import valid_auto, warn_fft_nonfinite
 from .._boundary import index_map
 from .._interop import to_numpy
-from .._methods import Cost
+from .._methods import SPECTRAL, Cost
 from .._validate import broadcast_batch, numpy_kind, numpy_result_dtype
 
 NAME = "dask"
 xp = da  # the array namespace the operations are written against
-METHODS = ("direct", "fft")
+METHODS = ("direct", "fft", "overlap")
 
 
 def version() -> str:
@@ -280,8 +280,8 @@ def _block_valid(xb: Any, *, k: Any, method: str, chunk: str,
     k = be.asarray(k)  # NumPy k with CuPy chunks: the small kernel goes to the block's GPU
     if method == "auto":  # this block's own cost model and finiteness check
         return valid_auto(be, xb, k)
-    if method == "fft" and be.all_finite(xb, k) is False:  # seen only now, at compute time
-        warn_fft_nonfinite(stacklevel=2)
+    if method in SPECTRAL and be.all_finite(xb, k) is False:  # seen only now, at compute time
+        warn_fft_nonfinite(stacklevel=2, method=method)
     return be.corr2d_valid(xb, k, method)
 
 

@@ -22,24 +22,30 @@ from .._auto import valid_auto
 from .._boundary import NUMPY_MODES
 from .._broadcast import group_plan
 from .._conv_cost import ConvCost
-from .._fft import fft_valid
+from .._fft import fft_valid, overlap_valid, tiles_by_reshape
 from .._interop import to_numpy
-from .._methods import Cost
+from .._methods import Cost, for_itemsize
 from .._validate import numpy_kind
 
 NAME = "jax"
 xp = jnp  # the array namespace the operations are written against
-METHODS = ("direct", "fft", "native")
+METHODS = ("direct", "fft", "overlap", "native")
 
-# Cost-model constants (ns), fitted to bench/bench_jax.py on the project machine (2 AMD EPYC
-# Zen-4 cores shared with other jobs, JAX 0.10.2 CPU), keyed by dtype width.  Measured there:
-# direct costs 0.03-0.07 ns per tap and output in float32 (twice that in float64), the FFT
-# 0.45-0.8 ns per N·log2(N) (1024² float32: 7-17 ms whatever the kernel), so the crossover
-# sits near k≈14 at 256²-4096² (1024² float32, quiet machine: direct 4.0 ms at k11, 9.8 ms
-# at k15).  lax.conv is never cheaper than both (22-55 ms at k3, 0.2-0.44 s at k31).
+# Cost-model constants (ns), keyed by dtype width, on the project machine (2 AMD EPYC Zen-4
+# cores shared with other jobs, JAX 0.10.2 CPU).  direct: fitted to bench/bench_jax.py, 0.03-0.07
+# ns per tap and output in float32 (twice that in float64; 1024² float32, quiet machine: 4.0 ms
+# at k11, 9.8 ms at k15).  fft and overlap (jitted): ``bench/fit_fft.py jax``, least squares
+# over 256² to 4096² (and 8×128²), k 5-41, tiles 16-512, of CPU time with XLA on one thread
+# (process_time, min of 3-5: the machine was too loaded for wall clocks; XLA's CPU FFT runs on
+# one thread anyway), fixed parts from 8²-64² calls.  Measured 1024² float32: fft 9-13 ms
+# whatever the kernel, overlap 8.2 ms at k5 (B=64), 9.4 at k11; 2048²: fft 62-67, overlap 57
+# (k5), 66 (k21, B=256); 4096²: fft 342, overlap 304 (k11, B=256), 325 (k31, B=384).
+# lax.conv is never cheaper than both (22-55 ms at k3, 0.2-0.44 s at k31).
 COSTS = {
-    4: Cost(tap=0.045, out=0.05, point=0.45, fixed=20_000.0),
-    8: Cost(tap=0.09, out=0.10, point=0.90, fixed=20_000.0),
+    4: Cost(tap=0.045, out=0.05, point=0.45, fixed=25_000.0,
+            tile_point=0.25, tile_pix=4.0, tile_fixed=25_000.0),
+    8: Cost(tap=0.09, out=0.10, point=0.62, fixed=25_000.0,
+            tile_point=0.78, tile_pix=0.95, tile_fixed=25_000.0),
 }
 
 # conv2d's constants (ns; see xcorr/_conv_cost.py).  lax.conv on CPU ran at 30 GF/s dense and
@@ -132,7 +138,11 @@ def _valid(x: Any, k: Any, method: str) -> Any:
         # Accumulate half precision in float32 and round once (jnp.fft has no float16 either).
         x, k = x.astype(jnp.float32), k.astype(jnp.float32)
     if method == "fft":
-        out = fft_valid(x, k, jnp.fft.rfft2, jnp.fft.irfft2)
+        out = fft_valid(x, k, rfft2, irfft2)
+    elif method == "overlap":  # the tile is static: chosen from shapes while tracing
+        tile = for_itemsize(COSTS, x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
+        out = overlap_valid(x, k, tile, rfft2, irfft2,
+                            partial(tiles_by_reshape, pad=pad, concat=jnp.concatenate))
     elif method == "native":
         out = _native(x, k)
     else:

@@ -6,6 +6,8 @@ This module also documents the backend surface every ``backends/_<name>.py`` off
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -13,26 +15,37 @@ import numpy as np
 from .. import _grad, _numba
 from .._boundary import NUMPY_MODES
 from .._conv_cost import ConvCost
-from .._fft import fft_valid
+from .._fft import fft_valid, mul_conj_inplace, overlap_valid, tiles_by_view
 from .._interop import to_numpy
-from .._methods import Cost
+from .._methods import Cost, for_itemsize
 from .._validate import numpy_kind, numpy_result_dtype
 
 NAME = "numpy"
 xp = np  # the array namespace the operations are written against
-METHODS = ("direct", "fft")
+METHODS = ("direct", "fft", "overlap")
 
-# Cost-model constants (ns), read off bench/bench_numpy.py on the project machine (2 AMD EPYC
-# Zen-4 cores, NumPy 2.4, SciPy 1.17, Numba 0.68; 1024² float32: direct 0.23/2.3/16.3 ms and
-# FFT 7.7/9.4/9.2 ms at k3/k11/k31), keyed by dtype width.  Crossover near k≈22 at 1024².
+# Cost-model constants (ns), keyed by dtype width, on the project machine (2 AMD EPYC Zen-4
+# cores, NumPy 2.4, SciPy 1.17, Numba 0.68).  direct (tap, out): read off bench/bench_numpy.py
+# (1024² float32: 0.23/2.3/16.3 ms at k3/k11/k31).  fft and overlap: least squares over 256²
+# to 4096² (and 8×128²), k 5-41, tiles 16-512, of single-thread CPU time (process_time, min of
+# 3: the machine was shared, wall clocks were not usable), halved for the two FFT workers;
+# fixed parts from 8²-64² calls (``bench/fit_fft.py numpy``).
+# Measured 1024² float32, one thread: fft 8.4 ms whatever the kernel, overlap 6.8 ms at k5
+# (B=64) and 9.0 at k11; 2048²: fft 47-51, overlap 31 (k5), 43 (k11), 42 (k21, B=256); 4096²:
+# fft 231, overlap 155 (k11, B=256), 172 (k31, B=256).  The whole-image FFT costs more per
+# N·log2(N) as it leaves the caches (0.40 ns at 1024², 0.57 at 4096², one thread): ``point``
+# is the compromise over these sizes.
 COSTS = {
-    4: Cost(tap=0.017, out=0.07, point=0.40, fixed=100_000.0),
-    8: Cost(tap=0.033, out=0.14, point=0.60, fixed=30_000.0),
+    4: Cost(tap=0.017, out=0.07, point=0.196, fixed=20_000.0,
+            tile_point=0.131, tile_pix=1.9, tile_fixed=30_000.0),
+    8: Cost(tap=0.033, out=0.14, point=0.318, fixed=20_000.0,
+            tile_point=0.223, tile_pix=2.8, tile_fixed=30_000.0),
 }
-# Without Numba the blocked NumPy loop is ~10x slower per tap (25.9 ms at 1024² k11 float32).
+# Without Numba the blocked NumPy loop is ~10x slower per tap (25.9 ms at 1024² k11 float32);
+# the FFTs do not use Numba.
 FALLBACK_COSTS = {
-    4: Cost(tap=0.21, out=0.3, point=0.40, fixed=100_000.0),
-    8: Cost(tap=0.36, out=0.7, point=0.60, fixed=30_000.0),
+    4: replace(COSTS[4], tap=0.21, out=0.3),
+    8: replace(COSTS[8], tap=0.36, out=0.7),
 }
 
 # conv2d's constants (ns; see xcorr/_conv_cost.py), from bench runs on the project machine.
@@ -108,6 +121,8 @@ def corr2d_valid(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
         x, k = x.astype(np.float32), k.astype(np.float32)
     if method == "fft":
         out = _fft(x, k)
+    elif method == "overlap":
+        out = _overlap(x, k)
     else:
         out = _direct(x, k)
     return out.astype(out_dtype, copy=False)
@@ -120,12 +135,20 @@ def sse_value_and_grad(x: np.ndarray, y: np.ndarray, k: np.ndarray, b: Any | Non
 
 
 def rfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
-    """Real 2-D FFT over the last two axes at size ``s`` (``scipy.fft``, threaded, if present)."""
-    return _fft_module()[0](a, s)
+    """Real 2-D FFT over the last two axes at size ``s`` (a zero-padded), one axis at a time.
+
+    Rows first, so the rows the padding adds are never transformed (half the work for a
+    kernel's spectrum), then the columns in place.  ``scipy.fft`` (threaded, and float32 stays
+    complex64) if present.
+    """
+    fft, opts, inplace = _fft_module()
+    return fft.fft(fft.rfft(a, s[1], axis=-1, **opts), s[0], axis=-2, **inplace)
 
 
 def irfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
-    return _fft_module()[1](a, s)
+    """Inverse of ``rfft2`` at size ``s``: columns, then rows (``a`` is left as it was)."""
+    fft, opts, _ = _fft_module()
+    return fft.irfft(fft.ifft(a, s[0], axis=-2, **opts), s[1], axis=-1, **opts)
 
 
 def conv_costs() -> dict[int, ConvCost]:
@@ -136,31 +159,48 @@ def costs() -> dict[int, Cost]:
     return COSTS if _numba.kernel() is not None else FALLBACK_COSTS
 
 
-def _fft_module() -> tuple[Any, Any]:
-    try:  # multithreaded, and keeps float32 in complex64
-        import scipy.fft as fft
+def _fft_module() -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(module, its options, options for a transform that may overwrite its input).
 
-        return (lambda a, s: fft.rfft2(a, s, workers=-1),
-                lambda a, s: fft.irfft2(a, s, workers=-1))
+    Looked up on every call (an import of a loaded module is a dict lookup), so that a
+    missing or blocked ``scipy.fft`` falls back to ``numpy.fft``.
+    """
+    try:
+        import scipy.fft as fft
     except ImportError:
-        return (lambda a, s: np.fft.rfft2(a, s)), (lambda a, s: np.fft.irfft2(a, s))
+        return np.fft, {}, {}
+    return fft, {"workers": -1}, {"workers": -1, "overwrite_x": True}
 
 
 # -- kernels ----------------------------------------------------------------------------------
 
 
 def _fft(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    try:  # multithreaded, and keeps float32 in complex64
-        import scipy.fft as fft
+    return np.ascontiguousarray(fft_valid(x, k, rfft2, _irfft2_owned, _mul_conj))
 
-        def rfft2(a, s):
-            return fft.rfft2(a, s, workers=-1)
 
-        def irfft2(a, s):
-            return fft.irfft2(a, s, workers=-1)
-    except ImportError:
-        rfft2, irfft2 = np.fft.rfft2, np.fft.irfft2
-    return np.ascontiguousarray(fft_valid(x, k, rfft2, irfft2))
+def _overlap(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
+    return np.ascontiguousarray(overlap_valid(x, k, tile, rfft2, _irfft2_owned, _tiles,
+                                              _mul_conj))
+
+
+def _irfft2_owned(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
+    """``irfft2`` of a spectrum we own, its column pass in place: a transform that is not in
+    place took 2× as long here (fresh output pages).  ``scipy.fft.irfft2`` on a batch of
+    small tiles took 4× as long as these two calls (13 ms against 3.3 ms for 361 64×64 tiles).
+    """
+    fft, opts, inplace = _fft_module()
+    return fft.irfft(fft.ifft(a, s[0], axis=-2, **inplace), s[1], axis=-1, **opts)
+
+
+_mul_conj = mul_conj_inplace(np)
+
+
+def _tiles(x: np.ndarray, tile: tuple[int, int], step: tuple[int, int],
+           count: tuple[int, int]) -> np.ndarray:
+    return tiles_by_view(x, tile, step, count, pad, partial(
+        np.lib.stride_tricks.sliding_window_view, axis=(-2, -1)))
 
 
 def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:

@@ -23,22 +23,31 @@ from .._boundary import index_map
 from .._broadcast import group_plan, unbroadcast
 from .._conv_cost import ConvCost
 from .._dispatch import array_backend
-from .._fft import fft_valid
+from .._fft import fft_valid, overlap_valid, tiles_by_view
 from .._interop import to_numpy
-from .._methods import Cost
+from .._methods import Cost, for_itemsize
 from . import _torch_xp as xp
 
 NAME = "torch"
-METHODS = ("direct", "fft", "native")
+METHODS = ("direct", "fft", "overlap", "native")
 
-# Cost-model constants (ns), fitted by ``bench/bench_torch.py --fit --threads 1`` on the project
-# machine (AMD EPYC Zen-4, 2 cores shared with other jobs, torch 2.13.0+cpu), keyed by dtype
-# width; half types compute in float32.  They put the direct/FFT crossover near k≈7 (float32)
-# and k≈8 (float64) at 1024².  ``auto`` only picks direct or fft, never F.conv2d (4.2 s for a
+# Cost-model constants (ns), keyed by dtype width, on the project machine (AMD EPYC Zen-4, 2
+# cores shared with other jobs, torch 2.13.0+cpu); half types compute in float32.  direct:
+# ``bench/bench_torch.py --fit --threads 1`` (single-thread CPU time of 1024² k3/k7/k11 still
+# matched it within 7% when overlap was added).  fft and overlap: ``bench/fit_fft.py torch``,
+# least squares over 256² to 4096² (and 8×128²), k 5-41, tiles 16-512, of single-thread CPU
+# time (process_time, min of 3-5: the machine was too loaded for wall clocks, and two threads
+# stalled small FFTs for milliseconds there); float64's tile terms are float32's scaled by the
+# FFT's float64/float32 ratio (their own fit was degenerate); fixed parts from 8²-64² calls.
+# Measured 1024² float32: fft 10.7-11.6 ms whatever the kernel, overlap 6.2 ms at k5 (B=64),
+# 8.9 at k11 (B=128); 2048²: fft 55, overlap 28 (k5), 37 (k11, k21); 4096² (memory-bound on
+# the loaded machine): fft 539, overlap 482.  ``auto`` never picks F.conv2d (4.2 s for a
 # float64 1024² k31 on CPU); on CUDA both are reasonable, so the CPU constants serve there.
 COSTS = {
-    4: Cost(tap=0.127, out=0.0, point=0.323, fixed=23_000.0),
-    8: Cost(tap=0.175, out=0.005, point=0.604, fixed=20_000.0),
+    4: Cost(tap=0.127, out=0.0, point=0.463, fixed=60_000.0,
+            tile_point=0.34, tile_pix=2.0, tile_fixed=85_000.0),
+    8: Cost(tap=0.175, out=0.005, point=0.741, fixed=60_000.0,
+            tile_point=0.54, tile_pix=3.2, tile_fixed=85_000.0),
 }
 COSTS[2] = COSTS[4]
 
@@ -173,8 +182,10 @@ def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
             method == "native" and x.is_cuda):
         x, k = x.float(), k.float()
     if method == "fft":
-        out = fft_valid(x, k, lambda a, s: torch.fft.rfft2(a, s=s),
-                        lambda a, s: torch.fft.irfft2(a, s=s)).contiguous()
+        out = fft_valid(x, k, rfft2, irfft2, _mul_conj).contiguous()
+    elif method == "overlap":
+        tile = for_itemsize(COSTS, x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
+        out = overlap_valid(x, k, tile, rfft2, irfft2, _tiles, _mul_conj).contiguous()
     elif method == "native":
         out = _native(x, k)
     elif torch.is_grad_enabled() and (x.requires_grad or k.requires_grad):
@@ -270,6 +281,21 @@ def _shift_add(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
             else:
                 out = torch.addcmul(out, x[..., a:a + ho, c:c + wo], taps[..., a, c, :, :])
     return out
+
+
+def _mul_conj(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a * conj(b)``, in place in ``a`` (a spectrum we own) when autograd needs neither."""
+    if (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)) or \
+            a.shape != torch.broadcast_shapes(a.shape, b.shape):
+        return a * b.conj()
+    return a.mul_(b.conj())
+
+
+def _tiles(x: torch.Tensor, tile: tuple[int, int], step: tuple[int, int],
+           count: tuple[int, int]) -> torch.Tensor:
+    """Overlap-save tiles: ``unfold`` is torch's strided window view (differentiable)."""
+    return tiles_by_view(x, tile, step, count, pad,
+                         lambda a, b: a.unfold(-2, b[0], 1).unfold(-2, b[1], 1))
 
 
 def _tap_dots(x: torch.Tensor, g: torch.Tensor, kshape: tuple[int, ...]) -> torch.Tensor:
