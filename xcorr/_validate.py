@@ -18,7 +18,6 @@ from typing import Any
 from . import _boundary
 
 MODES = ("valid", "same", "full")
-METHODS = ("auto", "direct", "fft")
 
 
 def check_raw(obj: Any, name: str) -> None:
