@@ -126,5 +126,31 @@ def complex_correlate(be: ModuleType, x: Any, k: Any, conjugate: bool,
         im = t if im is None else im + t
         if ki is not None:
             re = re - sign * run(xi, ki, fill.imag)
-    return re if im is None else re + 1j * im
+    return re if im is None else make_complex(be, re, im)
+
+
+def make_complex(be: ModuleType, re: Any, im: Any) -> Any:
+    """``re + i·im`` from real arrays of one dtype, without arithmetic: ``re + 1j * im``
+    multiplies, and ``1j * inf`` is ``nan + inf·j``, which would put NaN in the real part."""
+    if be.NAME == "torch":
+        import torch
+
+        return torch.complex(re, im)
+    if be.NAME == "jax":
+        from jax import lax
+
+        return lax.complex(re, im)
+    if be.NAME == "dask":
+        import dask.array as da
+
+        dtype = np.result_type(re.dtype, np.complex64)
+        return da.map_blocks(_host_complex, re, im, dtype=dtype)
+    return _host_complex(re, im)
+
+
+def _host_complex(re: Any, im: Any) -> Any:
+    """NumPy or CuPy: a complex array whose parts are written in place."""
+    out = re.astype(np.result_type(re.dtype, np.complex64))
+    out.imag = im
+    return out
 

@@ -96,9 +96,11 @@ def _signal(in1: Any, in2: Any, mode: str, boundary: str, fillvalue: Any,
     swapped = _swap_needed(mode, tuple(a.shape), tuple(b.shape))
     if mode not in _MODES:
         raise ValueError("Acceptable mode flags are 'valid', 'same', or 'full'.")
-    if boundary not in _BOUNDARIES:
+    if boundary not in _BOUNDARIES and boundary != "reflect":
         raise ValueError("Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and "
                          "'symmetric' (or 'symm').")
+    if boundary == "reflect":  # a name SciPy's Python layer knows and its C layer refuses
+        raise ValueError("Incorrect boundary value.")
     out_dtype = _out_dtype(*dtypes)
     bnd = _BOUNDARIES[boundary]
     fill = _fill(fillvalue, out_dtype) if bnd == "fill" else out_dtype.type(0)
