@@ -309,7 +309,8 @@ def _check_against_scipy(func: str, x: np.ndarray, k: np.ndarray, mode: str, bou
 @st.composite
 def _cases(draw: st.DrawFn, dtypes: tuple[str, ...]) -> tuple:
     d1, d2 = (np.dtype(draw(st.sampled_from(dtypes))) for _ in range(2))
-    s1 = draw(st.one_of(_shape(6), st.tuples(st.just(1), st.integers(0, 12))))
+    s1 = draw(st.one_of(_shape(6, 1), _shape(6, 1), _shape(6),  # empty now and then
+                        st.tuples(st.just(1), st.integers(1, 12))))
     s2 = draw(st.one_of(_shape(4), _shape(9, 1)))  # kernels up to larger than the image
     x, k = draw(_array(d1, s1)), draw(_array(d2, s2))
     fill = draw(_fillvalue(np.result_type(d1, d2)))
@@ -428,7 +429,9 @@ def test_backends_equal_numpy(backend: str) -> None:
     """Random cases on each backend equal the NumPy drop-in (itself checked against SciPy
     above): integers bit for bit, floats within the bound; results in the input's framework."""
 
-    @settings(PROPS, max_examples=max(5, settings.default.max_examples // 4))
+    share = 4 if backend in ("numpy", "torch") else 8  # JAX compiles, Dask builds graphs
+
+    @settings(PROPS, max_examples=max(4, settings.default.max_examples // share))
     @given(_cases(BACKEND_DTYPES), st.sampled_from(list(FUNCS)))
     def prop(case: tuple, func: str) -> None:
         x, k, mode, boundary, fill = case

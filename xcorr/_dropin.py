@@ -82,21 +82,29 @@ def full(be: ModuleType, shape: tuple[int, ...], value: Any, dtype: np.dtype) ->
     return cast(be, be.asarray(host), dtype)
 
 
-def valid_of_padded(be: ModuleType, x: Any, k: Any, widths: tuple[int, int, int, int] | None,
-                    boundary: str, fill: Any) -> Any:
-    """``_corr.padded_valid`` by the direct method, for any ``x`` that can be extended.
+def padded(be: ModuleType, x: Any, widths: tuple[int, int, int, int] | None, boundary: str,
+           fill: Any) -> Any:
+    """``x`` extended by ``widths`` (top, bottom, left, right) under ``boundary``.
 
     An empty ``x`` padded by ``fill`` is nothing but ``fill``, built here whole: the
     frameworks' pad functions refuse (or crash on) empty axes.  The copying boundaries cannot
     extend an empty axis; the callers refuse that case first.
     """
-    if 0 in tuple(x.shape) and widths is not None:
+    if widths is None or not any(widths):
+        return x
+    if 0 in tuple(x.shape):
         top, bottom, left, right = widths
         h, w = x.shape[-2:]
-        shape = (*x.shape[:-2], h + top + bottom, w + left + right)
-        x = full(be, shape, fill, numpy_dtype(x))
-        widths = None
-    return _corr.padded_valid(be, x, k, widths, boundary, fill, "direct")
+        return full(be, (*x.shape[:-2], h + top + bottom, w + left + right), fill,
+                    numpy_dtype(x))
+    return be.pad(x, widths, boundary, fill)
+
+
+def valid_of_padded(be: ModuleType, x: Any, k: Any, widths: tuple[int, int, int, int] | None,
+                    boundary: str, fill: Any) -> Any:
+    """The valid correlation of ``padded(x)`` with ``k`` by the direct method."""
+    return _corr.padded_valid(be, padded(be, x, widths, boundary, fill), k, None, boundary,
+                              fill, "direct")
 
 
 def parts(be: ModuleType, a: Any) -> tuple[Any, Any | None]:

@@ -131,9 +131,12 @@ def _filter(input: Any, weights: Any, output: Any, mode: Any, cval: Any, origin:
     if not isinstance(mode, str) or mode not in _MODES:
         raise RuntimeError("boundary mode not supported")
     fill = _fill(cval, x_dtype, w_dtype)
-    _check_types(x_dtype, out_dtype, complex_out)
     if 0 in shape:  # nothing to compute (a given output array is left as it is)
         return out_array if out_array is not None else _dropin.full(be, shape, 0, out_dtype)
+    _check_types(x_dtype, out_dtype, complex_out)  # ndimage checks in its loop: not if empty
+    # ndimage takes the weights in float64 (their parts, if complex): cast before flipping
+    # (torch cannot flip its unsigned types).
+    w = _dropin.cast(be, w, np.dtype(np.complex128 if w_dtype.kind == "c" else np.float64))
     if convolve:
         w = be.xp.flip(w, axis=(-2, -1))
     elif w_dtype.kind == "c":
@@ -144,7 +147,7 @@ def _filter(input: Any, weights: Any, output: Any, mode: Any, cval: Any, origin:
 
     def run(a: Any, k: Any, value: Any) -> Any:
         a, k = _dropin.cast(be, a, f64), _dropin.cast(be, k, f64)
-        return _dropin.valid_of_padded(be, a, k, widths, boundary, value)
+        return _skipping_valid(be, a, k, widths, boundary, value)
 
     if complex_out:
         res = _dropin.complex_correlate(be, x, w, False, run, fill)
@@ -155,6 +158,67 @@ def _filter(input: Any, weights: Any, output: Any, mode: Any, cval: Any, origin:
         out_array[...] = res
         return out_array
     return res
+
+
+_EPS = float(np.finfo(np.float64).eps)
+_INF = float("inf")
+
+
+def _skipping_valid(be: Any, x: Any, k: Any, widths: tuple[int, int, int, int],
+                    boundary: str, value: float) -> Any:
+    """ndimage's sum for a float64 image ``x`` and float64 weights ``k``: it skips the taps
+    with ``|k| <= eps`` (and NaN), so they contribute nothing — not even ``0 * inf = nan``.
+
+    On finite data that is the correlation with those taps zeroed.  Where a skipped tap may
+    meet NaN or ±Inf (in ``x`` or the fill value), the non-finite pixels are taken out of the
+    sum and their effect rebuilt from counts of the IEEE products the used taps form with
+    them: any NaN product, or both infinities, give NaN; else an infinity beats the finite
+    sum.  The sum and the counts are one batched correlation (one pass, one Dask graph node).
+    """
+    xp = be.xp
+    used = abs(k) > _EPS  # False for NaN
+    k0 = xp.where(used, k, 0.0)
+    # all_finite says None where it cannot tell without computing (Dask) or tracing (JAX).
+    if _all_true(be, used) or (be.all_finite(x, x) is True and np.isfinite(value)):
+        return _dropin.valid_of_padded(be, x, k0, widths, boundary, value)
+    xpad = _dropin.padded(be, x, widths, boundary, value)
+    pos, neg = used & (k > 0), used & (k < 0)
+    pinf, ninf = xpad == _INF, xpad == -_INF
+    # (image, weights) pairs: the finite sum, then NaN, +Inf and -Inf products.
+    pairs = [(xp.where(abs(xpad) < _INF, xpad, 0.0), xp.where(abs(k0) < _INF, k0, 0.0)),
+             (xpad != xpad, used), (pinf, pos), (ninf, neg), (ninf, pos), (pinf, neg)]
+    nan_ch, pinf_ch, ninf_ch = [1], [2, 3], [4, 5]
+    if not _all_true(be, abs(k) < _INF):  # infinite weights: with 0 NaN, else ±Inf
+        k_pinf, k_ninf = k == _INF, k == -_INF
+        pairs += [(xpad == 0, k_pinf | k_ninf), (xpad > 0, k_pinf), (xpad < 0, k_ninf),
+                  (xpad < 0, k_pinf), (xpad > 0, k_ninf)]
+        nan_ch, pinf_ch, ninf_ch = [1, 6], [2, 3, 7, 8], [4, 5, 9, 10]
+    f64 = np.dtype(np.float64)
+    images = xp.stack([_dropin.cast(be, a, f64) for a, _ in pairs])
+    weights = xp.stack([_dropin.cast(be, m, f64) for _, m in pairs])
+    sums = _dropin.valid_of_padded(be, images, weights, None, boundary, 0.0)
+
+    def hit(channels: list[int]) -> Any:
+        total = sums[channels[0]]
+        for c in channels[1:]:
+            total = total + sums[c]
+        return total > 0
+
+    out = xp.where(hit(ninf_ch), -_INF, sums[0])
+    out = xp.where(hit(pinf_ch), _INF, out)
+    return xp.where(hit(nan_ch) | (hit(pinf_ch) & hit(ninf_ch)), float("nan"), out)
+
+
+def _all_true(be: Any, mask: Any) -> bool:
+    """Whether every element of a (small) boolean array is True; False where unknown."""
+    if be.NAME == "dask":
+        return bool(mask.all().compute())
+    if be.NAME == "jax":
+        import jax
+
+        if isinstance(mask, jax.core.Tracer):
+            return False
+    return bool(mask.all())
 
 
 # The dtypes ndimage's C code reads and writes (not float16, long double, complex or object;
