@@ -752,3 +752,18 @@ def test_integer_output_truncates_and_wraps(backend: str) -> None:
         for func in FUNCS:
             want = SCIPY[func](x, w, mode=mode)
             check_ported(backend, FUNCS[func], (x, w), want, mode=mode)
+
+
+@pytest.mark.parametrize("func", list(FUNCS))
+def test_weights_at_most_eps_are_skipped(backend: str, func: str) -> None:
+    """ndimage leaves out weights with |w| <= DBL_EPSILON (and NaN): they add nothing, not
+    even 0 * inf = nan where they meet an infinite or NaN pixel (or cval)."""
+    eps = np.finfo(np.float64).eps
+    x = np.array([[1e20, np.inf, 2.0, -np.inf], [np.nan, 3.0, 0.0, 5.0], [1.0, 2.0, 3.0, 4.0]])
+    for w in ([[1e-17, 1.0], [0.0, eps]], [[np.nan, 1.0], [2.0, -eps]],
+              [[0.0, np.inf], [1.0, 0.0]], [[1.1 * eps, 0.0], [0.0, -1.0]]):
+        w = np.array(w)
+        for mode, cval in (("reflect", 0.0), ("constant", np.nan), ("constant", -np.inf),
+                           ("wrap", 0.0)):
+            want = SCIPY[func](x, w, mode=mode, cval=cval)
+            check_ported(backend, FUNCS[func], (x, w), want, mode=mode, cval=cval)

@@ -244,6 +244,9 @@ def _cast_out(be: Any, res: Any, out_dtype: np.dtype) -> Any:
             # C casts [2**63, 2**64) to uint64 exactly; int64 would overflow, so shift those
             # by 2**64 first (exact: x and 2**64 are within a factor of two).
             res = be.xp.where(res >= 2.0**63, res - 2.0**64, res)
+        # NaN, ±Inf and sums beyond int64 have no defined C conversion; take the value x86
+        # gives (INT64_MIN, whose low bits are 0) without NumPy's "invalid value" warning.
+        res = be.xp.where((res >= -2.0**63) & (res < 2.0**63), res, -2.0**63)
         res = _dropin.cast(be, res, np.dtype(np.int64))
         if out_dtype.kind == "b":  # npy_bool is an unsigned char
             res = _dropin.cast(be, res, np.dtype(np.uint8))
