@@ -509,12 +509,14 @@ def test_small_integer_overflow_wraps_as_scipy(backend: str, dtype: str) -> None
 @pytest.mark.parametrize("func", list(FUNCS))
 def test_complex_valid_swap_as_scipy(backend: str, func: str) -> None:
     """gh-5897 with complex data: SciPy swaps, conjugates the new ``in2`` and reverses; the
-    drop-in does exactly that (for a correlation it is not ``correlate2d(in1, in2)`` of the
-    full output's middle: it is its conjugate, reversed)."""
+    drop-in does exactly that.  For a correlation the result is then the conjugate of the
+    middle of the ``full`` output, not the middle itself."""
     small = np.array([[1 + 2j, -1j], [3, 2 - 1j]])
     big = np.array([[1j, 2, 3 - 1j], [4, 5j, 6], [7, 8 + 1j, 9]])
     want = SCIPY[func](small, big, "valid")
     check_ported(backend, FUNCS[func], (small, big, "valid"), want)
+    middle = SCIPY[func](small, big, "full")[1:3, 1:3]
+    np.testing.assert_array_equal(want, np.conj(middle) if func == "correlate2d" else middle)
 
 
 def test_mixed_dtypes_follow_scipy() -> None:

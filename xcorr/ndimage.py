@@ -5,9 +5,16 @@ signature, defaults, mode names (and meanings), ``origin`` and output dtypes, co
 xcorr's direct kernels on any backend's arrays (results in the input's framework).  Like
 ``scipy.ndimage`` the sums are accumulated in float64 (complex128) and cast once to the
 output dtype (integers truncated toward zero, as ndimage's C cast does), so results equal
-ndimage's within float64 rounding.  What ndimage supports and these do not (N-D input or
-weights, ``axes``, a sequence of modes) raises ``NotImplementedError`` saying so.  The only
-addition is the keyword ``backend=``.
+ndimage's within float64 rounding; like ndimage, weights with ``|w| <= DBL_EPSILON`` (and NaN
+weights) are left out, so they never turn an infinite pixel into NaN.  ndimage's errors keep
+their types and messages.  What ndimage supports and these do not (N-D input or weights,
+``axes``) raises ``NotImplementedError`` saying so.  The only addition is the keyword
+``backend=``.
+
+Where ndimage's C cast is undefined (NaN, ±Inf or a sum out of range into an integer
+output) the result is the truncated sum wrapped into int64 (``INT64_MIN`` beyond its range)
+and then into the output dtype, which equals ndimage on x86-64 for sums within the 32-bit
+range (64-bit for 64-bit outputs).
 """
 
 from __future__ import annotations
@@ -67,12 +74,25 @@ def correlate(input: Any, weights: Any, output: Any = None, mode: str = "reflect
     Raises
     ------
     NotImplementedError
-        N-D input or weights, ``axes``, a sequence of modes.
+        N-D input or weights, ``axes``.
     ValueError
-        An origin outside the window, a complex ``cval`` with real input, an ``output``
-        array for non-NumPy input.
+        As ndimage: an origin outside the window, a complex ``cval`` with real input and
+        complex weights.  Also an ``output`` array for non-NumPy input (or a non-NumPy
+        ``output`` array).
+    TypeError
+        As ndimage: a ``cval`` that is not a real number (for real data), a non-integer
+        origin.
     RuntimeError
-        As ndimage: an unknown mode, an ``output`` array of the wrong shape.
+        As ndimage: an unknown mode or a sequence of modes, weights whose dimensions do not
+        match the input's, an ``output`` array of the wrong shape, a real ``output`` array
+        (or output dtype name) for complex data, a dtype ndimage does not handle (float16,
+        long double, object; complex output for real data).
+
+    Warns
+    -----
+    UserWarning
+        As ndimage: "promoting specified output dtype to complex" when ``output`` is a real
+        dtype (type or ``numpy.dtype``) and the result is complex.
 
     Examples
     --------

@@ -45,7 +45,9 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
         dimension the inputs are swapped (and the output reversed), as SciPy does.
     boundary : {"fill", "wrap", "symm"} or SciPy's synonyms "pad", "circular", "symmetric"
     fillvalue : scalar
-        Padding value for ``fill``, cast to the output dtype as SciPy casts it.
+        Padding value for ``fill``, converted to the output dtype as SciPy converts it
+        (arrays must cast safely; Python numbers are assigned, e.g. ``1.5`` becomes ``1``
+        for integer data, ``300`` is refused for int8).
     backend : str, optional
         xcorr's backend choice (default: the inputs' framework).
 
@@ -57,9 +59,13 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
     Raises
     ------
     ValueError
-        As SciPy: inputs not 2-D, unknown mode or boundary, ``valid`` mode with neither
-        input at least as large as the other, a dtype SciPy does not support (bool,
-        float16, object), a non-scalar or complex-to-real ``fillvalue``.
+        As SciPy (same messages): inputs not 2-D, unknown mode or boundary (SciPy also
+        refuses ``"reflect"``), ``valid`` mode with neither input at least as large as the
+        other, a dtype SciPy does not support (bool, float16, object), a ``fillvalue`` that
+        is empty, not a single value, or that converts to the output dtype only via
+        complex (with ``boundary="fill"``; otherwise it is ignored, as SciPy does).  Also
+        ``boundary="wrap"``/``"symm"`` with an empty ``in1`` and a non-empty output, where
+        SciPy crashes (SIGFPE).
 
     Examples
     --------
