@@ -199,7 +199,7 @@ def _skipping_valid(be: Any, x: Any, k: Any, widths: tuple[int, int, int, int],
     used = abs(k) > _EPS  # False for NaN
     k0 = xp.where(used, k, 0.0)
     # all_finite says None where it cannot tell without computing (Dask) or tracing (JAX).
-    if _all_true(be, used) or (be.all_finite(x, x) is True and np.isfinite(value)):
+    if _all_true(be, used) or (be.all_finite(x, k0) is True and np.isfinite(value)):
         return _dropin.valid_of_padded(be, x, k0, widths, boundary, value)
     xpad = _dropin.padded(be, x, widths, boundary, value)
     pos, neg = used & (k > 0), used & (k < 0)
