@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _dispatch
+from . import _corr, _dispatch
 from ._interop import to_numpy
 
 # torch dtypes by name <-> NumPy dtypes (the other frameworks use NumPy dtypes).
@@ -24,15 +24,24 @@ _TORCH_NAMES = {"bool": "bool", "uint8": "uint8", "int8": "int8", "int16": "int1
                 "float64": "float64", "complex64": "complex64", "complex128": "complex128"}
 
 
-def convert(objs: dict[str, Any], backend: str | None) -> tuple[ModuleType, list[Any]]:
-    """The backend for a drop-in call and its inputs as that backend's arrays (no checks)."""
+def convert(objs: dict[str, Any], backend: str | None
+            ) -> tuple[ModuleType, list[Any], list[np.dtype]]:
+    """The backend for a drop-in call, its inputs as that backend's arrays, and their dtypes.
+
+    The dtypes are the NumPy equivalents of the dtypes the caller passed, read before the
+    conversion: a backend may widen on the way in (torch holds NumPy's ``uint16`` as
+    ``int64``), and SciPy's output dtype depends on what was passed.
+    """
     be = _dispatch.resolve_all(tuple(objs.values()), backend, tuple(objs))
-    out = []
+    arrays, dtypes = [], []
     for obj in objs.values():
         if _dispatch.array_backend(obj) in (None, "numpy"):
             obj = to_numpy(obj, be.NAME)
-        out.append(be.asarray(obj))
-    return be, out
+            dtypes.append(obj.dtype)
+        else:
+            dtypes.append(numpy_dtype(obj))
+        arrays.append(be.asarray(obj))
+    return be, arrays, dtypes
 
 
 def numpy_dtype(a: Any) -> np.dtype:
@@ -59,6 +68,45 @@ def cast(be: ModuleType, a: Any, dtype: np.dtype) -> Any:
     return be.astype(a, dtype)
 
 
+def full(be: ModuleType, shape: tuple[int, ...], value: Any, dtype: np.dtype) -> Any:
+    """A backend array of ``shape`` filled with ``value``, in (the equivalent of) ``dtype``.
+
+    Made on the host and converted: ``shape`` may hold zeros, which some frameworks' own
+    constructors refuse (Dask's automatic chunking divides by the chunk size).
+    """
+    host = np.full(shape, value, dtype=dtype)
+    if be.NAME == "dask":
+        import dask.array as da
+
+        return da.from_array(host, chunks=-1)
+    return cast(be, be.asarray(host), dtype)
+
+
+def padded(be: ModuleType, x: Any, widths: tuple[int, int, int, int] | None, boundary: str,
+           fill: Any) -> Any:
+    """``x`` extended by ``widths`` (top, bottom, left, right) under ``boundary``.
+
+    An empty ``x`` padded by ``fill`` is nothing but ``fill``, built here whole: the
+    frameworks' pad functions refuse (or crash on) empty axes.  The copying boundaries cannot
+    extend an empty axis; the callers refuse that case first.
+    """
+    if widths is None or not any(widths):
+        return x
+    if 0 in tuple(x.shape):
+        top, bottom, left, right = widths
+        h, w = x.shape[-2:]
+        return full(be, (*x.shape[:-2], h + top + bottom, w + left + right), fill,
+                    numpy_dtype(x))
+    return be.pad(x, widths, boundary, fill)
+
+
+def valid_of_padded(be: ModuleType, x: Any, k: Any, widths: tuple[int, int, int, int] | None,
+                    boundary: str, fill: Any) -> Any:
+    """The valid correlation of ``padded(x)`` with ``k`` by the direct method."""
+    return _corr.padded_valid(be, padded(be, x, widths, boundary, fill), k, None, boundary,
+                              fill, "direct")
+
+
 def parts(be: ModuleType, a: Any) -> tuple[Any, Any | None]:
     """Real and imaginary parts (None for real data)."""
     if be.kind(a) == "c":
@@ -67,11 +115,12 @@ def parts(be: ModuleType, a: Any) -> tuple[Any, Any | None]:
 
 
 def complex_correlate(be: ModuleType, x: Any, k: Any, conjugate: bool,
-                      run: Callable[[Any, Any, Any], Any], fill: complex) -> Any:
+                      run: Callable[[Any, Any, Any], Any], fill: Any) -> Any:
     """``sum x * k`` (``conj(k)`` if ``conjugate``) from real correlations ``run(x, k, fill)``.
 
     ``run`` correlates a real image with a real kernel, padding with a real fill value; the
-    image's real part is padded with ``fill.real`` and its imaginary part with ``fill.imag``.
+    image's real part is padded with ``fill.real`` and its imaginary part with ``fill.imag``
+    (``fill`` is any scalar with ``.real``/``.imag``: a Python or NumPy complex).
     """
     xr, xi = parts(be, x)
     kr, ki = parts(be, k)
@@ -85,4 +134,31 @@ def complex_correlate(be: ModuleType, x: Any, k: Any, conjugate: bool,
         im = t if im is None else im + t
         if ki is not None:
             re = re - sign * run(xi, ki, fill.imag)
-    return re if im is None else re + 1j * im
+    return re if im is None else make_complex(be, re, im)
+
+
+def make_complex(be: ModuleType, re: Any, im: Any) -> Any:
+    """``re + i·im`` from real arrays of one dtype, without arithmetic: ``re + 1j * im``
+    multiplies, and ``1j * inf`` is ``nan + inf·j``, which would put NaN in the real part."""
+    if be.NAME == "torch":
+        import torch
+
+        return torch.complex(re, im)
+    if be.NAME == "jax":
+        from jax import lax
+
+        return lax.complex(re, im)
+    if be.NAME == "dask":
+        import dask.array as da
+
+        dtype = np.result_type(re.dtype, np.complex64)
+        return da.map_blocks(_host_complex, re, im, dtype=dtype)
+    return _host_complex(re, im)
+
+
+def _host_complex(re: Any, im: Any) -> Any:
+    """NumPy or CuPy: a complex array whose parts are written in place."""
+    out = re.astype(np.result_type(re.dtype, np.complex64))
+    out.imag = im
+    return out
+

@@ -5,18 +5,28 @@ signature, defaults, mode names (and meanings), ``origin`` and output dtypes, co
 xcorr's direct kernels on any backend's arrays (results in the input's framework).  Like
 ``scipy.ndimage`` the sums are accumulated in float64 (complex128) and cast once to the
 output dtype (integers truncated toward zero, as ndimage's C cast does), so results equal
-ndimage's within float64 rounding.  What ndimage supports and these do not (N-D input or
-weights, ``axes``, a sequence of modes) raises ``NotImplementedError`` saying so.  The only
-addition is the keyword ``backend=``.
+ndimage's within float64 rounding; like ndimage, weights with ``|w| <= DBL_EPSILON`` (and NaN
+weights) are left out, so they never turn an infinite pixel into NaN.  ndimage's errors keep
+their types and messages.  What ndimage supports and these do not (N-D input or weights,
+``axes``) raises ``NotImplementedError`` saying so.  The only addition is the keyword
+``backend=``.
+
+Where ndimage's C cast is undefined (NaN, ±Inf or a sum out of range into an integer
+output) the result is the truncated sum wrapped into int64 (``INT64_MIN`` beyond its range)
+and then into the output dtype, which equals ndimage on x86-64 for sums within the 32-bit
+range (64-bit for 64-bit outputs).
 """
 
 from __future__ import annotations
 
+import operator
+import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from . import _corr, _dispatch, _dropin
+from . import _dispatch, _dropin
 
 __all__ = ["convolve", "correlate"]
 
@@ -64,12 +74,25 @@ def correlate(input: Any, weights: Any, output: Any = None, mode: str = "reflect
     Raises
     ------
     NotImplementedError
-        N-D input or weights, ``axes``, a sequence of modes.
+        N-D input or weights, ``axes``.
     ValueError
-        An origin outside the window, a complex ``cval`` with real input, an ``output``
-        array for non-NumPy input.
+        As ndimage: an origin outside the window, a complex ``cval`` with real input and
+        complex weights.  Also an ``output`` array for non-NumPy input (or a non-NumPy
+        ``output`` array).
+    TypeError
+        As ndimage: a ``cval`` that is not a real number (for real data), a non-integer
+        origin.
     RuntimeError
-        As ndimage: an unknown mode, an ``output`` array of the wrong shape.
+        As ndimage: an unknown mode or a sequence of modes, weights whose dimensions do not
+        match the input's, an ``output`` array of the wrong shape, a real ``output`` array
+        (or output dtype name) for complex data, a dtype ndimage does not handle (float16,
+        long double, object; complex output for real data).
+
+    Warns
+    -----
+    UserWarning
+        As ndimage: "promoting specified output dtype to complex" when ``output`` is a real
+        dtype (type or ``numpy.dtype``) and the result is complex.
 
     Examples
     --------
@@ -101,51 +124,172 @@ def convolve(input: Any, weights: Any, output: Any = None, mode: str = "reflect"
 
 def _filter(input: Any, weights: Any, output: Any, mode: Any, cval: Any, origin: Any,  # noqa: A002
             axes: Any, backend: str | None, convolve: bool) -> Any:
+    # ndimage's order of checks, so that a call with several faults names the same one.
     name = "convolve" if convolve else "correlate"
     if axes is not None:
         raise NotImplementedError(f"xcorr.ndimage.{name} filters both axes of 2-D input; "
                                   "axes= is not supported (use scipy.ndimage for N-D work)")
-    if not isinstance(mode, str):
-        raise NotImplementedError(f"xcorr.ndimage.{name} takes one mode for both axes")
-    if mode not in _MODES:
-        raise RuntimeError("boundary mode not supported")
-    be, (x, w) = _dropin.convert({"input": input, "weights": weights}, backend)
+    be, (x, w), (x_dtype, w_dtype) = _dropin.convert({"input": input, "weights": weights},
+                                                     backend)
+    shape = tuple(x.shape)
+    complex_out = x_dtype.kind == "c" or w_dtype.kind == "c"
+    if complex_out:  # ndimage settles the output first on this path
+        out_dtype, out_array = _output(output, be, x_dtype, shape, True)
+    origins = _normalize_origin(origin)
+    wshape = [n for n in w.shape if n > 0]
+    if len(wshape) != x.ndim:
+        raise RuntimeError(f"weights.ndim ({len(wshape)}) must match len(axes) ({x.ndim})")
     if x.ndim != 2 or w.ndim != 2:
         raise NotImplementedError(
             f"xcorr.ndimage.{name} handles 2-D input and weights; got {x.ndim}-D input and "
             f"{w.ndim}-D weights (use scipy.ndimage, or xcorr.corr2d with batch axes)")
-    if 0 in tuple(w.shape):
-        raise RuntimeError("no filter weights given")
-    x_dtype = _dropin.numpy_dtype(x)
-    complex_out = x_dtype.kind == "c" or _dropin.numpy_dtype(w).kind == "c"
-    if not complex_out and np.iscomplexobj(cval):
-        raise ValueError("Cannot provide a complex-valued cval when the input is real.")
-    out_dtype, out_array = _output(output, be, x_dtype, tuple(x.shape), complex_out)
-    origins = _origins(origin, tuple(w.shape), convolve)
+    origins = _origins(origins, tuple(w.shape), convolve)
+    if not complex_out:
+        out_dtype, out_array = _output(output, be, x_dtype, shape, False)
+    if not isinstance(mode, str) and isinstance(mode, Iterable):
+        raise RuntimeError("A sequence of modes is not supported")
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise RuntimeError("boundary mode not supported")
+    fill = _fill(cval, x_dtype, w_dtype)
+    if 0 in shape:  # nothing to compute (a given output array is left as it is)
+        return out_array if out_array is not None else _dropin.full(be, shape, 0, out_dtype)
+    _check_types(x_dtype, out_dtype, complex_out)  # ndimage checks in its loop: not if empty
+    # ndimage takes the weights in float64 (their parts, if complex): cast before flipping
+    # (torch cannot flip its unsigned types).
+    w = _dropin.cast(be, w, np.dtype(np.complex128 if w_dtype.kind == "c" else np.float64))
     if convolve:
         w = be.xp.flip(w, axis=(-2, -1))
-    elif _dropin.numpy_dtype(w).kind == "c":
+    elif w_dtype.kind == "c":
         w = be.xp.conj(w)  # as np.correlate: conjugate the weights, not the input
     widths = (*_side(w.shape[0], origins[0]), *_side(w.shape[1], origins[1]))
     boundary = _MODES[mode]
-    wide = np.dtype(np.complex128 if complex_out else np.float64)
+    f64 = np.dtype(np.float64)
 
     def run(a: Any, k: Any, value: Any) -> Any:
-        a, k = _dropin.cast(be, a, np.dtype(np.float64)), _dropin.cast(be, k, np.dtype(np.float64))
-        return _corr.padded_valid(be, a, k, widths, boundary, float(value), "direct")
+        a, k = _dropin.cast(be, a, f64), _dropin.cast(be, k, f64)
+        return _skipping_valid(be, a, k, widths, boundary, value)
 
     if complex_out:
-        res = _dropin.complex_correlate(be, x, w, False, run, complex(cval))
+        res = _dropin.complex_correlate(be, x, w, False, run, fill)
     else:
-        res = run(x, w, cval)
-    res = _dropin.cast(be, res, wide)
-    if out_dtype.kind in "iub":  # ndimage's C cast: truncate toward zero, then wrap
-        res = _dropin.cast(be, be.xp.trunc(res), np.dtype(np.int64))
-    res = _dropin.cast(be, res, out_dtype)
+        res = run(x, w, fill)
+    res = _cast_out(be, res, out_dtype)
     if out_array is not None:
         out_array[...] = res
         return out_array
     return res
+
+
+_EPS = float(np.finfo(np.float64).eps)
+_INF = float("inf")
+
+
+def _skipping_valid(be: Any, x: Any, k: Any, widths: tuple[int, int, int, int],
+                    boundary: str, value: float) -> Any:
+    """ndimage's sum for a float64 image ``x`` and float64 weights ``k``: it skips the taps
+    with ``|k| <= eps`` (and NaN), so they contribute nothing — not even ``0 * inf = nan``.
+
+    On finite data that is the correlation with those taps zeroed.  Where a skipped tap may
+    meet NaN or ±Inf (in ``x`` or the fill value), the non-finite pixels are taken out of the
+    sum and their effect rebuilt from counts of the IEEE products the used taps form with
+    them: any NaN product, or both infinities, give NaN; else an infinity beats the finite
+    sum.  The sum and the counts are one batched correlation (one pass, one Dask graph node).
+    """
+    xp = be.xp
+    used = abs(k) > _EPS  # False for NaN
+    k0 = xp.where(used, k, 0.0)
+    # all_finite says None where it cannot tell without computing (Dask) or tracing (JAX).
+    if _all_true(be, used) or (be.all_finite(x, k0) is True and np.isfinite(value)):
+        return _dropin.valid_of_padded(be, x, k0, widths, boundary, value)
+    xpad = _dropin.padded(be, x, widths, boundary, value)
+    pos, neg = used & (k > 0), used & (k < 0)
+    pinf, ninf = xpad == _INF, xpad == -_INF
+    # (image, weights) pairs: the finite sum, then NaN, +Inf and -Inf products.
+    pairs = [(xp.where(abs(xpad) < _INF, xpad, 0.0), xp.where(abs(k0) < _INF, k0, 0.0)),
+             (xpad != xpad, used), (pinf, pos), (ninf, neg), (ninf, pos), (pinf, neg)]
+    nan_ch, pinf_ch, ninf_ch = [1], [2, 3], [4, 5]
+    if not _all_true(be, abs(k) < _INF):  # infinite weights: with 0 NaN, else ±Inf
+        k_pinf, k_ninf = k == _INF, k == -_INF
+        pairs += [(xpad == 0, k_pinf | k_ninf), (xpad > 0, k_pinf), (xpad < 0, k_ninf),
+                  (xpad < 0, k_pinf), (xpad > 0, k_ninf)]
+        nan_ch, pinf_ch, ninf_ch = [1, 6], [2, 3, 7, 8], [4, 5, 9, 10]
+    f64 = np.dtype(np.float64)
+    images = xp.stack([_dropin.cast(be, a, f64) for a, _ in pairs])
+    weights = xp.stack([_dropin.cast(be, m, f64) for _, m in pairs])
+    sums = _dropin.valid_of_padded(be, images, weights, None, boundary, 0.0)
+
+    def hit(channels: list[int]) -> Any:
+        total = sums[channels[0]]
+        for c in channels[1:]:
+            total = total + sums[c]
+        return total > 0
+
+    out = xp.where(hit(ninf_ch), -_INF, sums[0])
+    out = xp.where(hit(pinf_ch), _INF, out)
+    return xp.where(hit(nan_ch) | (hit(pinf_ch) & hit(ninf_ch)), float("nan"), out)
+
+
+def _all_true(be: Any, mask: Any) -> bool:
+    """Whether every element of a (small) boolean array is True; False where unknown."""
+    if be.NAME == "dask":
+        return bool(mask.all().compute())
+    if be.NAME == "jax":
+        import jax
+
+        if isinstance(mask, jax.core.Tracer):
+            return False
+    return bool(mask.all())
+
+
+# The dtypes ndimage's C code reads and writes (not float16, long double, complex or object;
+# complex data goes through its real and imaginary parts).
+_C_TYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQfd")
+
+
+def _check_types(x_dtype: np.dtype, out_dtype: np.dtype, complex_out: bool) -> None:
+    """ndimage's C code refuses other dtypes, for complex data in their real parts (so a
+    complex output for real data is refused too)."""
+    real_in = np.empty(0, x_dtype).real.dtype
+    real_out = np.empty(0, out_dtype).real.dtype if complex_out else out_dtype
+    if real_in not in _C_TYPES or real_out not in _C_TYPES:
+        raise RuntimeError("array type not supported")
+
+
+def _cast_out(be: Any, res: Any, out_dtype: np.dtype) -> Any:
+    """The float64 (complex128) sums cast once to the output dtype, as ndimage's C cast does:
+    integers are truncated toward zero and wrap, booleans are the low byte's truth."""
+    if out_dtype.kind in "iub":
+        res = be.xp.trunc(res)
+        if out_dtype == np.uint64:
+            # C casts [2**63, 2**64) to uint64 exactly; int64 would overflow, so shift those
+            # by 2**64 first (exact: x and 2**64 are within a factor of two).
+            res = be.xp.where(res >= 2.0**63, res - 2.0**64, res)
+        # NaN, ±Inf and sums beyond int64 have no defined C conversion; take the value x86
+        # gives (INT64_MIN, whose low bits are 0) without NumPy's "invalid value" warning.
+        res = be.xp.where((res >= -2.0**63) & (res < 2.0**63), res, -2.0**63)
+        res = _dropin.cast(be, res, np.dtype(np.int64))
+        if out_dtype.kind == "b":  # npy_bool is an unsigned char
+            res = _dropin.cast(be, res, np.dtype(np.uint8))
+    return _dropin.cast(be, res, out_dtype)
+
+
+def _as_double(v: Any) -> float:
+    """``v`` as a C double the way ndimage's argument parsing takes it (no strings)."""
+    t = type(v)
+    if isinstance(v, (str, bytes)) or not (hasattr(t, "__float__") or hasattr(t, "__index__")):
+        raise TypeError(f"must be real number, not {t.__name__}")
+    return float(v)
+
+
+def _fill(cval: Any, x_dtype: np.dtype, w_dtype: np.dtype) -> Any:
+    """``cval`` as ndimage takes it: real data needs a real ``cval``; complex input pads its
+    real part with ``real(cval)`` and its imaginary part with ``imag(cval)``."""
+    if x_dtype.kind == "c":
+        return complex(_as_double(np.real(cval)), _as_double(np.imag(cval)))
+    if w_dtype.kind == "c" and np.iscomplexobj(cval):
+        raise ValueError("Cannot provide a complex-valued cval when the input is real.")
+    value = _as_double(cval)
+    return complex(value, 0.0) if w_dtype.kind == "c" else value
 
 
 def _side(w: int, origin: int) -> tuple[int, int]:
@@ -154,30 +298,45 @@ def _side(w: int, origin: int) -> tuple[int, int]:
     return before, w - 1 - before
 
 
-def _origins(origin: Any, wshape: tuple[int, int], convolve: bool) -> list[int]:
-    o = np.broadcast_to(np.asarray(origin, dtype=np.int64), (2,)).tolist() if np.ndim(
-        origin) <= 1 and np.size(origin) in (1, 2) else None
-    if o is None:
-        raise RuntimeError("sequence argument must have length equal to input rank")
-    for v, n in zip(o, wshape, strict=True):
-        if not -(n // 2) <= v <= (n - 1) // 2:
-            raise ValueError("Invalid origin; origin must satisfy -(weights.shape[k] // 2) "
-                             "<= origin[k] <= (weights.shape[k]-1) // 2")
+def _normalize_origin(origin: Any) -> list[Any]:
+    """ndimage's ``_normalize_sequence(origin, 2)``: one value per axis."""
+    if not isinstance(origin, str) and np.iterable(origin):
+        o = list(origin)
+        if len(o) != 2:
+            raise RuntimeError("sequence argument must have length equal to input rank")
+        return o
+    return [origin, origin]
+
+
+def _origins(o: list[Any], wshape: tuple[int, int], convolve: bool) -> list[int]:
     if convolve:  # ndimage flips the weights and mirrors the centre (one more for even sides)
         o = [-v - (1 - n % 2) for v, n in zip(o, wshape, strict=True)]
-    return o
+    for v, n in zip(o, wshape, strict=True):
+        if v < -(n // 2) or v > (n - 1) // 2:
+            raise ValueError("Invalid origin; origin must satisfy -(weights.shape[k] // 2) "
+                             "<= origin[k] <= (weights.shape[k]-1) // 2")
+    return [operator.index(v) for v in o]  # ndimage's C code takes integers only
 
 
 def _output(output: Any, be: Any, x_dtype: np.dtype, shape: tuple[int, ...],
             complex_out: bool) -> tuple[np.dtype, Any]:
-    """The output dtype, and the user's output array if one was given."""
+    """ndimage's ``_get_output``: the output dtype, and the user's output array if given."""
     if output is None:
         dt = np.promote_types(x_dtype, np.complex64) if complex_out else x_dtype
         return np.dtype(dt), None
-    if isinstance(output, (type, np.dtype, str)):
+    if isinstance(output, (type, np.dtype)):
         dt = np.dtype(output)
         if complex_out and dt.kind != "c":
+            warnings.warn("promoting specified output dtype to complex", UserWarning,
+                          stacklevel=4)
             dt = np.promote_types(dt, np.complex64)
+        return dt, None
+    if isinstance(output, str):
+        dt = np.dtype(output)
+        if complex_out and dt.kind != "c":
+            raise RuntimeError("output must have complex dtype")
+        if not issubclass(dt.type, np.number):
+            raise RuntimeError("output must have numeric dtype")
         return dt, None
     if _dispatch.array_backend(output) != "numpy" or be.NAME != "numpy":
         raise ValueError("output= may be None, a dtype, or (for NumPy input) a NumPy array; "
