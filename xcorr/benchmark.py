@@ -167,9 +167,9 @@ def _sync(name: str) -> Callable[[Any], Any]:
 def _precision(dtype: str, uses_jax: bool) -> Iterator[None]:
     """JAX float64 needs x64; switch it on for this block only (the user's setting elsewhere)."""
     if uses_jax and dtype == "float64":
-        import jax
+        from ._compat import jax_x64
 
-        with jax.enable_x64(True):
+        with jax_x64(True):
             yield
     else:
         yield
