@@ -263,6 +263,21 @@ def test_hessian_max_eigenvalue_matches_the_gram_matrix(backend: str, bias: bool
     assert got == pytest.approx(exact_curvature(x, (3, 2), bias), rel=1e-4)
 
 
+def test_hessian_max_eigenvalue_of_another_model() -> None:
+    """The helper takes the model's loss and gradient: a model with twice the output (four
+    times the loss) has four times the curvature."""
+    be = load("numpy")
+    x = np.random.default_rng(9).normal(size=(8, 9))
+
+    def doubled(x, y, k, b):  # loss and gradient of sum((2 corr2d(x, k) + 2 b - y)**2) at y=0
+        loss, dk, db = be.sse_value_and_grad(x, y, k, b)
+        return 4 * loss, 4 * dk, None if db is None else 4 * db
+
+    got = hessian_max_eigenvalue(be, x, np.zeros((7, 7)), np.zeros((2, 3)), np.zeros(()),
+                                 value_and_grad=doubled)
+    assert got == pytest.approx(4 * exact_curvature(x, (2, 3), bias=True), rel=1e-4)
+
+
 def test_hessian_of_all_zero_data_is_zero() -> None:
     be = load("numpy")
     assert hessian_max_eigenvalue(be, np.zeros((4, 4)), np.zeros((3, 3)), np.zeros((2, 2)),

@@ -215,6 +215,7 @@ def _bad_start(value: float, x: Any) -> FloatingPointError:
 
 
 def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
+                           value_and_grad: Callable[..., tuple[Any, Any, Any]] | None = None,
                            iterations: int = 200, rtol: float = 1e-6, seed: int = 0) -> float:
     """``L``, the largest eigenvalue of the Hessian of the training loss in ``(k, b)``.
 
@@ -237,6 +238,9 @@ def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
         A kernel of the trained shape (its values do not matter).
     b : array of ``be`` or None
         The bias, or None when the model has none (its value does not matter).
+    value_and_grad : callable ``(x, y, k, b) -> (loss, dk, db)``, optional
+        The model's squared-error loss and gradient; default ``be.sse_value_and_grad`` (the
+        model ``corr2d(x, k) + b``).  Another model (another kernel layout) passes its own.
     iterations : int
         At most this many Hessian-vector products.
     rtol : float
@@ -258,6 +262,7 @@ def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
     >>> round(hessian_max_eigenvalue(load("numpy"), x, y, k, None), 3)
     60.0
     """
+    hvp = be.sse_value_and_grad if value_and_grad is None else value_and_grad
     target = y * 0  # y's framework, dtype and device; finite, since y gave a finite loss
     rng = np.random.default_rng(seed)
     vk = _like(be.asarray(rng.standard_normal(tuple(int(n) for n in k.shape))), x)
@@ -269,7 +274,7 @@ def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
             return 0.0
         vk = vk / norm
         vb = None if vb is None else vb / norm
-        _, hk, hb = be.sse_value_and_grad(x, target, vk, vb)
+        _, hk, hb = hvp(x, target, vk, vb)
         previous, estimate = estimate, _dot(vk, hk) + (0.0 if vb is None else _dot(vb, hb))
         vk, vb = hk, hb
         if abs(estimate - previous) <= rtol * abs(estimate):
