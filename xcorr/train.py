@@ -216,7 +216,7 @@ def _bad_start(value: float, x: Any) -> FloatingPointError:
 
 def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
                            value_and_grad: Callable[..., tuple[Any, Any, Any]] | None = None,
-                           iterations: int = 200, rtol: float = 1e-6, seed: int = 0) -> float:
+                           iterations: int = 100, rtol: float = 1e-5, seed: int = 0) -> float:
     """``L``, the largest eigenvalue of the Hessian of the training loss in ``(k, b)``.
 
     The loss ``sum((model(x, k) + b - y)**2)`` is quadratic in the parameters, so gradient
