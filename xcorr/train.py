@@ -19,10 +19,14 @@ import numpy as np
 
 from . import _dispatch, _validate
 from ._api import _prepare
+from ._interop import host_copy
 
 # A loss that has grown to this many times its first value has diverged: with a stable lr,
 # gradient descent on a quadratic loss never increases it (beyond rounding).
 DIVERGENCE_GROWTH = 1e4
+# Up to this many parameters (an 8x8 kernel and its bias), the stable-lr estimate builds the
+# loss's whole Hessian (one Hessian-vector product per parameter); beyond, a power iteration.
+EXACT_HESSIAN_PARAMETERS = 65
 
 
 @dataclass(frozen=True)
@@ -216,16 +220,17 @@ def _bad_start(value: float, x: Any) -> FloatingPointError:
 
 def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
                            value_and_grad: Callable[..., tuple[Any, Any, Any]] | None = None,
-                           iterations: int = 100, rtol: float = 1e-5, seed: int = 0) -> float:
+                           iterations: int = 100, rtol: float = 1e-6, seed: int = 0) -> float:
     """``L``, the largest eigenvalue of the Hessian of the training loss in ``(k, b)``.
 
     The loss ``sum((model(x, k) + b - y)**2)`` is quadratic in the parameters, so gradient
     descent with step ``lr`` converges exactly when ``lr < 2 / L``.  Its Hessian is
     ``2 AᵀA``, ``A`` the design matrix (one row per output: the window of ``x`` it sees, and
     a 1 for the bias).  A quadratic loss's gradient at ``v`` with targets 0 is ``H v``, so
-    the backend's own ``sse_value_and_grad`` gives Hessian-vector products for any kernel
-    shape the model supports, on the data's device; a power iteration on them converges to
-    ``L`` (the Rayleigh quotient, from below).
+    the model's own gradient gives Hessian-vector products for any kernel shape, computed by
+    the backend on the data's device.  Up to ``EXACT_HESSIAN_PARAMETERS`` parameters, one
+    product per parameter builds the whole Hessian and ``L`` is its exact largest eigenvalue;
+    beyond, a power iteration converges to ``L`` from below (its Rayleigh quotient).
 
     Parameters
     ----------
@@ -242,11 +247,11 @@ def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
         The model's squared-error loss and gradient; default ``be.sse_value_and_grad`` (the
         model ``corr2d(x, k) + b``).  Another model (another kernel layout) passes its own.
     iterations : int
-        At most this many Hessian-vector products.
+        Power iteration: at most this many Hessian-vector products.
     rtol : float
-        Stop when the estimate changes by less than this, relatively.
+        Power iteration: stop when the estimate changes by less than this, relatively.
     seed : int
-        Seed of the random start.
+        Power iteration: seed of the random start.
 
     Returns
     -------
@@ -259,32 +264,39 @@ def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
     >>> from xcorr._dispatch import load
     >>> x = np.ones((6, 8)); x[:, 2:6] = 0
     >>> y, k = np.zeros((6, 7)), np.zeros((1, 2))
-    >>> round(hessian_max_eigenvalue(load("numpy"), x, y, k, None), 3)
+    >>> float(hessian_max_eigenvalue(load("numpy"), x, y, k, None))
     60.0
     """
-    hvp = be.sse_value_and_grad if value_and_grad is None else value_and_grad
+    grad = be.sse_value_and_grad if value_and_grad is None else value_and_grad
     target = y * 0  # y's framework, dtype and device; finite, since y gave a finite loss
-    rng = np.random.default_rng(seed)
-    vk = _like(be.asarray(rng.standard_normal(tuple(int(n) for n in k.shape))), x)
-    vb = None if b is None else _like(be.asarray(np.asarray(rng.standard_normal())), x)
+    shape = tuple(int(n) for n in k.shape)
+    size = math.prod(shape)
+
+    def hvp(v: np.ndarray) -> np.ndarray:
+        """``H v`` for all parameters as one float64 host vector (kernel, then bias)."""
+        vk = _like(be.asarray(v[:size].reshape(shape)), x)
+        vb = None if b is None else _like(be.asarray(np.asarray(v[size])), x)
+        _, hk, hb = grad(x, target, vk, vb)
+        hv = host_copy(hk).astype(np.float64).ravel()  # a kernel's worth of numbers
+        return hv if b is None else np.append(hv, float(hb))
+
+    n = size + (b is not None)
+    if n <= EXACT_HESSIAN_PARAMETERS:
+        h = np.column_stack([hvp(e) for e in np.eye(n)])
+        return max(float(np.linalg.eigvalsh((h + h.T) / 2)[-1]), 0.0)
+    v = np.random.default_rng(seed).standard_normal(n)
     estimate = 0.0
     for _ in range(iterations):
-        norm = math.sqrt(_dot(vk, vk) + (0.0 if vb is None else _dot(vb, vb)))
+        norm = float(np.linalg.norm(v))
         if not norm > 0:
             return 0.0
-        vk = vk / norm
-        vb = None if vb is None else vb / norm
-        _, hk, hb = hvp(x, target, vk, vb)
-        previous, estimate = estimate, _dot(vk, hk) + (0.0 if vb is None else _dot(vb, hb))
-        vk, vb = hk, hb
+        v = v / norm
+        hv = hvp(v)
+        previous, estimate = estimate, float(v @ hv)
         if abs(estimate - previous) <= rtol * abs(estimate):
             break
+        v = hv
     return estimate
-
-
-def _dot(a: Any, b: Any) -> float:
-    """``sum(a * b)`` as a Python float (one host sync)."""
-    return float((a * b).sum())
 
 
 def _round_down(value: float) -> float:
