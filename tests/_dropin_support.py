@@ -34,9 +34,8 @@ def x64(backend: str) -> Iterator[None]:
     if backend != "jax":
         yield
         return
-    import jax
 
-    with jax.enable_x64(True):
+    with jax_x64(True):
         yield
 
 

@@ -18,6 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 import xcorr
 import xcorr.testing as xt
 from xcorr._boundary import BOUNDARIES, NUMPY_MODES, pads
+from xcorr._compat import jax_x64
 from xcorr._dispatch import load
 
 RNG = np.random.default_rng(12)
@@ -31,9 +32,8 @@ def x64(backend: str) -> Iterator[None]:
     if backend != "jax":
         yield
         return
-    import jax
 
-    with jax.enable_x64(True):
+    with jax_x64(True):
         yield
 
 
@@ -350,7 +350,7 @@ def _backend_grads(backend: str, fn, vjp, x, k, g, kw) -> tuple[np.ndarray, np.n
         import jax
         import jax.numpy as jnp
 
-        with jax.enable_x64(True):
+        with jax_x64(True):
             dx, dk = jax.grad(lambda a, b: jnp.sum(fn(a, b, **kw) * g), argnums=(0, 1))(
                 jnp.asarray(x), jnp.asarray(k))
             return np.asarray(dx), np.asarray(dk)

@@ -105,6 +105,61 @@ def test_help_everywhere(args: list[str]) -> None:
     p = run(*args, "--help")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith(f"usage: xcorr {' '.join(args)}".rstrip())
+    assert "`" not in p.stdout  # plain text, not the docstrings' reStructuredText
+
+
+def test_help_shows_the_module_docstring_as_plain_text() -> None:
+    p = run("--help")
+    assert "The xcorr command: the seed notebook" in " ".join(p.stdout.split())
+
+
+def test_plot_into_a_missing_folder_exits_2_before_training(tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "x.png"
+    p = run("train", "--backend", "numpy", "--plot", str(target))
+    assert p.returncode == 2
+    assert f"argument --plot: cannot write {target}: the folder {target.parent} does not " \
+           "exist" in p.stderr
+    assert p.stdout == ""  # nothing was trained
+    assert "Traceback" not in p.stderr
+
+
+def test_plot_onto_a_directory_exits_2(tmp_path: Path) -> None:
+    p = run("train", "--backend", "numpy", "--plot", str(tmp_path))
+    assert p.returncode == 2
+    assert f"argument --plot: {tmp_path} is a directory" in p.stderr
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root may write into a read-only folder: the check cannot fail")
+def test_plot_into_a_read_only_folder_exits_2(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        p = run("train", "--backend", "numpy", "--plot", str(folder / "x.png"))
+    finally:
+        folder.chmod(0o755)
+    assert p.returncode == 2
+    assert "is not writable" in p.stderr
+
+
+@pytest.mark.skipif(unavailable("jax") is not None, reason=f"jax: {unavailable('jax')}")
+@pytest.mark.parametrize("x64", [False, True])
+def test_float64_on_jax_without_x64_says_it_trained_in_float32(x64: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    if x64:
+        env["JAX_ENABLE_X64"] = "1"
+    p = run("train", "--backend", "jax", "numpy", "--dtype", "float64", "--epochs", "2",
+            env=env)
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"^numpy\s+float64\s", p.stdout, re.M)
+    note = "note: jax trained in float32, not float64: JAX's 64-bit mode is off"
+    if x64:
+        assert re.search(r"^jax\s+float64\s", p.stdout, re.M), p.stdout
+        assert "note:" not in p.stdout
+    else:
+        assert re.search(r"^jax\s+float32\s", p.stdout, re.M), p.stdout
+        assert note in p.stdout and "JAX_ENABLE_X64=1" in p.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -129,8 +184,8 @@ def test_usage_errors_exit_2(args: list[str], message: str) -> None:
 def test_diverging_lr_exits_1_naming_the_epoch() -> None:
     p = run("train", "--backend", "numpy", "--lr", "5", "--epochs", "200")
     assert p.returncode == 1
-    assert re.search(r"^xcorr: error: the loss became inf at epoch \d+ .*smaller lr",
-                     p.stderr, re.M), p.stderr
+    assert re.search(r"^xcorr: error: the loss grew from .* at epoch 3 with lr=5: .*use a "
+                     r"smaller lr, e\.g\. lr=0\.01$", p.stderr, re.M), p.stderr
 
 
 @pytest.mark.skipif(unavailable("cupy") is None, reason="needs a backend that cannot run here; "

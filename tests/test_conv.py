@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xcorr
+from xcorr._compat import jax_x64
 from xcorr._conv import PADDING_MODES, geometry
 from xcorr._dispatch import load
 
@@ -31,9 +32,8 @@ def x64(backend: str) -> Iterator[None]:
     if backend != "jax":
         yield
         return
-    import jax
 
-    with jax.enable_x64(True):
+    with jax_x64(True):
         yield
 
 
@@ -244,7 +244,7 @@ def test_gradients_on_every_backend(backend: str) -> None:
             import jax
             import jax.numpy as jnp
 
-            with jax.enable_x64(True):
+            with jax_x64(True):
                 got = jax.grad(lambda a, c, d: jnp.sum(xcorr.conv2d(a, c, d, **kw) * g),  # noqa: B023
                                argnums=(0, 1, 2))(jnp.asarray(x), jnp.asarray(w),
                                                   jnp.asarray(b))

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 import xcorr
 import xcorr.testing as xt
 from xcorr import _fft, _methods
+from xcorr._compat import jax_x64
 from xcorr._dispatch import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +48,8 @@ def x64(backend: str) -> Iterator[None]:
     if backend != "jax":
         yield
         return
-    import jax
 
-    with jax.enable_x64(True):
+    with jax_x64(True):
         yield
 
 
@@ -358,7 +358,7 @@ def test_jax_jit_grad_vmap(force_tile: Any) -> None:
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
     force_tile(RULES["odd"])
-    with jax.enable_x64(True):
+    with jax_x64(True):
         x, k = jnp.asarray(data((3, 41, 37), "float64")), jnp.asarray(data((6, 5), "float64"))
         eager = xcorr.corr2d(x, k, method="overlap")
         jitted = jax.jit(lambda a, b: xcorr.corr2d(a, b, method="overlap"))(x, k)

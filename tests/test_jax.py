@@ -14,6 +14,7 @@ from jax.test_util import check_grads  # noqa: E402
 
 import xcorr  # noqa: E402
 from xcorr import _grad, _methods  # noqa: E402
+from xcorr._compat import jax_x64  # noqa: E402
 from xcorr._dispatch import array_backend, load  # noqa: E402
 from xcorr.backends import _jax as be  # noqa: E402
 
@@ -26,13 +27,13 @@ X64_AT_IMPORT = jax.config.jax_enable_x64
 @pytest.fixture
 def x64():
     """float64 for one test only: the user's switch, flipped in a scope that restores it."""
-    with jax.enable_x64(True):
+    with jax_x64(True):
         yield
 
 
 @pytest.fixture
 def x32():
-    with jax.enable_x64(False):
+    with jax_x64(False):
         yield
 
 
@@ -238,7 +239,7 @@ def test_cost_model_choices():
 
 def test_x64_setting_is_untouched_by_the_whole_api():
     for flag in (False, True):
-        with jax.enable_x64(flag):
+        with jax_x64(flag):
             xcorr.corr2d(np.ones((5, 5)), np.ones((2, 2)), backend="jax")
             xcorr.corr2d(jnp.ones((5, 5)), jnp.ones((2, 2)), method="fft")
             be.sse_value_and_grad(jnp.ones((5, 5)), jnp.ones((4, 4)), jnp.ones((2, 2)), None)

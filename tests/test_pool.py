@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xcorr
+from xcorr._compat import jax_x64
 
 torch = pytest.importorskip("torch", reason="torch: the oracle (F.max_pool2d) needs it")
 F = torch.nn.functional
@@ -123,7 +124,7 @@ def test_gradients_on_every_backend(backend: str) -> None:
                 import jax
                 import jax.numpy as jnp
 
-                with jax.enable_x64(True):
+                with jax_x64(True):
                     got = jax.grad(lambda a: jnp.sum(  # noqa: B023
                         xcorr.pool2d(a, k, stride=s, padding=p, mode=mode) * g))(  # noqa: B023
                         jnp.asarray(x))

@@ -24,6 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 import xcorr
 import xcorr.testing as xt
 from xcorr import _grad, _methods
+from xcorr._compat import jax_x64
 from xcorr._dispatch import load
 from xcorr._validate import MODES, pads
 
@@ -42,9 +43,7 @@ def x64(backend: str, enabled: bool = True) -> Iterator[None]:
     if backend != "jax":
         yield
         return
-    import jax
-
-    with jax.enable_x64(enabled):
+    with jax_x64(enabled):
         yield
 
 
@@ -418,7 +417,7 @@ def _grads(backend: str, x: np.ndarray, k: np.ndarray, g: np.ndarray, mode: str
         import jax
         import jax.numpy as jnp
 
-        with jax.enable_x64(True):
+        with jax_x64(True):
             def loss(a, b):
                 return jnp.sum(jnp.asarray(g) * xcorr.corr2d(a, b, mode=mode, backend="jax"))
 

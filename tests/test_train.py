@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,8 +14,9 @@ from conftest import to_np
 
 import xcorr
 from xcorr import _grad
+from xcorr._compat import jax_x64
 from xcorr._dispatch import array_backend, load
-from xcorr.train import LearnResult, learn_kernel
+from xcorr.train import LearnResult, hessian_max_eigenvalue, learn_kernel
 
 EDGE = np.array([[1.0, -1.0]])
 
@@ -29,9 +31,7 @@ def edge_image() -> np.ndarray:
 def float64_on(backend: str) -> Iterator[None]:
     """Let ``backend`` compute in float64 inside the block (JAX needs x64, enabled scoped)."""
     if backend == "jax":
-        import jax
-
-        with jax.enable_x64(True):
+        with jax_x64(True):
             yield
     else:
         yield
@@ -195,7 +195,8 @@ def test_batch_loss_is_summed() -> None:
 def test_dtypes() -> None:
     x = edge_image()
     y = xcorr.corr2d(x, EDGE)
-    r32 = learn_kernel(x.astype(np.float32), y.astype(np.float32), (1, 2), bias=True)
+    # NumPy 1.x promotes a float32 scalar times a Python float to float64: the bias must not.
+    r32 = learn_kernel(x.astype(np.float32), y.astype(np.float32), (1, 2), bias=True, lr=5e-3)
     assert r32.kernel.dtype == np.float32 and np.asarray(r32.bias).dtype == np.float32
     # integer data trains in the backend's default float
     rint = learn_kernel(x.astype(np.int64), y.astype(np.int32), (1, 2))
@@ -215,6 +216,83 @@ def test_divergence_names_the_epoch_and_suggests_a_smaller_lr(backend: str) -> N
     x = edge_image()
     with pytest.raises(FloatingPointError, match=r"at epoch \d+ .*smaller lr"):
         learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), backend=backend, lr=5.0, epochs=500)
+
+
+def design_matrix(x: np.ndarray, kernel_shape: tuple[int, int], bias: bool) -> np.ndarray:
+    """One row per output of the valid correlation: its window of ``x``, then a 1 (bias)."""
+    windows = np.lib.stride_tricks.sliding_window_view(x, kernel_shape, axis=(-2, -1))
+    rows = windows.reshape(-1, kernel_shape[0] * kernel_shape[1])
+    return np.hstack([rows, np.ones((len(rows), 1))]) if bias else rows
+
+
+def exact_curvature(x: np.ndarray, kernel_shape: tuple[int, int], bias: bool) -> float:
+    """The largest eigenvalue of the loss's Hessian ``2 AᵀA``, from the explicit Gram matrix."""
+    a = design_matrix(x, kernel_shape, bias)
+    return float(np.linalg.eigvalsh(2 * a.T @ a).max())
+
+
+def test_seed_with_a_bias_diverges_early_and_the_error_gives_a_stable_lr(backend: str) -> None:
+    """Issue 16, defect 2: this ran all 10 epochs to a loss of 1.5e7 and returned."""
+    x = edge_image()
+    y = xcorr.corr2d(x, EDGE)
+    with pytest.raises(FloatingPointError) as info:
+        learn_kernel(x, y, (1, 2), backend=backend, epochs=10, bias=True)
+    message = str(info.value)
+    # 6.84 at epoch 1, 3.6e4 at 7, 2.6e5 at 8: the first past 1e4 times the start
+    assert re.match(r"the loss grew from 6\.839 to 2\.649e\+05 \(more than 10,000-fold\) at "
+                    r"epoch 8 with lr=0\.03: gradient descent diverged", message), message
+    limit = 2 / exact_curvature(x, (1, 2), bias=True)  # 0.0161
+    assert f"converges only for lr < {limit:.3g} " in message
+    suggested = float(re.search(r"e\.g\. lr=(\S+)$", message)[1])
+    assert suggested == 0.005  # half the limit, rounded down to 1, 2 or 5 times a power of 10
+    r = learn_kernel(x, y, (1, 2), backend=backend, epochs=200, bias=True, lr=suggested)
+    assert all(a >= b for a, b in zip(r.losses, r.losses[1:], strict=False))
+    np.testing.assert_allclose(to_np(r.kernel), EDGE, atol=0.02)
+
+
+@pytest.mark.parametrize(("kernel_shape", "bias"), [((3, 2), False), ((3, 2), True),
+                                                     ((8, 8), True), ((9, 8), False)])
+def test_hessian_max_eigenvalue_matches_the_gram_matrix(backend: str, kernel_shape, bias) -> None:
+    """Up to 65 parameters the whole Hessian (exact), beyond a power iteration (9x8)."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 12, 10)) + 0.5
+    kh, kw = kernel_shape
+    be = load(backend)
+    xb, yb = be.asarray(x), be.asarray(np.zeros((2, 13 - kh, 11 - kw)))
+    kb, bb = be.asarray(np.zeros(kernel_shape)), be.asarray(np.zeros(())) if bias else None
+    got = hessian_max_eigenvalue(be, xb, yb, kb, bb)
+    # float32 where the backend computes in it (JAX without x64): the estimate is that good
+    assert got == pytest.approx(exact_curvature(x, kernel_shape, bias), rel=1e-4)
+
+
+def test_hessian_max_eigenvalue_of_another_model() -> None:
+    """The helper takes the model's loss and gradient: a model with twice the output (four
+    times the loss) has four times the curvature."""
+    be = load("numpy")
+    x = np.random.default_rng(9).normal(size=(8, 9))
+
+    def doubled(x, y, k, b):  # loss and gradient of sum((2 corr2d(x, k) + 2 b - y)**2) at y=0
+        loss, dk, db = be.sse_value_and_grad(x, y, k, b)
+        return 4 * loss, 4 * dk, None if db is None else 4 * db
+
+    got = hessian_max_eigenvalue(be, x, np.zeros((7, 7)), np.zeros((2, 3)), np.zeros(()),
+                                 value_and_grad=doubled)
+    assert got == pytest.approx(4 * exact_curvature(x, (2, 3), bias=True), rel=1e-12)
+
+
+def test_hessian_of_all_zero_data_is_zero() -> None:
+    be = load("numpy")
+    assert hessian_max_eigenvalue(be, np.zeros((4, 4)), np.zeros((3, 3)), np.zeros((2, 2)),
+                                  None) == 0.0
+
+
+def test_nonfinite_first_loss_blames_the_data_not_lr() -> None:
+    x = edge_image()
+    y = xcorr.corr2d(x, EDGE)
+    y[2, 3] = np.nan
+    with pytest.raises(FloatingPointError, match=r"the loss is nan at epoch 1, before any "
+                       r"update: x, y or init hold NaN/Inf.*lr is not the cause"):
+        learn_kernel(x, y, (1, 2))
 
 
 def test_divergence_in_the_last_update_is_caught() -> None:

@@ -9,6 +9,8 @@ its options to an ``argparse`` parser, the other runs it and returns the exit st
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -92,8 +94,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="precision of the data (default: float32, as the seed's PyTorch; JAX "
                    "computes float64 only when you set JAX_ENABLE_X64=1)")
-    p.add_argument("--plot", metavar="FILE.png", help="also write the loss curves to FILE.png "
-                   "(needs matplotlib: pip install \"xcorr[plot]\")")
+    p.add_argument("--plot", metavar="FILE.png", type=_writable_file,
+                   help="also write the loss curves to FILE.png (needs matplotlib: pip install "
+                   "\"xcorr[plot]\")")
 
 
 class _Run(NamedTuple):
@@ -135,6 +138,10 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
         runs.append(_Run(name, result.losses, kernel, time.perf_counter() - stamps[0],
                          float(epoch_times[0]), later))
     _print_table(runs, args, out)
+    for r in runs:
+        if r.kernel.dtype != np.dtype(args.dtype):
+            print(f"\nnote: {r.backend} trained in {r.kernel.dtype}, not {args.dtype}: "
+                  f"{_why_not(r.backend, args.dtype)}", file=out)
     if args.plot:
         _plot(runs, args)
         print(f"\nloss curves written to {args.plot}", file=out)
@@ -178,15 +185,29 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _PlainHelp(argparse.HelpFormatter):
+    """Help as plain text: the reStructuredText markup of docstrings (``name``,
+    :func:`name`) prints as the bare name."""
+
+    def format_help(self) -> str:
+        return _plain(super().format_help())
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"(?::[\w:]+:)?`+([^`]*)`+", r"\1", text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="xcorr", description=__doc__.split("\n\n")[0] + " Without a command: print the "
-        "seed notebook's examples.")
+        prog="xcorr", formatter_class=_PlainHelp,
+        description=__doc__.split("\n\n")[0] + " Without a command: print the seed "
+        "notebook's examples.")
     parser.add_argument("--backend", choices=BACKENDS, dest="examples_backend",
                         help="backend for the examples printed without a command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, description=command.help)
+        p = sub.add_parser(name, help=command.help, description=command.help,
+                           formatter_class=_PlainHelp)
         command.add_arguments(p)
     return parser
 
@@ -225,6 +246,31 @@ def _positive(kind: type) -> Callable[[str], Any]:
 
     convert.__name__ = kind.__name__  # argparse names the type in its messages
     return convert
+
+
+def _writable_file(text: str) -> str:
+    """An argparse type: a file path whose folder exists and is writable (checked up front,
+    so that a typo does not cost a whole training run)."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name, e.g. "
+                                         f"{os.path.join(text, 'losses.png')}")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {folder} does not "
+                                         "exist; create it first or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {folder} is not "
+                                         "writable; choose another path")
+    return text
+
+
+def _why_not(backend: str, dtype: str) -> str:
+    """Why ``backend`` computed in another dtype than the ``dtype`` asked for."""
+    if backend == "jax" and dtype == "float64":
+        return ("JAX's 64-bit mode is off, and xcorr never switches it for you; set "
+                "JAX_ENABLE_X64=1 (or jax.config.update('jax_enable_x64', True)) to train in "
+                "float64")
+    return "the backend does not compute in that dtype"
 
 
 def _chosen_backends(asked: list[str]) -> list[str]:

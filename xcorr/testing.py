@@ -8,13 +8,19 @@ Floating-point results are compared with the standard error bound of a dot produ
 than a relative tolerance: an output that cancels to nearly zero is allowed the error its
 terms carry, not a fraction of its own (tiny) value.  See :func:`error_bound`.
 
+Turn Hypothesis's deadline off (``@settings(deadline=None)``) for tests that run xcorr on
+several backends: JAX compiles for each new shape and Numba for each new dtype, which can take
+seconds, more than the default deadline of 200 ms; the next example of the same shape is fast,
+so the deadline would only report a "flaky" timing, never a slow test.
+
 Examples
 --------
 Paste into a test module of your own:
 
->>> from hypothesis import given
+>>> from hypothesis import given, settings
 >>> import xcorr.testing as xt
->>> @given(xt.corr2d_cases(dtype="float32", mode="same"))
+>>> @settings(deadline=None)
+... @given(xt.corr2d_cases(dtype="float32", mode="same"))
 ... def test_backends_agree(case):
 ...     x, k = case
 ...     xt.assert_backends_agree(x, k, mode="same")

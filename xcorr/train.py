@@ -19,6 +19,14 @@ import numpy as np
 
 from . import _dispatch, _validate
 from ._api import _prepare
+from ._interop import host_copy
+
+# A loss that has grown to this many times its first value has diverged: with a stable lr,
+# gradient descent on a quadratic loss never increases it (beyond rounding).
+DIVERGENCE_GROWTH = 1e4
+# Up to this many parameters (an 8x8 kernel and its bias), the stable-lr estimate builds the
+# loss's whole Hessian (one Hessian-vector product per parameter); beyond, a power iteration.
+EXACT_HESSIAN_PARAMETERS = 65
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,11 @@ def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, int], *, backend: str 
         Shapes of ``x``, ``y``, ``kernel_shape`` or ``init`` that do not fit together, or
         ``lr``/``epochs`` not positive.
     FloatingPointError
-        The loss or the kernel became NaN/Inf (the updates diverged); the message names the
-        epoch.  Use a smaller ``lr``.
+        The updates diverged: the loss grew past ``DIVERGENCE_GROWTH`` (1e4) times its first
+        value, or the loss or the kernel became NaN/Inf.  The message names the epoch and a
+        learning rate that is stable for this data (half the limit ``2 / L``, ``L`` the
+        largest eigenvalue of the loss's Hessian, rounded down).  Also raised when the very
+        first loss is NaN/Inf: then the data (or ``init``) are at fault, not ``lr``.
 
     Examples
     --------
@@ -101,6 +112,19 @@ def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, int], *, backend: str 
     >>> r = xcorr.learn_kernel(x, y, (1, 2), epochs=60)
     >>> np.round(r.kernel, 2).tolist()
     [[1.0, -1.0]]
+
+    A bias makes the same data stiffer: lr=0.03 diverges, and the error says what works.
+
+    >>> xcorr.learn_kernel(x, y, (1, 2), epochs=10, bias=True)
+    Traceback (most recent call last):
+    ...
+    FloatingPointError: the loss grew from 6.839 to 2.649e+05 (more than 10,000-fold) at epoch 8 \
+with lr=0.03: gradient descent diverged. For this data it converges only for lr < 0.0161 \
+(2/L, with L = 124.3 the largest eigenvalue of the loss's Hessian); use a smaller lr, e.g. \
+lr=0.005
+    >>> r = xcorr.learn_kernel(x, y, (1, 2), epochs=200, bias=True, lr=0.005)
+    >>> np.round(r.kernel, 2).tolist(), round(float(r.bias), 2)
+    ([[1.0, -1.0]], 0.0)
     """
     kh, kw = _check_kernel_shape(kernel_shape)
     lr = _check_lr(lr)
@@ -136,12 +160,20 @@ def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, int], *, backend: str 
         for epoch in range(1, epochs + 1):
             loss, dk, db = be.sse_value_and_grad(x, y, k, b)
             value = float(loss)  # one host sync per epoch: the seed prints it, and we check it
-            if not math.isfinite(value):
-                raise _diverged(epoch, value, lr)
+            if not losses and not math.isfinite(value):
+                raise _bad_start(value, x)
+            first = losses[0] if losses else value
+            if not math.isfinite(value) or value > DIVERGENCE_GROWTH * first:
+                what = (f"the loss became {value}" if not math.isfinite(value) else
+                        f"the loss grew from {first:.4g} to {value:.4g} (more than "
+                        f"{DIVERGENCE_GROWTH:,.0f}-fold)")
+                raise _diverged(what, epoch, lr, be, x, y, k, b)
             losses.append(value)
             k = k - lr * dk
             if b is not None:
-                b = b - lr * db
+                # _like: NumPy 1.x would promote a float32 scalar times a Python float to
+                # float64 (value-based casting); the bias keeps the training dtype.
+                b = _like(b - lr * db, x)
             # A lazy framework (Dask) would make each update a node on top of the previous
             # ones and recompute the whole history every epoch: hold the values instead.
             if hasattr(k, "persist"):
@@ -151,7 +183,7 @@ def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, int], *, backend: str 
                 callback(epoch, value)
         # The last update has no loss after it: make sure it did not overflow either.
         if be.all_finite(k, k) is False or (b is not None and not math.isfinite(float(b))):
-            raise _diverged(epochs, "NaN/Inf", lr, what="the kernel")
+            raise _diverged("the kernel became NaN/Inf", epochs, lr, be, x, y, k, b)
     return LearnResult(kernel=k, bias=b, losses=losses, backend=be.NAME)
 
 
@@ -165,11 +197,112 @@ def _like(a: Any, ref: Any) -> Any:
     return a if a.dtype == ref.dtype else a.astype(ref.dtype)
 
 
-def _diverged(epoch: int, value: float | str, lr: float, what: str = "the loss"
-              ) -> FloatingPointError:
+def _diverged(what: str, epoch: int, lr: float, be: Any, x: Any, y: Any, k: Any,
+              b: Any | None) -> FloatingPointError:
+    """The error for a diverged run: what happened, and an lr that converges on this data."""
+    curvature = hessian_max_eigenvalue(be, x, y, k, b)
+    if not curvature > 0:  # no curvature, no divergence: only overflow of huge values
+        advice = f"use a smaller lr (e.g. lr={lr / 10:g})"
+    else:
+        limit = 2.0 / curvature
+        advice = (f"For this data it converges only for lr < {limit:.3g} (2/L, with "
+                  f"L = {curvature:.4g} the largest eigenvalue of the loss's Hessian); use a "
+                  f"smaller lr, e.g. lr={_round_down(limit / 2):g}")
+    return FloatingPointError(f"{what} at epoch {epoch} with lr={lr:g}: gradient descent "
+                              f"diverged. {advice}")
+
+
+def _bad_start(value: float, x: Any) -> FloatingPointError:
     return FloatingPointError(
-        f"{what} became {value} at epoch {epoch} with lr={lr:g}: gradient descent diverged; "
-        f"use a smaller lr (e.g. lr={lr / 10:g})")
+        f"the loss is {value} at epoch 1, before any update: x, y or init hold NaN/Inf, or "
+        f"values too large for {x.dtype}; check the data (lr is not the cause)")
+
+
+def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
+                           value_and_grad: Callable[..., tuple[Any, Any, Any]] | None = None,
+                           iterations: int = 100, rtol: float = 1e-6, seed: int = 0) -> float:
+    """``L``, the largest eigenvalue of the Hessian of the training loss in ``(k, b)``.
+
+    The loss ``sum((model(x, k) + b - y)**2)`` is quadratic in the parameters, so gradient
+    descent with step ``lr`` converges exactly when ``lr < 2 / L``.  Its Hessian is
+    ``2 AᵀA``, ``A`` the design matrix (one row per output: the window of ``x`` it sees, and
+    a 1 for the bias).  A quadratic loss's gradient at ``v`` with targets 0 is ``H v``, so
+    the model's own gradient gives Hessian-vector products for any kernel shape, computed by
+    the backend on the data's device.  Up to ``EXACT_HESSIAN_PARAMETERS`` parameters, one
+    product per parameter builds the whole Hessian and ``L`` is its exact largest eigenvalue;
+    beyond, a power iteration converges to ``L`` from below (its Rayleigh quotient).
+
+    Parameters
+    ----------
+    be : module
+        The backend the model trains on.
+    x, y : arrays of ``be``
+        The training data, as ``learn_kernel`` holds them (only ``y``'s shape, dtype and
+        device matter).
+    k : array of ``be``
+        A kernel of the trained shape (its values do not matter).
+    b : array of ``be`` or None
+        The bias, or None when the model has none (its value does not matter).
+    value_and_grad : callable ``(x, y, k, b) -> (loss, dk, db)``, optional
+        The model's squared-error loss and gradient; default ``be.sse_value_and_grad`` (the
+        model ``corr2d(x, k) + b``).  Another model (another kernel layout) passes its own.
+    iterations : int
+        Power iteration: at most this many Hessian-vector products.
+    rtol : float
+        Power iteration: stop when the estimate changes by less than this, relatively.
+    seed : int
+        Power iteration: seed of the random start.
+
+    Returns
+    -------
+    float
+        ``L`` (0.0 when ``x`` is all zeros and there is no bias).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xcorr._dispatch import load
+    >>> x = np.ones((6, 8)); x[:, 2:6] = 0
+    >>> y, k = np.zeros((6, 7)), np.zeros((1, 2))
+    >>> float(hessian_max_eigenvalue(load("numpy"), x, y, k, None))
+    60.0
+    """
+    grad = be.sse_value_and_grad if value_and_grad is None else value_and_grad
+    target = y * 0  # y's framework, dtype and device; finite, since y gave a finite loss
+    shape = tuple(int(n) for n in k.shape)
+    size = math.prod(shape)
+
+    def hvp(v: np.ndarray) -> np.ndarray:
+        """``H v`` for all parameters as one float64 host vector (kernel, then bias)."""
+        vk = _like(be.asarray(v[:size].reshape(shape)), x)
+        vb = None if b is None else _like(be.asarray(np.asarray(v[size])), x)
+        _, hk, hb = grad(x, target, vk, vb)
+        hv = host_copy(hk).astype(np.float64).ravel()  # a kernel's worth of numbers
+        return hv if b is None else np.append(hv, float(hb))
+
+    n = size + (b is not None)
+    if n <= EXACT_HESSIAN_PARAMETERS:
+        h = np.column_stack([hvp(e) for e in np.eye(n)])
+        return max(float(np.linalg.eigvalsh((h + h.T) / 2)[-1]), 0.0)
+    v = np.random.default_rng(seed).standard_normal(n)
+    estimate = 0.0
+    for _ in range(iterations):
+        norm = float(np.linalg.norm(v))
+        if not norm > 0:
+            return 0.0
+        v = v / norm
+        hv = hvp(v)
+        previous, estimate = estimate, float(v @ hv)
+        if abs(estimate - previous) <= rtol * abs(estimate):
+            break
+        v = hv
+    return estimate
+
+
+def _round_down(value: float) -> float:
+    """The largest of 1, 2 and 5 times a power of ten that is at most ``value`` (> 0)."""
+    scale = 10.0 ** math.floor(math.log10(value))
+    return next(m * scale for m in (5, 2, 1) if m * scale <= value * (1 + 1e-12))
 
 
 def _check_kernel_shape(shape: Any) -> tuple[int, int]:

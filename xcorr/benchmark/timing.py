@@ -48,7 +48,7 @@ class Impl:
     group: str  # a backend name, or "peer"
     method: str | None
     build: Builder
-    uses_jax: bool = False  # float64 cells run inside ``jax.enable_x64``
+    uses_jax: bool = False  # float64 cells run with JAX's x64 on
     # runs the call once and returns its peak memory in bytes, where that is measurable
     memory: Callable[[Callable[[], Any]], int] | None = None
     applies: Callable[[Cell], str | None] = lambda cell: None  # a reason to skip, or None
@@ -115,9 +115,9 @@ def sync(name: str) -> Callable[[Any], Any]:
 def precision(dtype: str, uses_jax: bool) -> Iterator[None]:
     """JAX float64 needs x64; switch it on for this block only (the user's setting elsewhere)."""
     if uses_jax and dtype == "float64":
-        import jax
+        from .._compat import jax_x64
 
-        with jax.enable_x64(True):
+        with jax_x64(True):
             yield
     else:
         yield
