@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import to_np
 
+from xcorr._compat import jax_x64
 from xcorr._dispatch import array_backend
 
 # The other frameworks have no extended precision.
