@@ -341,3 +341,77 @@ def test_shapes_that_cannot_match() -> None:
         learn_kernel(x, y, (1, 2), init=[[1.0], [2.0]])
     with pytest.raises(TypeError, match="complex"):
         learn_kernel(x, y.astype(complex), (1, 2))
+
+
+# -- convolution layers (issue 14): 4-D kernel shapes ------------------------------------------
+
+
+def test_four_d_seed_follows_the_two_d_trajectory() -> None:
+    """(1, 1, 1, 2) is the seed's kernel as a layer: same start (fan_in 2), same losses."""
+    x = edge_image()
+    y = xcorr.corr2d(x, EDGE)
+    flat = learn_kernel(x, y, (1, 2), epochs=12)
+    layer = learn_kernel(x[None, None], y[None, None], (1, 1, 1, 2), epochs=12)
+    np.testing.assert_allclose(layer.losses, flat.losses, rtol=1e-12)
+    np.testing.assert_allclose(layer.kernel.reshape(1, 2), flat.kernel, rtol=1e-12)
+
+
+def _layer_problem() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    rng = np.random.default_rng(7)
+    kw = {"stride": (1, 2), "padding": ((1, 0), (1, 1)), "groups": 2,
+          "padding_mode": "replicate"}
+    w = rng.uniform(-1, 1, (4, 2, 2, 3))
+    b = np.array([0.5, -1.0, 0.25, 2.0])
+    x = rng.normal(size=(3, 4, 7, 8))
+    return x, xcorr.conv2d(x, w, b, **kw), w, b, kw
+
+
+def test_learns_a_grouped_strided_layer_on_every_backend(backend: str) -> None:
+    x, y, w, b, kw = _layer_problem()
+    with float64_on(backend):
+        r = learn_kernel(x, y, w.shape, bias=True, lr=4e-3, epochs=400, backend=backend, **kw)
+    assert r.backend == backend
+    assert tuple(r.bias.shape) == (4,)
+    np.testing.assert_allclose(to_np(r.kernel), w, atol=1e-3)
+    np.testing.assert_allclose(to_np(r.bias), b, atol=1e-3)
+
+
+def test_layer_trajectories_agree_across_backends(backend: str) -> None:
+    x, y, w, _, kw = _layer_problem()
+    want = learn_kernel(x, y, w.shape, bias=True, lr=4e-3, epochs=15, **kw)
+    with float64_on(backend):
+        got = learn_kernel(x, y, w.shape, bias=True, lr=4e-3, epochs=15, backend=backend, **kw)
+    np.testing.assert_allclose(got.losses, want.losses, rtol=1e-9)
+    np.testing.assert_allclose(to_np(got.kernel), want.kernel, rtol=1e-9, atol=1e-12)
+
+
+def test_layer_default_init_uses_pytorchs_fan_in() -> None:
+    x, y, w, _, kw = _layer_problem()
+    r = learn_kernel(x, y, w.shape, lr=1e-9, epochs=1, **kw)
+    bound = 1 / math.sqrt(2 * 2 * 3)  # C_in // groups · kh · kw
+    start = np.random.default_rng(0).uniform(-bound, bound, w.shape)
+    # after one step of lr=1e-9 the kernel is within lr·|gradient| of where it started
+    assert np.abs(r.kernel - start).max() < 1e-6
+    assert np.abs(start).max() > bound / 2  # the draw used the fan-in bound, not kh·kw's
+
+
+def test_layer_divergence_gives_a_stable_lr() -> None:
+    x, y, w, _, kw = _layer_problem()
+    with pytest.raises(FloatingPointError, match=r"converges only for lr < ([0-9.e-]+)") as e:
+        learn_kernel(x, y, w.shape, lr=1.0, epochs=50, **kw)
+    limit = float(re.search(r"lr < ([0-9.e-]+)", str(e.value)).group(1))
+    suggested = float(re.search(r"e\.g\. lr=([0-9.e-]+)", str(e.value)).group(1))
+    r = learn_kernel(x, y, w.shape, lr=suggested, epochs=30, **kw)
+    assert suggested < limit and r.losses[-1] < r.losses[0]
+
+
+def test_layer_input_rules() -> None:
+    x, y, w, _, kw = _layer_problem()
+    with pytest.raises(ValueError, match="stride, padding apply to a convolution layer"):
+        learn_kernel(np.ones((6, 8)), np.ones((6, 7)), (1, 2), stride=2, padding=1)
+    with pytest.raises(ValueError, match=r"y has shape \(3, 4, 7, 8\), but conv2d of x"):
+        learn_kernel(x, x, w.shape, **kw)
+    with pytest.raises(ValueError, match="x must be"):
+        learn_kernel(np.ones((6, 8)), np.ones((1, 1, 6, 7)), (1, 1, 1, 2))
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        learn_kernel(x, y, w.shape, **{**kw, "groups": 3})

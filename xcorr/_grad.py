@@ -102,15 +102,32 @@ def corr_vjp(p: Any, g: Any) -> tuple[Any, Any]:
     return dx, dk
 
 
-def sse_value_and_grad(be: Any, x: Any, y: Any, k: Any, b: Any | None
+def model(be: Any, x: Any, k: Any, b: Any | None, geometry: Any = None) -> Any:
+    """The trainer's model: ``corr2d(x, k) + b`` (valid), or with a conv2d ``geometry`` the
+    convolution of the already padded ``x (N, C_in, Hp, Wp)`` by ``k`` plus a bias per output
+    channel.  Autodiff backends differentiate this; the others use :func:`sse_value_and_grad`.
+    """
+    if geometry is None:
+        pred = valid_auto(be, x, k)
+        return pred if b is None else pred + b
+    from ._conv import forward
+
+    pred = forward(be, x, k, geometry, "auto", False)
+    return pred if b is None else pred + be.xp.reshape(b, (1, -1, 1, 1))
+
+
+def sse_value_and_grad(be: Any, x: Any, y: Any, k: Any, b: Any | None, geometry: Any = None
                        ) -> tuple[Any, Any, Any | None]:
-    """Loss ``sum((corr2d(x, k) + b - y)**2)`` and its gradients ``(loss, dk, db)``."""
-    pred = valid_auto(be, x, k)
-    if b is not None:
-        pred = pred + b
-    r = pred - y
+    """Loss ``sum((model(x, k, b) - y)**2)`` and its gradients ``(loss, dk, db)``, analytic."""
+    r = model(be, x, k, b, geometry) - y
     g = 2 * r
-    return (r * r).sum(), grad_k(be, x, g), (g.sum() if b is not None else None)
+    if geometry is None:
+        return (r * r).sum(), grad_k(be, x, g), (g.sum() if b is not None else None)
+    from ._conv import stuff
+
+    gs = stuff(be, stuff(be, g, geometry.stride[0], -2), geometry.stride[1], -1)
+    db = be.xp.sum(g, axis=(0, 2, 3)) if b is not None else None
+    return (r * r).sum(), _conv_dw(be, x, gs, g, k, geometry), db
 
 
 # -- conv2d and pool2d -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ of ``xcorr._grad``.  Nothing here imports a framework.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -51,23 +52,27 @@ class LearnResult:
     backend: str
 
 
-def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, int], *, backend: str | None = None,
+def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, ...], *, backend: str | None = None,
                  lr: float = 3e-2, epochs: int = 10, bias: bool = False, init: Any = None,
-                 seed: int = 0, callback: Callable[[int, float], None] | None = None
-                 ) -> LearnResult:
+                 seed: int = 0, callback: Callable[[int, float], None] | None = None,
+                 stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                 padding_mode: str = "zeros") -> LearnResult:
     """Learn ``kernel`` (and ``bias``) so that ``corr2d(x, kernel) + bias`` approximates ``y``.
 
     Minimises ``sum((corr2d(x, kernel) + bias - y) ** 2)`` by ``epochs`` steps of plain
-    gradient descent, ``kernel -= lr * dloss/dkernel``, exactly like the seed notebook.
+    gradient descent, ``kernel -= lr * dloss/dkernel``, exactly like the seed notebook.  With
+    a 4-D ``kernel_shape`` the model is a convolution layer, ``conv2d(x, kernel, bias,
+    stride=..., padding=..., dilation=..., groups=..., padding_mode=...)``.
 
     Parameters
     ----------
-    x : array_like, shape (..., H, W)
+    x : array_like, shape (..., H, W), or (N, C_in, H, W) / (C_in, H, W) for a 4-D kernel
         Input image(s); leading dimensions are a batch and the loss is summed over it.
-    y : array_like, shape (..., H - kh + 1, W - kw + 1)
-        Targets: the valid correlation of ``x`` with the kernel to learn.
-    kernel_shape : (int, int)
-        ``(kh, kw)``.
+    y : array_like
+        Targets: ``(..., H - kh + 1, W - kw + 1)``, the valid correlation of ``x`` with the
+        kernel to learn, or for a 4-D kernel ``conv2d``'s output ``(N, C_out, Ho, Wo)``.
+    kernel_shape : (int, int) or (int, int, int, int)
+        ``(kh, kw)``, or ``(C_out, C_in // groups, kh, kw)`` for a convolution layer.
     backend : {"numpy", "jax", "torch", "cupy", "dask"}, optional
         Where to train; default as in ``corr2d`` (the inputs' framework, else the setting).
     lr : float
@@ -75,15 +80,18 @@ def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, int], *, backend: str 
     epochs : int
         Number of updates, >= 1.
     bias : bool
-        Also learn a scalar bias (starting at 0).
+        Also learn a bias (starting at 0): a scalar, or one per output channel ``(C_out,)``.
     init : array_like, shape ``kernel_shape``, optional
         Starting kernel.  Default: ``numpy.random.default_rng(seed).uniform(-s, s,
-        kernel_shape)`` with ``s = 1/sqrt(kh*kw)`` (PyTorch's default for a convolution), so
-        every backend starts from the same kernel and follows the same trajectory.
+        kernel_shape)`` with ``s = 1/sqrt(fan_in)``, ``fan_in = C_in // groups · kh · kw``
+        (PyTorch's rule; ``kh · kw`` for one channel), so every backend starts from the same
+        kernel and follows the same trajectory.
     seed : int
         Seed of the default initialisation.
     callback : callable ``(epoch, loss) -> None``, optional
         Called after each epoch with its number (from 1) and its loss (before its update).
+    stride, padding, dilation, groups, padding_mode
+        The convolution layer's geometry, as :func:`xcorr.conv2d`'s (4-D kernels only).
 
     Returns
     -------
@@ -125,8 +133,17 @@ lr=0.005
     >>> r = xcorr.learn_kernel(x, y, (1, 2), epochs=200, bias=True, lr=0.005)
     >>> np.round(r.kernel, 2).tolist(), round(float(r.bias), 2)
     ([[1.0, -1.0]], 0.0)
+
+    A convolution layer, two channels in and one out (d2l 7.4's kernel):
+
+    >>> k = np.array([[[[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]]])
+    >>> xs = np.random.default_rng(0).normal(size=(4, 2, 6, 6))
+    >>> r = xcorr.learn_kernel(xs, xcorr.conv2d(xs, k, padding=1), k.shape, padding=1,
+    ...                        lr=2e-3, epochs=300)
+    >>> np.round(r.kernel, 2).tolist()
+    [[[[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]]]
     """
-    kh, kw = _check_kernel_shape(kernel_shape)
+    shape = _check_kernel_shape(kernel_shape)
     lr = _check_lr(lr)
     epochs = _check_epochs(epochs)
     _validate.check_raw(x, "x")
@@ -134,31 +151,46 @@ lr=0.005
     be = _dispatch.resolve(x, y, backend)
     x, y = _prepare(be, x, "x"), _prepare(be, y, "y")
     if init is None:
-        bound = 1.0 / math.sqrt(kh * kw)
-        init = np.random.default_rng(seed).uniform(-bound, bound, (kh, kw))
+        fan_in = math.prod(shape[1:]) if len(shape) == 4 else math.prod(shape)
+        bound = 1.0 / math.sqrt(fan_in)
+        init = np.random.default_rng(seed).uniform(-bound, bound, shape)
     else:
         _validate.check_raw(init, "init")
     k = _prepare(be, init, "init")
-    # mode="full": the size rule for valid mode is _check_targets's, with a message for training
-    _validate.check_shapes(x, k, "full")
-    if tuple(k.shape) != (kh, kw):
-        raise ValueError(f"init has shape {tuple(k.shape)} but kernel_shape is {(kh, kw)}; "
+    if tuple(k.shape) != shape:
+        raise ValueError(f"init has shape {tuple(k.shape)} but kernel_shape is {shape}; "
                          "pass an init of the kernel's shape, or drop init")
-    _check_targets(x, y, kh, kw)
+    conv = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+            "padding_mode": padding_mode}
+    if len(shape) == 4:
+        x, y, geometry = _conv_model(be, x, y, shape, conv)
+    else:
+        changed = [n for n, v in conv.items() if v != _CONV_DEFAULTS[n]]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} apply to a convolution layer: give a 4-D "
+                             "kernel_shape (C_out, C_in // groups, kh, kw)")
+        geometry = None
+        # mode="full": the size rule for valid mode is _check_targets's, with a message for
+        # training
+        _validate.check_shapes(x, k, "full")
+        _check_targets(x, y, *shape)
 
     x, y = be.promote(x, y)
     if be.kind(x) != "f":  # integer data: train in the backend's default float
         x, _ = be.promote(x, be.asarray(np.zeros((1, 1))))
     # The parameters (and y) follow the data's dtype and device, whatever init's were.
     y, k = _like(y, x), _like(k, x)
-    b = _like(be.asarray(np.zeros(())), x) if bias else None
+    b = None
+    if bias:
+        b = _like(be.asarray(np.zeros((shape[0],) if geometry is not None else ())), x)
+    step = functools.partial(be.sse_value_and_grad, geometry=geometry)
 
     losses: list[float] = []
     # A diverging run raises below, naming the epoch; NumPy's overflow warnings would only
     # come first and say less.
     with np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(1, epochs + 1):
-            loss, dk, db = be.sse_value_and_grad(x, y, k, b)
+            loss, dk, db = step(x, y, k, b)
             value = float(loss)  # one host sync per epoch: the seed prints it, and we check it
             if not losses and not math.isfinite(value):
                 raise _bad_start(value, x)
@@ -167,7 +199,7 @@ lr=0.005
                 what = (f"the loss became {value}" if not math.isfinite(value) else
                         f"the loss grew from {first:.4g} to {value:.4g} (more than "
                         f"{DIVERGENCE_GROWTH:,.0f}-fold)")
-                raise _diverged(what, epoch, lr, be, x, y, k, b)
+                raise _diverged(what, epoch, lr, be, x, y, k, b, step)
             losses.append(value)
             k = k - lr * dk
             if b is not None:
@@ -182,8 +214,8 @@ lr=0.005
             if callback is not None:
                 callback(epoch, value)
         # The last update has no loss after it: make sure it did not overflow either.
-        if be.all_finite(k, k) is False or (b is not None and not math.isfinite(float(b))):
-            raise _diverged("the kernel became NaN/Inf", epochs, lr, be, x, y, k, b)
+        if be.all_finite(k, k) is False or (b is not None and be.all_finite(b, b) is False):
+            raise _diverged("the kernel became NaN/Inf", epochs, lr, be, x, y, k, b, step)
     return LearnResult(kernel=k, bias=b, losses=losses, backend=be.NAME)
 
 
@@ -198,9 +230,9 @@ def _like(a: Any, ref: Any) -> Any:
 
 
 def _diverged(what: str, epoch: int, lr: float, be: Any, x: Any, y: Any, k: Any,
-              b: Any | None) -> FloatingPointError:
+              b: Any | None, step: Callable[..., Any]) -> FloatingPointError:
     """The error for a diverged run: what happened, and an lr that converges on this data."""
-    curvature = hessian_max_eigenvalue(be, x, y, k, b)
+    curvature = hessian_max_eigenvalue(be, x, y, k, b, value_and_grad=step)
     if not curvature > 0:  # no curvature, no divergence: only overflow of huge values
         advice = f"use a smaller lr (e.g. lr={lr / 10:g})"
     else:
@@ -305,17 +337,49 @@ def _round_down(value: float) -> float:
     return next(m * scale for m in (5, 2, 1) if m * scale <= value * (1 + 1e-12))
 
 
-def _check_kernel_shape(shape: Any) -> tuple[int, int]:
+def _check_kernel_shape(shape: Any) -> tuple[int, ...]:
     try:
-        kh, kw = shape
-        ok = all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
-                 for n in (kh, kw))
-    except (TypeError, ValueError):
+        dims = tuple(shape)
+        ok = len(dims) in (2, 4) and all(
+            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in dims)
+    except TypeError:
         ok = False
     if not ok:
-        raise ValueError(f"kernel_shape must be two positive integers (kh, kw), got {shape!r}; "
-                         "e.g. kernel_shape=(1, 2)")
-    return int(kh), int(kw)
+        raise ValueError(f"kernel_shape must be two positive integers (kh, kw), or four "
+                         f"(C_out, C_in // groups, kh, kw) for a convolution layer, got "
+                         f"{shape!r}; e.g. kernel_shape=(1, 2)")
+    return tuple(int(n) for n in dims)
+
+
+_CONV_DEFAULTS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
+                  "padding_mode": "zeros"}
+
+
+def _conv_model(be: Any, x: Any, y: Any, shape: tuple[int, ...], conv: dict[str, Any]
+                ) -> tuple[Any, Any, Any]:
+    """``x`` padded once for the whole training (4-D), ``y`` 4-D, and the layer's geometry."""
+    from ._conv import PADDING_MODES, geometry
+
+    if conv["padding_mode"] not in PADDING_MODES:
+        raise ValueError(f"unknown padding_mode {conv['padding_mode']!r}; choose one of "
+                         f"{', '.join(PADDING_MODES)} (PyTorch's names)")
+    if x.ndim == 3:
+        x = be.xp.reshape(x, (1, *x.shape))
+        if y.ndim == 3:
+            y = be.xp.reshape(y, (1, *y.shape))
+    if x.ndim != 4:
+        raise ValueError(f"a 4-D kernel_shape trains a convolution layer: x must be (N, C_in, "
+                         f"H, W) or (C_in, H, W), got shape {tuple(x.shape)}")
+    geo = geometry(tuple(x.shape), shape, conv["stride"], conv["padding"], conv["dilation"],
+                   conv["groups"], PADDING_MODES[conv["padding_mode"]])
+    want = (int(x.shape[0]), shape[0], *geo.out)
+    if tuple(int(n) for n in y.shape) != want:
+        raise ValueError(f"y has shape {tuple(y.shape)}, but conv2d of x {tuple(x.shape)} with "
+                         f"a {shape} kernel and this geometry has shape {want}; y must be that "
+                         "output")
+    if any(geo.pads):
+        x = be.pad(x, geo.pads, geo.boundary, 0)
+    return x, y, geo
 
 
 def _check_lr(lr: Any) -> float:

@@ -244,10 +244,11 @@ def irfft2(a: Any, s: tuple[int, int]) -> Any:
     return cupy.fft.irfft2(a, s=s, axes=(-2, -1))
 
 
-def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None) -> tuple[Any, Any, Any | None]:
+def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None, geometry: Any = None
+                       ) -> tuple[Any, Any, Any | None]:
     """Squared-error loss and its gradient, through the same analytic VJP as NumPy."""
     with x.device:
-        return _grad.sse_value_and_grad(sys.modules[__name__], x, y, k, b)
+        return _grad.sse_value_and_grad(sys.modules[__name__], x, y, k, b, geometry)
 
 
 # -- kernels ----------------------------------------------------------------------------------

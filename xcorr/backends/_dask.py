@@ -165,8 +165,12 @@ def guarded_fft(x: da.Array, k: da.Array, method: str = "fft") -> da.Array:
     return _map_blocks(x, k, "auto")
 
 
-def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None) -> tuple[Any, Any, Any | None]:
+def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None, geometry: Any = None
+                       ) -> tuple[Any, Any, Any | None]:
     """Loss ``sum((corr2d(x, k) + b - y)**2)`` and ``(dk, db)``, computed in one pass.
+
+    With a conv2d ``geometry`` (see ``xcorr._grad.model``) each chunk of whole images runs
+    the chunk backend's own analytic gradient and Dask sums the partial results.
 
     ``dL/dk = corr2d(x, g)`` with ``g = 2 (pred + b - y)`` is a sum over output blocks: block
     ``g_ij`` only meets the input block ``x_ij`` extended by the same trailing halo as the
@@ -178,6 +182,8 @@ def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None) -> tuple[Any, Any,
     """
     x, y, k = asarray(x), asarray(y), asarray(k)
     x, k = promote(x, k)
+    if geometry is not None:
+        return _conv_sse(x, y, k, b, geometry)
     kh, kw = k.shape
     x = _rechunk_for(x, kh, kw)
     pred = _map_blocks(x, k, "auto")
@@ -193,6 +199,30 @@ def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None) -> tuple[Any, Any,
                    for p in parts]).sum(axis=0)
     db = g.sum() if b is not None else None
     return dask.compute(((r * r).sum(), dk, db))[0]
+
+
+def _conv_sse(x: da.Array, y: da.Array, k: da.Array, b: Any | None, geometry: Any
+              ) -> tuple[Any, Any, Any | None]:
+    x = x.rechunk({1: -1, 2: -1, 3: -1})  # whole images per block: a sum over them is exact
+    y = y.rechunk((x.chunks[0], -1, -1, -1))
+    chunk = _chunk_name(x)
+    parts = [dask.delayed(_block_sse)(xb, yb, k, b, geometry, chunk)
+             for xb, yb in zip(x.to_delayed().ravel(), y.to_delayed().ravel(), strict=True)]
+    return dask.compute(dask.delayed(_sum_parts)(parts))[0]
+
+
+def _block_sse(xb: Any, yb: Any, k: Any, b: Any | None, geometry: Any, chunk: str) -> Any:
+    be = _chunk_module(chunk)
+    return be.sse_value_and_grad(xb, yb, be.asarray(k), None if b is None else be.asarray(b),
+                                 geometry)
+
+
+def _sum_parts(parts: list[tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
+    loss, dk, db = parts[0]
+    for part in parts[1:]:
+        loss, dk = loss + part[0], dk + part[1]
+        db = None if db is None else db + part[2]
+    return loss, dk, db
 
 
 # -- blocks -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._auto import valid_auto
+from .. import _grad
 from .._boundary import NUMPY_MODES
 from .._broadcast import group_plan
 from .._conv_cost import ConvCost
@@ -172,18 +172,20 @@ def select_finite(x: Any, k: Any, if_finite: Any, otherwise: Any) -> Any:
     return lax.cond(_finite(x, k), lambda _: if_finite(), lambda _: otherwise(), None)
 
 
-def _sse(k: Any, b: Any | None, x: Any, y: Any) -> Any:
-    pred = valid_auto(sys.modules[__name__], x, k)
-    r = (pred if b is None else pred + b) - y
+def _sse(k: Any, b: Any | None, x: Any, y: Any, geometry: Any) -> Any:
+    r = _grad.model(sys.modules[__name__], x, k, b, geometry) - y
     return jnp.sum(r * r)
 
 
-_sse_value_and_grad = jax.jit(jax.value_and_grad(_sse, argnums=(0, 1)))
+_sse_value_and_grad = jax.jit(jax.value_and_grad(_sse, argnums=(0, 1)),
+                              static_argnames="geometry")
 
 
-def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None) -> tuple[Any, Any, Any | None]:
-    """Loss ``sum((corr2d(x, k) + b - y)**2)`` and ``(dk, db)`` from one jitted step."""
-    loss, (dk, db) = _sse_value_and_grad(k, b, x, y)
+def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None, geometry: Any = None
+                       ) -> tuple[Any, Any, Any | None]:
+    """Loss ``sum((model(x, k, b) - y)**2)`` and ``(dk, db)`` from one jitted step
+    (``geometry``: a conv2d model, see ``xcorr._grad.model``)."""
+    loss, (dk, db) = _sse_value_and_grad(k, b, x, y, geometry=geometry)
     return loss, dk, db
 
 

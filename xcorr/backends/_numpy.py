@@ -128,10 +128,11 @@ def corr2d_valid(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
     return out.astype(out_dtype, copy=False)
 
 
-def sse_value_and_grad(x: np.ndarray, y: np.ndarray, k: np.ndarray, b: Any | None
-                       ) -> tuple[Any, np.ndarray, Any | None]:
-    """Squared-error loss and its gradient for the trainer, through the analytic VJP."""
-    return _grad.sse_value_and_grad(sys.modules[__name__], x, y, k, b)
+def sse_value_and_grad(x: np.ndarray, y: np.ndarray, k: np.ndarray, b: Any | None,
+                       geometry: Any = None) -> tuple[Any, np.ndarray, Any | None]:
+    """Squared-error loss and its gradient for the trainer, through the analytic VJP
+    (``geometry``: a conv2d model, see ``xcorr._grad.model``)."""
+    return _grad.sse_value_and_grad(sys.modules[__name__], x, y, k, b, geometry)
 
 
 def rfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import _auto
+from .. import _grad
 from .._boundary import index_map
 from .._broadcast import group_plan, unbroadcast
 from .._conv_cost import ConvCost
@@ -195,17 +195,18 @@ def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
     return out.to(dtype)
 
 
-def sse_value_and_grad(x: torch.Tensor, y: torch.Tensor, k: torch.Tensor, b: Any | None
+def sse_value_and_grad(x: torch.Tensor, y: torch.Tensor, k: torch.Tensor, b: Any | None,
+                       geometry: Any = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Squared-error loss and its gradients ``(loss, dk, db)`` by torch autograd."""
+    """Squared-error loss and its gradients ``(loss, dk, db)`` by torch autograd
+    (``geometry``: a conv2d model, see ``xcorr._grad.model``)."""
     k = k.detach().requires_grad_()
     params = [k]
     with torch.enable_grad():
-        pred = _auto.valid_auto(sys.modules[__name__], x.detach(), k)
         if b is not None:
-            b = torch.as_tensor(b, dtype=pred.dtype, device=pred.device).detach()
+            b = torch.as_tensor(b, dtype=k.dtype, device=k.device).detach()
             params.append(b.requires_grad_())
-            pred = pred + b
+        pred = _grad.model(sys.modules[__name__], x.detach(), k, b, geometry)
         loss = (pred - y).square().sum()
         grads = torch.autograd.grad(loss, params)
     return loss.detach(), grads[0], (grads[1] if b is not None else None)
