@@ -405,3 +405,21 @@ def test_dask_per_channel_kernels_across_batch_chunks() -> None:
     want = xcorr.corr2d(x[0, 0], bank, method="direct")
     got = xcorr.corr2d(da.from_array(x[0, 0], chunks=4), bank, method="direct").compute()
     np.testing.assert_array_equal(got, want)
+
+
+# -- the public strategies (xcorr.testing) over the whole surface --------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int64"])
+def test_surface_cases_agree_with_numpy_float64(backend: str, dtype: str) -> None:
+    """xcorr.testing.surface_cases: every mode, boundary, fill value and per-image kernel."""
+    budget = {"jax": 6, "dask": 6}.get(backend, 20)
+
+    @settings(FUZZ, max_examples=budget)
+    @given(case=xt.surface_cases(dtype), convolve=st.booleans())
+    def run(case, convolve):
+        x, k, options = case
+        with x64(backend):
+            xt.assert_backends_agree(x, k, backends=[backend], convolve=convolve, **options)
+
+    run()

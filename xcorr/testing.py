@@ -39,11 +39,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import _boundary
+from ._boundary import BOUNDARIES, NUMPY_MODES, pads
 from ._corr import corr2d
 from ._dispatch import available, load
 from ._interop import host_copy as as_numpy
 from ._methods import SPECTRAL, fft_len
-from ._validate import MODES, pads
+from ._validate import MODES
 
 __all__ = [
     "DIRECT_C",
@@ -51,11 +53,13 @@ __all__ = [
     "as_numpy",
     "assert_backends_agree",
     "assert_within_bound",
+    "boundaries",
     "corr2d_cases",
     "elements",
     "error_bound",
     "images",
     "kernels",
+    "surface_cases",
 ]
 
 # Constants of the bounds in `error_bound` (see there).  DIRECT_C = 2 covers the 1/(1 - n·u)
@@ -85,17 +89,27 @@ def _finite_abs(a: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(a), a, 0.0)
 
 
-def _padded(a: np.ndarray, mode: str, kshape: tuple[int, int]) -> np.ndarray:
-    p = pads(mode, *kshape)
+def _padded(a: np.ndarray, mode: str, kshape: tuple[int, int], boundary: str = "fill",
+            fillvalue: float = 0.0, convolve: bool = False) -> np.ndarray:
+    """``a`` extended as ``corr2d``/``convolve2d`` extend it for ``mode`` and ``boundary``."""
+    p = pads(mode, *kshape, convolve)
     if p is None:
         return a
     top, bottom, left, right = p
-    return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(top, bottom), (left, right)])
+    spec = [(0, 0)] * (a.ndim - 2) + [(top, bottom), (left, right)]
+    if boundary == "fill":
+        return np.pad(a, spec, constant_values=fillvalue)
+    return np.pad(a, spec, mode=NUMPY_MODES[_boundary.check(boundary)])
 
 
 def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
-                method: str = "direct") -> np.ndarray:
+                method: str = "direct", *, boundary: str = "fill", fillvalue: Any = 0,
+                convolve: bool = False) -> np.ndarray:
     """Per-output bound on ``|computed - exact|`` for ``corr2d(x, k, mode=mode, method=method)``.
+
+    With ``boundary``/``fillvalue`` the bound is that of the padded problem ``corr2d`` solves;
+    ``convolve=True`` bounds ``convolve2d`` instead; ``k`` may carry leading (per-image)
+    dimensions that broadcast against ``x``'s batch dimensions, as in ``corr2d``.
 
     For a direct (sum-of-products) evaluation in a floating dtype with unit roundoff ``u``
     and ``n = kh·kw`` taps the bound is the classical dot-product bound [1]_::
@@ -151,24 +165,28 @@ def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     dt = np.dtype(dtype) if dtype is not None else np.result_type(x.dtype, k.dtype)
-    kshape = (int(k.shape[0]), int(k.shape[1]))
-    ax = _padded(_finite_abs(x), mode, kshape)
+    kshape = (int(k.shape[-2]), int(k.shape[-1]))
+    ax = _padded(_finite_abs(x), mode, kshape, boundary, abs(float(fillvalue)), convolve)
+    lead = np.broadcast_shapes(ax.shape[:-2], k.shape[:-2])
+    out_shape = (*lead, ax.shape[-2] - kshape[0] + 1, ax.shape[-1] - kshape[1] + 1)
     if dt.kind in "iub":
-        return np.zeros(ax.shape[:-2] + (ax.shape[-2] - kshape[0] + 1,
-                                          ax.shape[-1] - kshape[1] + 1))
+        return np.zeros(out_shape)
     ak = _finite_abs(k)
-    n = ak.size
+    if convolve:
+        ak = ak[..., ::-1, ::-1]
+    n = kshape[0] * kshape[1]
     u = _unit_roundoff(dt)
     tiny = float(np.finfo(dt).smallest_normal)
-    abs_corr = np.einsum("...ijab,ab->...ij", sliding_window_view(ax, kshape, axis=(-2, -1)),
-                         ak)
+    abs_corr = np.einsum("...ijab,...ab->...ij",  # "..." broadcasts per-image kernels
+                         sliding_window_view(ax, kshape, axis=(-2, -1)), ak)
     bound = DIRECT_C * (n + 2) * u * abs_corr + n * tiny
     if method in _NORMWISE_METHODS:
         h, w = ax.shape[-2:]
-        norm_x = np.sqrt(np.einsum("...ij,...ij->...", ax, ax))[..., None, None]
-        bound = bound + FFT_C * u * log2(max(fft_len(h) * fft_len(w), 2)) * norm_x * \
-            float(np.linalg.norm(ak))
-    return bound
+        norm_x = np.sqrt(np.einsum("...ij,...ij->...", ax, ax))
+        norm_k = np.sqrt(np.einsum("...ij,...ij->...", ak, ak))
+        bound = bound + FFT_C * u * log2(max(fft_len(h) * fft_len(w), 2)) * (
+            norm_x * norm_k)[..., None, None]
+    return np.broadcast_to(bound, out_shape)
 
 
 # -- comparison --------------------------------------------------------------------------------
@@ -222,25 +240,29 @@ def assert_within_bound(got: Any, want: Any, bound: Any, name: str = "result") -
 
 
 def assert_backends_agree(x: Any, k: Any, *, backends: Sequence[str] | None = None,
-                          mode: str = "valid", method: str = "auto") -> dict[str, np.ndarray]:
-    """Run ``corr2d`` on several backends and check each against a float64 NumPy result.
+                          mode: str = "valid", method: str = "auto", boundary: str = "fill",
+                          fillvalue: Any = 0, convolve: bool = False) -> dict[str, np.ndarray]:
+    """Run ``corr2d`` (``convolve2d`` with ``convolve=True``) on several backends and check
+    each against a float64 NumPy result.
 
     The reference is the NumPy backend's direct method on float64 copies of the inputs (int64
     for integer inputs).  Each backend's result is compared in the dtype it returned:
 
     * integers must be exact;
     * NaN and ±Inf must appear at exactly the reference's positions, with the same values;
-    * finite outputs must agree within ``error_bound(x, k, mode, got.dtype, method)`` plus
-      the reference's own ``error_bound(x, k, mode, float64)``.
+    * finite outputs must agree within :func:`error_bound` for the returned dtype and
+      ``method``, plus the reference's own bound in float64.
 
     Parameters
     ----------
     x, k : numpy.ndarray or array_like
-        Host inputs, as for ``corr2d``.
+        Host inputs, as for ``corr2d`` (``k`` may carry per-image leading dimensions).
     backends : sequence of str, optional
         Backends to run.  Default: every available backend that offers ``method``.
-    mode, method : str
+    mode, method, boundary, fillvalue : str
         Passed to ``corr2d``.
+    convolve : bool
+        Check ``convolve2d`` instead.
 
     Returns
     -------
@@ -263,17 +285,26 @@ def assert_backends_agree(x: Any, k: Any, *, backends: Sequence[str] | None = No
     >>> x, k = rng.standard_normal((2, 16, 16)), rng.standard_normal((3, 3))
     >>> sorted(xt.assert_backends_agree(x, k, backends=["numpy"], mode="full"))
     ['numpy']
+    >>> sorted(xt.assert_backends_agree(x, k, backends=["numpy"], mode="same",
+    ...                                 boundary="wrap", convolve=True))
+    ['numpy']
     """
+    from ._corr import convolve2d
+
+    fn = convolve2d if convolve else corr2d
     x, k = np.asarray(x), np.asarray(k)
     integer = x.dtype.kind in "iu" and k.dtype.kind in "iu"
     wide = np.int64 if integer else np.float64
-    finite = bool(np.isfinite(x).all() and np.isfinite(k).all()) if not integer else True
+    finite = bool(np.isfinite(x).all() and np.isfinite(k).all()
+                  and np.isfinite(fillvalue)) if not integer else True
     if method in SPECTRAL and not finite:
         raise ValueError(f"method={method!r} on input holding NaN/Inf spreads them over the "
                          "whole output by design; compare with method='direct' or 'auto'")
-    want = as_numpy(corr2d(x.astype(wide), k.astype(wide), mode=mode, method="direct",
-                           backend="numpy"))
-    want_err = error_bound(x, k, mode, wide)
+    opts = {"mode": mode, "boundary": boundary, "fillvalue": fillvalue}
+    bound_opts = {"boundary": boundary, "fillvalue": fillvalue, "convolve": convolve}
+    want = as_numpy(fn(x.astype(wide), k.astype(wide), method="direct", backend="numpy",
+                       **opts))
+    want_err = error_bound(x, k, mode, wide, **bound_opts)
     if backends is None:
         names = [n for n in available() if method == "auto" or method in load(n).METHODS]
         if not names:
@@ -282,12 +313,13 @@ def assert_backends_agree(x: Any, k: Any, *, backends: Sequence[str] | None = No
         names = list(backends)
     results = {}
     for name in names:
-        got = as_numpy(corr2d(x, k, mode=mode, method=method, backend=name))
+        got = as_numpy(fn(x, k, method=method, backend=name, **opts))
         if integer and got.dtype.kind not in "iu":
             raise AssertionError(f"backend {name!r} returned {got.dtype} for integer input")
-        bound = error_bound(x, k, mode, got.dtype, method) + want_err
+        bound = error_bound(x, k, mode, got.dtype, method, **bound_opts) + want_err
         assert_within_bound(got, want, bound,
-                            f"backend {name!r} (mode={mode!r}, method={method!r})")
+                            f"backend {name!r} (mode={mode!r}, method={method!r}, "
+                            f"boundary={boundary!r})")
         results[name] = got
     return results
 
@@ -384,3 +416,55 @@ def corr2d_cases(draw: st.DrawFn, dtype: Any = "float64", *, kernel_dtype: Any =
                         elements=elements(kdt, max_magnitude=max_magnitude,
                                           allow_nonfinite=allow_nonfinite)))
     return x, k
+
+
+def boundaries() -> st.SearchStrategy[str]:
+    """The boundary rules ``corr2d`` accepts."""
+    return st.sampled_from(BOUNDARIES)
+
+
+@st.composite
+def surface_cases(draw: st.DrawFn, dtype: Any = "float64", *, max_side: int = 8,
+                  max_kernel_side: int | None = None, max_batch_dims: int = 2,
+                  per_image_kernels: bool = True, max_magnitude: float | None = None,
+                  allow_nonfinite: bool = False) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Triples ``(x, k, options)`` covering ``corr2d``'s whole surface.
+
+    ``options`` holds ``mode``, ``boundary`` and ``fillvalue`` (integral for integer
+    dtypes); in ``same``/``full`` mode kernels may be larger than the image, so the copying
+    boundaries pad wider than the image too.  With ``per_image_kernels`` the kernel may carry
+    leading dimensions broadcasting against ``x``'s batch (one kernel per channel, banks of
+    kernels).  Call ``corr2d(x, k, **options)`` or ``convolve2d(x, k, **options)``.
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> import xcorr, xcorr.testing as xt
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(xt.surface_cases())
+    ... def test_numpy(case):
+    ...     x, k, options = case
+    ...     xt.assert_backends_agree(x, k, backends=["numpy"], **options)
+    >>> test_numpy()
+    """
+    mode = draw(st.sampled_from(MODES))
+    kmax = max_side if max_kernel_side is None else max_kernel_side
+    batch = draw(_batch(max_batch_dims))
+    h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    if mode == "valid":
+        kh, kw = draw(_side(min(h, kmax))), draw(_side(min(w, kmax)))
+    else:
+        kh, kw = draw(st.integers(1, kmax)), draw(st.integers(1, kmax))
+    klead: tuple[int, ...] = ()
+    if per_image_kernels and draw(st.booleans()):
+        # each of x's trailing batch dims: shared (1), or one kernel per element; maybe a bank
+        tail = tuple(draw(st.sampled_from([1, n])) for n in batch[len(batch) - draw(
+            st.integers(0, len(batch))):])
+        bank = (draw(st.integers(2, 3)),) if draw(st.booleans()) and not batch else ()
+        klead = bank + tail
+    el = elements(dtype, max_magnitude=max_magnitude, allow_nonfinite=allow_nonfinite)
+    x = draw(hnp.arrays(np.dtype(dtype), (*batch, h, w), elements=el))
+    k = draw(hnp.arrays(np.dtype(dtype), (*klead, kh, kw), elements=el))
+    integer = np.dtype(dtype).kind in "iu"
+    fill = draw(st.integers(-3, 3)) if integer else draw(st.sampled_from([0.0, 1.5, -2.0]))
+    return x, k, {"mode": mode, "boundary": draw(boundaries()), "fillvalue": fill}
