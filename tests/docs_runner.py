@@ -118,6 +118,7 @@ def run_example(example: Example, namespace: dict[str, object]) -> str:
         report: list[str] = []
         doctest.DocTestRunner(optionflags=DOCTEST_FLAGS).run(test, out=report.append,
                                                              clear_globs=False)
+        namespace.update(test.globs)  # DocTest ran in a copy: later blocks see its names
         return "".join(report)
     before = dict(namespace)
     # Padded with newlines so that tracebacks give the Markdown file's line numbers.
