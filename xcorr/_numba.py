@@ -2,10 +2,31 @@
 
 ``kernel()`` returns the loop, or None when Numba is missing or disabled (``DISABLED``: set
 from ``XCORR_DISABLE_NUMBA=1`` at import; tests flip it to exercise both paths).
-The loop is exact IEEE arithmetic (no fastmath): each output accumulates its taps in
-row-major order, vectorised across the output row.  Small problems run serially: waking
-the thread pool costs more than the work, and far more on a loaded machine (16 ms instead
-of 15 µs for the 6×8 seed image at load 8 on 2 cores).
+``supports(dtype)`` says which compute dtypes it takes (float32, float64, int64); the
+caller computes the others (longdouble, ...) on its pure-NumPy path.
+
+The loop computes ``out[b, i, j] = sum_{a,c} x3[xi[b], i+a, j+c] * k3[ki[b], a, c]``: the
+index maps ``xi``/``ki`` broadcast one image or one kernel over many outputs without
+copying it.  Every output is ``0 + t(0,0) + t(0,1) + ...``, its taps added one at a time
+in row-major order, as in the pure-NumPy fallback, so both paths agree to the last bit.
+The arithmetic is plain IEEE: no fastmath, and LLVM fuses a multiply and an add into an
+FMA only when told to, which Numba does not (the tests compare against the fallback's
+separate ``np.multiply`` and add on random data, which an FMA would not match).
+
+Speed comes from register blocking: the taps of a few kernel rows and the outputs being
+summed stay in vector registers while each loaded input vector serves several output
+rows, instead of the output row being reloaded and stored for every tap.  For that the
+loop is generated as Python source per kernel shape up to ``_WIDEST``² (unrolled over
+the kernel's columns, so that LLVM vectorises along the output row), compiled for a
+dtype on first use and cached on disk by Numba.  Wider kernels share one generic loop.
+
+A large problem runs the same compiled loop over the output blocks from all threads
+(``_DRIVER``: a parallel loop that calls it through a function pointer, so neither is
+compiled twice, and the driver only once per dtype); a small one runs it directly, because waking the thread pool costs more
+than the work, and far more on a loaded machine (16 ms instead of 15 µs for the 6×8 seed
+image at load 8 on 2 cores).  The serial and the parallel path are distinct functions:
+Numba keys its on-disk cache by function and signature, not by ``parallel=``, so one
+function compiled both ways would hand whichever variant was cached first to both.
 """
 
 from __future__ import annotations
@@ -14,42 +35,31 @@ import importlib.util
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 
-_PARALLEL_MIN_TAPS = 1 << 18  # B·Ho·Wo·kh·kw below this: one thread
+_PARALLEL_MIN_TAPS = 1 << 21  # B·Ho·Wo·kh·kw below this (≈ 30 µs of work): one thread
+_WIDEST = 16  # kernels up to this many rows and columns get a loop of their own
+_TAPS_IN_REGISTERS = 16  # taps one pass holds in vector registers (AVX-512 has 32)
+_ROWS = 3  # output rows per block when a pass covers several kernel rows
+_GENERIC_COLUMNS = 8  # the generic loop (larger kernels) unrolls the kernel's columns by this
+_COMPUTE_DTYPES = ("float32", "float64", "int64")
 
 DISABLED = os.environ.get("XCORR_DISABLE_NUMBA", "") not in ("", "0")
-_lock = threading.Lock()
+_lock = threading.RLock()
 _compiled: list[Callable[..., None]] = []
-
-
-def _build() -> Callable[..., None]:
-    import numba
-
-    def corr_valid(x, k, out):  # x (B, H, W), k (kh, kw), out (B, Ho, Wo) zero-filled
-        nb, ho, wo = out.shape
-        kh, kw = k.shape
-        for r in numba.prange(nb * ho):
-            b = r // ho
-            i = r - b * ho
-            row = out[b, i]
-            for a in range(kh):
-                src = x[b, i + a]
-                for c in range(kw):
-                    tap = k[a, c]
-                    for j in range(wo):
-                        row[j] += src[j + c] * tap
-
-    parallel = numba.njit(parallel=True, cache=True, nogil=True)(corr_valid)
-    serial = numba.njit(cache=True, nogil=True)(corr_valid)  # prange is range here
-
-    def run(x, k, out) -> None:
-        taps = out.size * k.size
-        (parallel if taps >= _PARALLEL_MIN_TAPS else serial)(x, k, out)
-
-    return run
+_loops: dict[tuple[int, int, str], Any] = {}  # (kh, kw, dtype) -> serial loop; (0, 0): generic
+_drivers: dict[str, Any] = {}  # dtype -> parallel driver
+_sources: dict[tuple[int, int], dict[str, Any]] = {}  # (kh, kw) -> namespace of its source
 
 
 def kernel() -> Callable[..., None] | None:
+    """The compiled loop ``run(x3, k3, xi, ki, out)``, or None without Numba.
+
+    ``x3`` (Bx, H, W) and ``k3`` (Bk, kh, kw) are C-contiguous arrays of one dtype that
+    ``supports``; ``xi``/``ki`` (B,) C-contiguous intp pick the image and the kernel of each
+    output batch; ``out`` (B, H-kh+1, W-kw+1) of the same dtype is overwritten (it may
+    start uninitialised).
+    """
     if DISABLED:
         return None
     if not _compiled:
@@ -57,5 +67,231 @@ def kernel() -> Callable[..., None] | None:
             return None
         with _lock:
             if not _compiled:
-                _compiled.append(_build())
+                _compiled.append(_run)
     return _compiled[0]
+
+
+def supports(dtype: Any) -> bool:
+    """Whether the compiled loop computes in ``dtype`` (a NumPy dtype)."""
+    return str(dtype) in _COMPUTE_DTYPES
+
+
+def _run(x3: Any, k3: Any, xi: Any, ki: Any, out: Any) -> None:
+    import numba
+
+    nb, ho = out.shape[:2]
+    kh, kw = k3.shape[1:]
+    rows = _plan(kh, kw)[0] if _specialised(kh, kw) else 1
+    blocks = nb * -(-ho // rows)
+    loop = _loop(kh, kw, str(out.dtype))
+    zero = out.dtype.type(0)
+    # NUMBA_NUM_THREADS, not get_num_threads(): that would start the thread pool (for
+    # nothing, on a small call); set_num_threads() still limits the parallel loop.
+    if out.size * kh * kw >= _PARALLEL_MIN_TAPS and numba.config.NUMBA_NUM_THREADS > 1:
+        _driver(str(out.dtype))(loop, x3, k3, xi, ki, out, zero, blocks)
+    else:
+        loop(x3, k3, xi, ki, out, zero, 0, blocks)
+
+
+def _specialised(kh: int, kw: int) -> bool:
+    return kh <= _WIDEST and kw <= _WIDEST
+
+
+def _signature(dtype: str) -> Any:
+    """``loop(x3, k3, xi, ki, out, zero, first, last)``; images and kernels may be read-only."""
+    from numba import types
+
+    scalar = getattr(types, dtype)
+    image = types.Array(scalar, 3, "C", readonly=True)
+    index = types.Array(types.intp, 1, "C", readonly=True)
+    return types.void(image, image, index, index, types.Array(scalar, 3, "C"), scalar,
+                      types.intp, types.intp)
+
+
+def _loop(kh: int, kw: int, dtype: str) -> Any:
+    """The serial loop for this kernel shape and dtype: generated, then compiled by Numba
+    (about a second on the project machine) or loaded from its on-disk cache."""
+    shape = (kh, kw) if _specialised(kh, kw) else (0, 0)
+    loop = _loops.get((*shape, dtype))
+    if loop is None:
+        import numba
+
+        with _lock:
+            loop = _loops.get((*shape, dtype))
+            if loop is None:
+                namespace = _namespace(*shape)
+                # One explicit signature: a writable array is accepted as read-only, not
+                # compiled for again.
+                loop = numba.njit(_signature(dtype), cache=True, nogil=True)(
+                    namespace["loop"])
+                _loops[(*shape, dtype)] = loop
+    return loop
+
+
+def _driver(dtype: str) -> Any:
+    """The parallel driver for ``dtype``, compiled (or loaded) once for all kernel shapes."""
+    driver = _drivers.get(dtype)
+    if driver is None:
+        import numba
+        from numba import types
+
+        with _lock:
+            driver = _drivers.get(dtype)
+            if driver is None:
+                loop = _signature(dtype)
+                sig = types.void(types.FunctionType(loop), *loop.args[:-1])
+                namespace = _exec(_DRIVER, "_corr_parallel")
+                driver = numba.njit(sig, parallel=True, cache=True, nogil=True)(
+                    namespace["_corr_parallel"])
+                _drivers[dtype] = driver
+    return driver
+
+
+_DRIVER = """
+def _corr_parallel(loop, x3, k3, xi, ki, out, zero, blocks):
+    for t in numba.prange(blocks):  # Numba hands each thread one contiguous range
+        first = numba.intp(t)  # the parallel index may be unsigned
+        loop(x3, k3, xi, ki, out, zero, first, first + 1)
+"""
+
+
+def _namespace(kh: int, kw: int) -> dict[str, Any]:
+    """Generate and execute the source of the loop for one kernel shape (0, 0: generic)."""
+    namespace = _sources.get((kh, kw))
+    if namespace is None:
+        name = f"_corr_{kh}x{kw}" if kh else "_corr_generic"
+        source = _shaped_source(name, kh, kw) if kh else _generic_source(name)
+        namespace = _sources[(kh, kw)] = _exec(source, name)
+    return namespace
+
+
+def _exec(source: str, name: str) -> dict[str, Any]:
+    import numba
+
+    namespace = {"__name__": __name__, "numba": numba, "_tail_rows": _tail_rows()}
+    # Attributed to this file so that Numba can cache the compiled code on disk: its index
+    # is keyed by the function's name and bytecode and by this file's time stamp, so a
+    # change to the generator (or to anything in this file) compiles afresh.
+    exec(compile(source, __file__, "exec"), namespace)  # noqa: S102 - our generated code
+    namespace["loop"] = namespace[name]
+    return namespace
+
+
+# -- code generation ---------------------------------------------------------------------------
+
+
+def _plan(kh: int, kw: int) -> tuple[int, list[int]]:
+    """Output rows per block, and how many kernel rows each pass over a block applies.
+
+    A pass applying ``p`` kernel rows to ``r`` output rows loads ``r + p - 1`` input rows
+    once for all ``r·p`` row pairs and keeps ``p·kw`` taps in registers.  Past 3 + 3 rows
+    LLVM's vectoriser gives up (too many runtime alias checks), past ~16 taps registers
+    spill; one kernel row per pass shares nothing, so it takes one output row at a time.
+    """
+    per_pass = max(1, min(kh, 3, _TAPS_IN_REGISTERS // kw))
+    chunks = [per_pass] * (kh // per_pass) + ([kh % per_pass] if kh % per_pass else [])
+    return (_ROWS if per_pass > 1 else 1), chunks
+
+
+def _head(name: str, rows: int) -> list[str]:
+    """Signature, and the loop over blocks ``first .. last-1`` of ``rows`` output rows."""
+    return [
+        f"def {name}(x3, k3, xi, ki, out, zero, first, last):",
+        "    nb, ho, wo = out.shape",
+        f"    nrb = (ho + {rows - 1}) // {rows}",
+        "    for t in range(first, last):",
+        "        b = t // nrb",
+        f"        i0 = (t - b * nrb) * {rows}",
+        "        xb = x3[xi[b]]",
+        "        kb = k3[ki[b]]",
+        "        ob = out[b]",
+    ]
+
+
+def _pass(lines: list[str], pad: str, rows: int, krows: int, cols: int, col0: str = "") -> None:
+    """One vectorised sweep along the output rows ``i0 .. i0+rows-1``.
+
+    Adds the taps of kernel rows ``a0 .. a0+krows-1``, columns ``col0 .. col0+cols-1``, in
+    row-major order to what the rows hold.
+    """
+    emit = lines.append
+    off = f"{col0} + " if col0 else ""
+    for q in range(rows + krows - 1):
+        emit(f"{pad}s{q} = xb[i0 + a0 + {q}]")
+    for q in range(rows):
+        emit(f"{pad}o{q} = ob[i0 + {q}]")
+    for a in range(krows):
+        for c in range(cols):
+            emit(f"{pad}t{a}_{c} = kb[a0 + {a}, {off}{c}]")
+    emit(f"{pad}for j in range(wo):")
+    for q in range(rows + krows - 1):
+        for c in range(cols):
+            emit(f"{pad}    v{q}_{c} = s{q}[j + {off}{c}]")
+    for q in range(rows):
+        emit(f"{pad}    acc = o{q}[j]")
+        for a in range(krows):
+            for c in range(cols):
+                emit(f"{pad}    acc += v{q + a}_{c} * t{a}_{c}")
+        emit(f"{pad}    o{q}[j] = acc")
+
+
+def _shaped_source(name: str, kh: int, kw: int) -> str:
+    """Source of the loop for one kernel shape (see ``_plan``)."""
+    rows, chunks = _plan(kh, kw)
+    lines = _head(name, rows)
+    lines.append(f"        if i0 + {rows} > ho:  # the last, partial block")
+    lines.append("            _tail_rows(xb, kb, ob, i0, zero)")
+    lines.append("            continue")
+    pad = " " * 8
+    lines.append(f"{pad}ob[i0:i0 + {rows}] = zero  # and in cache for the passes that follow")
+    full = chunks[0] * chunks.count(chunks[0])
+    lines.append(f"{pad}for a0 in range(0, {full}, {chunks[0]}):")
+    _pass(lines, pad + "    ", rows, chunks[0], kw)
+    if chunks[-1] != chunks[0]:
+        lines.append(f"{pad}a0 = {full}")
+        _pass(lines, pad, rows, chunks[-1], kw)
+    return "\n".join(lines) + "\n"
+
+
+def _generic_source(name: str) -> str:
+    """Source of the loop for kernels beyond ``_WIDEST``: one output row per block, passes
+    of ``_GENERIC_COLUMNS`` taps, the leftover columns of a kernel row one tap at a time."""
+    n = _GENERIC_COLUMNS
+    lines = _head(name, 1)
+    pad = " " * 8
+    lines += [f"{pad}kh, kw = kb.shape", f"{pad}ob[i0, :] = zero",
+              f"{pad}for a0 in range(kh):", f"{pad}    c0 = 0",
+              f"{pad}    while c0 + {n} <= kw:"]
+    _pass(lines, pad + " " * 8, 1, 1, n, col0="c0")
+    lines += [f"{pad}        c0 += {n}",
+              f"{pad}    row, src = ob[i0], xb[i0 + a0]",
+              f"{pad}    for c in range(c0, kw):",
+              f"{pad}        tap = kb[a0, c]",
+              f"{pad}        for j in range(wo):",
+              f"{pad}            row[j] += src[j + c] * tap"]
+    return "\n".join(lines) + "\n"
+
+
+_tail: list[Any] = []
+
+
+def _tail_rows() -> Any:
+    """Rows ``i0 ..`` to the end of one image, one tap at a time (at most ``_ROWS - 1``)."""
+    if not _tail:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def tail_rows(xb, kb, ob, i0, zero):  # pragma: no cover - compiled
+            kh, kw = kb.shape
+            for i in range(i0, ob.shape[0]):
+                row = ob[i]
+                row[:] = zero
+                for a in range(kh):
+                    src = xb[i + a]
+                    for c in range(kw):
+                        tap = kb[a, c]
+                        for j in range(row.shape[0]):
+                            row[j] += src[j + c] * tap
+
+        _tail.append(tail_rows)
+    return _tail[0]

@@ -32,7 +32,7 @@ FALLBACK_COSTS = {
     8: Cost(tap=0.36, out=0.7, point=0.60, fixed=30_000.0),
 }
 
-_BLOCK_BYTES = 1 << 17  # ~128 KiB of output per block: it and its temporary stay in L2
+_BLOCK_BYTES = 1 << 18  # ~256 KiB per fallback block: it and its temporary stay in L2
 
 
 def version() -> str:
@@ -76,7 +76,7 @@ def all_finite(x: np.ndarray, k: np.ndarray) -> bool:
 
 
 def corr2d_valid(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
-    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (kh, kw)."""
+    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (..., kh, kw)."""
     out_dtype = x.dtype
     if out_dtype == np.float16:  # accumulate half precision in float32, round once at the end
         x, k = x.astype(np.float32), k.astype(np.float32)
@@ -115,34 +115,70 @@ def _fft(x: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    *lead, h, w = x.shape
-    kh, kw = k.shape
-    ho, wo = h - kh + 1, w - kw + 1
-    xb = x.reshape(-1, h, w)  # a view unless x is an odd-strided batch
-    out = np.zeros((xb.shape[0], ho, wo), dtype=x.dtype)
-    loop = _numba.kernel()
-    if loop is not None:
-        loop(np.ascontiguousarray(xb), np.ascontiguousarray(k), out)
-    else:
-        _shift_add(xb, k, out)
+    """Valid correlation of ``x`` (..., H, W) with ``k`` (..., kh, kw), in ``x``'s dtype.
+
+    The leading dimensions broadcast (one kernel for all images, one per channel, a bank of
+    kernels over one image, ...) through index maps, never through a broadcast copy.
+    """
+    x3, k3, xi, ki, lead = _batches(x, k)
+    kh, kw = k3.shape[1:]
+    ho, wo = x3.shape[1] - kh + 1, x3.shape[2] - kw + 1
+    out = np.empty((len(xi), ho, wo), dtype=x.dtype)
+    loop = _numba.kernel() if _numba.supports(x.dtype) else None
+    # both paths read whole rows: a copy only of an image with strided or reversed rows
+    (loop or _shift_add)(np.ascontiguousarray(x3), np.ascontiguousarray(k3), xi, ki, out)
     return out.reshape(*lead, ho, wo)
 
 
-def _shift_add(x: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:
-    """Pure-NumPy fallback: shift-and-accumulate over row blocks that stay in cache.
+def _batches(x: np.ndarray, k: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Stacks of the distinct images (Bx, H, W) and kernels (Bk, kh, kw), the index of the
+    image and of the kernel of each of the B output batches, and their broadcast shape."""
+    lead = np.broadcast_shapes(x.shape[:-2], k.shape[:-2])
+    x, k = _squeeze_broadcast(x), _squeeze_broadcast(k)
+    maps = []
+    for a in (x, k):
+        own = np.arange(int(np.prod(a.shape[:-2])), dtype=np.intp).reshape(a.shape[:-2])
+        maps.append(np.ascontiguousarray(np.broadcast_to(own, lead)).reshape(-1))
+    # a reshape copies only an image stack with odd strides, never a broadcast (see above)
+    return x.reshape(-1, *x.shape[-2:]), k.reshape(-1, *k.shape[-2:]), *maps, lead
 
-    Taps are added in the same row-major order as the compiled loop, so both paths give
-    bit-identical results.
+
+def _squeeze_broadcast(a: np.ndarray) -> np.ndarray:
+    """A view with each stride-0 leading axis (a ``broadcast_to`` view) cut to length 1."""
+    cut = tuple(slice(0, 1) if st == 0 and n > 1 else slice(None)
+                for n, st in zip(a.shape[:-2], a.strides[:-2], strict=True))
+    return a[cut] if cut else a
+
+
+def _shift_add(x3: np.ndarray, k3: np.ndarray, xi: np.ndarray, ki: np.ndarray,
+               out: np.ndarray) -> None:
+    """Pure-NumPy fallback: shift-and-accumulate over blocks of rows that stay in cache.
+
+    Same arguments as the compiled loop (``_numba.kernel``; ``x3`` C-contiguous) and the
+    same order of operations (each output is ``0 + t(0,0) + t(0,1) + ...``), so both paths
+    give bit-identical results.  A block of output rows is computed ``W`` wide, so that each
+    tap is one multiply and one add over a contiguous run of the flattened image (one flat
+    SIMD loop each); the last ``kw - 1`` columns of each wide row straddle two image rows
+    and are dropped.  Like the compiled loop, it does not warn about overflow.
     """
     nb, ho, wo = out.shape
-    kh, kw = k.shape
-    rows = max(1, _BLOCK_BYTES // (wo * out.itemsize))
-    tmp = np.empty((min(rows, ho), wo), dtype=out.dtype)
-    for b in range(nb):
-        for r0 in range(0, ho, rows):
-            r1 = min(r0 + rows, ho)
-            acc, t = out[b, r0:r1], tmp[: r1 - r0]
-            for a in range(kh):
-                for c in range(kw):
-                    np.multiply(x[b, r0 + a:r1 + a, c:c + wo], k[a, c], out=t)
-                    acc += t
+    kh, kw = k3.shape[1:]
+    w = x3.shape[2]
+    flat = x3.reshape(len(x3), -1)
+    rows = max(1, min(ho, _BLOCK_BYTES // (w * out.itemsize)))
+    acc, tmp = np.empty(rows * w, out.dtype), np.empty(rows * w, out.dtype)
+    zero = out.dtype.type(0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for b in range(nb):
+            x, k = flat[xi[b]], k3[ki[b]]
+            for r0 in range(0, ho, rows):
+                r1 = min(r0 + rows, ho)
+                n = (r1 - r0 - 1) * w + wo
+                for a in range(kh):
+                    for c in range(kw):
+                        s = (r0 + a) * w + c
+                        np.multiply(x[s:s + n], k[a, c], out=tmp[:n])
+                        # the first tap is added to zero, as in the compiled loop (-0 -> +0)
+                        np.add(zero if a == c == 0 else acc[:n], tmp[:n], out=acc[:n])
+                out[b, r0:r1] = acc[:(r1 - r0) * w].reshape(r1 - r0, w)[:, :wo]
