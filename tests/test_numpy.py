@@ -199,7 +199,7 @@ try:
     sys.exit("the small call ran a parallel region")
 except ValueError:  # no parallel region has run in this process
     pass
-loop = _numba._loops[(3, 3, "float32")]
+loop = _numba._loops[(3, 3, "float32")][0]
 print("serial", sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values()))
 if sys.argv[1] == "large":
     x = np.ones((1024, 1024), np.float32)

@@ -41,13 +41,14 @@ _PARALLEL_MIN_TAPS = 1 << 21  # B·Ho·Wo·kh·kw below this (≈ 30 µs of work
 _WIDEST = 16  # kernels up to this many rows and columns get a loop of their own
 _TAPS_IN_REGISTERS = 16  # taps one pass holds in vector registers (AVX-512 has 32)
 _ROWS = 3  # output rows per block when a pass covers several kernel rows
+_KERNEL_ROWS = 3  # at most this many kernel rows per pass
 _GENERIC_COLUMNS = 8  # the generic loop (larger kernels) unrolls the kernel's columns by this
-_COMPUTE_DTYPES = ("float32", "float64", "int64")
+_COMPUTE_DTYPES = {("f", 4): "float32", ("f", 8): "float64", ("i", 8): "int64"}  # kind, size
 
 DISABLED = os.environ.get("XCORR_DISABLE_NUMBA", "") not in ("", "0")
 _lock = threading.RLock()
 _compiled: list[Callable[..., None]] = []
-_loops: dict[tuple[int, int, str], Any] = {}  # (kh, kw, dtype) -> serial loop; (0, 0): generic
+_loops: dict[tuple[int, int, str], tuple[Any, int]] = {}  # (kh, kw, dtype) -> loop, rows
 _drivers: dict[str, Any] = {}  # dtype -> parallel driver
 _sources: dict[tuple[int, int], dict[str, Any]] = {}  # (kh, kw) -> namespace of its source
 
@@ -73,28 +74,28 @@ def kernel() -> Callable[..., None] | None:
 
 def supports(dtype: Any) -> bool:
     """Whether the compiled loop computes in ``dtype`` (a NumPy dtype)."""
-    return str(dtype) in _COMPUTE_DTYPES
+    return (dtype.kind, dtype.itemsize) in _COMPUTE_DTYPES
 
 
 def _run(x3: Any, k3: Any, xi: Any, ki: Any, out: Any) -> None:
-    import numba
-
     nb, ho = out.shape[:2]
     kh, kw = k3.shape[1:]
-    rows = _plan(kh, kw)[0] if _specialised(kh, kw) else 1
-    blocks = nb * -(-ho // rows)
-    loop = _loop(kh, kw, str(out.dtype))
+    dtype = _COMPUTE_DTYPES[out.dtype.kind, out.dtype.itemsize]  # (str(dtype) takes µs)
+    loop, rows = _loop(kh, kw, dtype)
     zero = out.dtype.type(0)
-    # NUMBA_NUM_THREADS, not get_num_threads(): that would start the thread pool (for
-    # nothing, on a small call); set_num_threads() still limits the parallel loop.
-    if out.size * kh * kw >= _PARALLEL_MIN_TAPS and numba.config.NUMBA_NUM_THREADS > 1:
-        _driver(str(out.dtype))(loop, x3, k3, xi, ki, out, zero, blocks)
+    blocks = nb * -(-ho // rows)
+    if out.size * kh * kw >= _PARALLEL_MIN_TAPS and _threads() > 1:
+        _driver(dtype)(loop, x3, k3, xi, ki, out, zero, blocks)
     else:
         loop(x3, k3, xi, ki, out, zero, 0, blocks)
 
 
-def _specialised(kh: int, kw: int) -> bool:
-    return kh <= _WIDEST and kw <= _WIDEST
+def _threads() -> int:
+    # NUMBA_NUM_THREADS, not get_num_threads(): that would start the thread pool (for
+    # nothing, on a small call); set_num_threads() still limits the parallel loop.
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
 
 
 def _signature(dtype: str) -> Any:
@@ -108,23 +109,22 @@ def _signature(dtype: str) -> Any:
                       types.intp, types.intp)
 
 
-def _loop(kh: int, kw: int, dtype: str) -> Any:
-    """The serial loop for this kernel shape and dtype: generated, then compiled by Numba
-    (about a second on the project machine) or loaded from its on-disk cache."""
-    shape = (kh, kw) if _specialised(kh, kw) else (0, 0)
-    loop = _loops.get((*shape, dtype))
+def _loop(kh: int, kw: int, dtype: str) -> tuple[Any, int]:
+    """The serial loop for this kernel shape and dtype, and its rows per block: generated,
+    then compiled by Numba (about a second) or loaded from its on-disk cache."""
+    key = (kh, kw, dtype) if kh <= _WIDEST and kw <= _WIDEST else (0, 0, dtype)
+    loop = _loops.get(key)
     if loop is None:
         import numba
 
         with _lock:
-            loop = _loops.get((*shape, dtype))
+            loop = _loops.get(key)
             if loop is None:
-                namespace = _namespace(*shape)
-                # One explicit signature: a writable array is accepted as read-only, not
-                # compiled for again.
-                loop = numba.njit(_signature(dtype), cache=True, nogil=True)(
-                    namespace["loop"])
-                _loops[(*shape, dtype)] = loop
+                # one explicit signature: a writable array is taken as read-only, not
+                # compiled for again
+                jit = numba.njit(_signature(dtype), cache=True, nogil=True)
+                rows = _plan(kh, kw)[0] if key[0] else 1
+                loop = _loops[key] = (jit(_namespace(*key[:2])["loop"]), rows)
     return loop
 
 
@@ -188,7 +188,7 @@ def _plan(kh: int, kw: int) -> tuple[int, list[int]]:
     LLVM's vectoriser gives up (too many runtime alias checks), past ~16 taps registers
     spill; one kernel row per pass shares nothing, so it takes one output row at a time.
     """
-    per_pass = max(1, min(kh, 3, _TAPS_IN_REGISTERS // kw))
+    per_pass = max(1, min(kh, _KERNEL_ROWS, _TAPS_IN_REGISTERS // kw))
     chunks = [per_pass] * (kh // per_pass) + ([kh % per_pass] if kh % per_pass else [])
     return (_ROWS if per_pass > 1 else 1), chunks
 
@@ -208,11 +208,13 @@ def _head(name: str, rows: int) -> list[str]:
     ]
 
 
-def _pass(lines: list[str], pad: str, rows: int, krows: int, cols: int, col0: str = "") -> None:
+def _pass(lines: list[str], pad: str, rows: int, krows: int, cols: int, first: bool = False,
+          col0: str = "") -> None:
     """One vectorised sweep along the output rows ``i0 .. i0+rows-1``.
 
     Adds the taps of kernel rows ``a0 .. a0+krows-1``, columns ``col0 .. col0+cols-1``, in
-    row-major order to what the rows hold.
+    row-major order to what the rows hold, or to zero on the ``first`` pass (which only
+    writes them).
     """
     emit = lines.append
     off = f"{col0} + " if col0 else ""
@@ -224,15 +226,13 @@ def _pass(lines: list[str], pad: str, rows: int, krows: int, cols: int, col0: st
         for c in range(cols):
             emit(f"{pad}t{a}_{c} = kb[a0 + {a}, {off}{c}]")
     emit(f"{pad}for j in range(wo):")
-    for q in range(rows + krows - 1):
-        for c in range(cols):
-            emit(f"{pad}    v{q}_{c} = s{q}[j + {off}{c}]")
     for q in range(rows):
-        emit(f"{pad}    acc = o{q}[j]")
+        emit(f"{pad}    acc{q} = {'zero' if first else f'o{q}[j]'}")
         for a in range(krows):
             for c in range(cols):
-                emit(f"{pad}    acc += v{q + a}_{c} * t{a}_{c}")
-        emit(f"{pad}    o{q}[j] = acc")
+                emit(f"{pad}    acc{q} += s{q + a}[j + {off}{c}] * t{a}_{c}")
+    for q in range(rows):  # stores last: LLVM loads each input vector once for all rows
+        emit(f"{pad}    o{q}[j] = acc{q}")
 
 
 def _shaped_source(name: str, kh: int, kw: int) -> str:
@@ -243,10 +243,12 @@ def _shaped_source(name: str, kh: int, kw: int) -> str:
     lines.append("            _tail_rows(xb, kb, ob, i0, zero)")
     lines.append("            continue")
     pad = " " * 8
-    lines.append(f"{pad}ob[i0:i0 + {rows}] = zero  # and in cache for the passes that follow")
+    lines.append(f"{pad}a0 = 0")
+    _pass(lines, pad, rows, chunks[0], kw, first=True)
     full = chunks[0] * chunks.count(chunks[0])
-    lines.append(f"{pad}for a0 in range(0, {full}, {chunks[0]}):")
-    _pass(lines, pad + "    ", rows, chunks[0], kw)
+    if full > chunks[0]:
+        lines.append(f"{pad}for a0 in range({chunks[0]}, {full}, {chunks[0]}):")
+        _pass(lines, pad + "    ", rows, chunks[0], kw)
     if chunks[-1] != chunks[0]:
         lines.append(f"{pad}a0 = {full}")
         _pass(lines, pad, rows, chunks[-1], kw)

@@ -130,18 +130,28 @@ def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return out.reshape(*lead, ho, wo)
 
 
+_FIRST = np.zeros(1, dtype=np.intp)  # the index map of a single image (read-only)
+_FIRST.flags.writeable = False
+
+
 def _batches(x: np.ndarray, k: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
     """Stacks of the distinct images (Bx, H, W) and kernels (Bk, kh, kw), the index of the
     image and of the kernel of each of the B output batches, and their broadcast shape."""
+    h, w = x.shape[-2:]
+    if k.ndim == 2 and 0 not in x.strides[:-2]:  # one kernel for all: the common, cheap case
+        n = x.size // (h * w) if h * w else 0
+        # a reshape copies only an image stack with odd strides, never a broadcast
+        xi, ki = (_FIRST, _FIRST) if n == 1 else (np.arange(n, dtype=np.intp),
+                                                  np.zeros(n, dtype=np.intp))
+        return x.reshape(n, h, w), k[None], xi, ki, x.shape[:-2]
     lead = np.broadcast_shapes(x.shape[:-2], k.shape[:-2])
     x, k = _squeeze_broadcast(x), _squeeze_broadcast(k)
     maps = []
     for a in (x, k):
         own = np.arange(int(np.prod(a.shape[:-2])), dtype=np.intp).reshape(a.shape[:-2])
         maps.append(np.ascontiguousarray(np.broadcast_to(own, lead)).reshape(-1))
-    # a reshape copies only an image stack with odd strides, never a broadcast (see above)
-    return x.reshape(-1, *x.shape[-2:]), k.reshape(-1, *k.shape[-2:]), *maps, lead
+    return x.reshape(-1, h, w), k.reshape(-1, *k.shape[-2:]), *maps, lead
 
 
 def _squeeze_broadcast(a: np.ndarray) -> np.ndarray:
