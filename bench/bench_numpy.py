@@ -3,6 +3,7 @@
     python bench/bench_numpy.py              # everything below
     python bench/bench_numpy.py --quick      # the targets, and the grid at 256² and 1024² only
     python bench/bench_numpy.py --no-grid    # the targets only
+    NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_numpy.py   # one core each
 
 Prints Markdown tables, every time the best of interleaved repeats in one process (peers
 side by side, so that a busy machine slows them alike):
@@ -37,19 +38,21 @@ from xcorr import _numba
 from xcorr.backends._numpy import _direct
 
 OK = {True: "pass", False: "MISS"}
+REPEAT = 7  # samples per timing (--repeat)
 
 
-def best_ms(fns: dict[str, Callable[[], object]], repeat: int = 7,
-            budget_s: float = 0.02) -> dict[str, float]:
+def best_ms(fns: dict[str, Callable[[], object]], repeat: int | None = None,
+            budget_s: float = 0.002) -> dict[str, float]:
     """Best time per call (ms) of each function, interleaved; each sample runs a call often
-    enough to take about ``budget_s`` (one warm-up call first: compilation, caches)."""
+    enough to take about ``budget_s`` (one warm-up call first: compilation, caches).  Short
+    samples: on a busy machine some of them run without being preempted."""
     inner = {}
     for name, fn in fns.items():
         t = time.perf_counter()
         fn()
         inner[name] = max(1, int(budget_s / max(time.perf_counter() - t, 1e-7)))
     best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeat):
+    for _ in range(repeat or REPEAT):
         for name, fn in fns.items():
             t = time.perf_counter()
             for _ in range(inner[name]):
@@ -139,7 +142,7 @@ def fallback_rows() -> list[str]:
                                        signal.correlate2d(x, k3, "valid"), rtol=1e-4, atol=1e-4)
             t = best_ms({"ours": lambda x=x, k3=k3: xcorr.corr2d(x, k3, method="direct"),
                          "c2d": lambda x=x, k3=k3: signal.correlate2d(x, k3, "valid"),
-                         "ndi": lambda x=x, k3=k3: ndimage.correlate(x, k3)}, repeat=5)
+                         "ndi": lambda x=x, k3=k3: ndimage.correlate(x, k3)})
             ratio = t["c2d"] / t["ours"]
             rows.append(f"| pure NumPy {np.dtype(dtype).name} 1024² k3 | {t['ours']:.2f} ms | "
                         f"`correlate2d` {t['c2d']:.1f} ms: {ratio:.1f}× (≥ 10×: "
@@ -156,7 +159,7 @@ def compiled_rows() -> list[str]:
     a = rng.standard_normal((2048, 2048), dtype=np.float32)
     x = rng.standard_normal((1024, 1024), dtype=np.float32)
     k7 = rng.standard_normal((7, 7), dtype=np.float32)
-    t = best_ms({"dot": lambda: np.dot(a, a), "k7": lambda: _direct(x, k7)}, repeat=5)
+    t = best_ms({"dot": lambda: np.dot(a, a), "k7": lambda: _direct(x, k7)})
     peak, ours = 2 * 2048**3 / t["dot"] / 1e6, 2 * 1018**2 * 49 / t["k7"] / 1e6
     rows.append(f"| float32 1024² k7 direct | {t['k7']:.3f} ms, {ours:.0f} GF/s | matmul peak "
                 f"{peak:.0f} GF/s (`np.dot` 2048²): {ours / peak:.0%} (≥ 50%: "
@@ -165,7 +168,7 @@ def compiled_rows() -> list[str]:
     big = rng.standard_normal((4096, 4096), dtype=np.float32)
     k3 = rng.standard_normal((3, 3), dtype=np.float32)
     src, dst = rng.standard_normal(1 << 25, dtype=np.float32), np.empty(1 << 25, np.float32)
-    t = best_ms({"copy": lambda: np.copyto(dst, src), "k3": lambda: _direct(big, k3)}, repeat=5)
+    t = best_ms({"copy": lambda: np.copyto(dst, src), "k3": lambda: _direct(big, k3)})
     bandwidth = 2 * src.nbytes / t["copy"] / 1e6  # GB/s, read + write
     floor = (big.nbytes + 4094 * 4094 * 4) / bandwidth / 1e6
     rows.append(f"| float32 4096² k3 direct | {t['k3']:.2f} ms | copy floor {floor:.2f} ms "
@@ -217,7 +220,7 @@ def grid_rows(sizes: list[int], kernels: list[int]) -> Iterator[str]:
                 if cv is not None:
                     np.testing.assert_allclose(cv(x, k), new, rtol=1e-3, atol=1e-3 * kk)
                     fns["cv2"] = lambda x=x, k=k: cv(x, k)
-                t = best_ms(fns, repeat=5 if n < 4096 else 3)
+                t = best_ms(fns)
                 flops = 2 * (n - kk + 1) ** 2 * kk * kk / 1e6
                 cells = [f"{t[m]:.3f} ms, {flops / t[m]:.0f}" for m in fns]
                 cells.append(f"{t['cv2'] / t['new']:.2f}" if "cv2" in t else "- | -")
@@ -228,7 +231,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="grid at 256² and 1024² only")
     parser.add_argument("--no-grid", action="store_true", help="the targets only")
+    parser.add_argument("--repeat", type=int, default=REPEAT,
+                        help=f"samples per timing, best taken (default {REPEAT})")
     args = parser.parse_args()
+    globals()["REPEAT"] = args.repeat
     print(f"# NumPy backend — {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores ({threads()} threads), NumPy {np.__version__}, "
           f"SciPy {scipy.__version__}\n")

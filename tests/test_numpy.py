@@ -91,7 +91,7 @@ def test_parallel_loop_is_bit_identical_to_numpy(monkeypatch, dtype, kshape):
     x = random((2, 400, 410), dtype)
     k = random(kshape, dtype, 1.0)
     fast, slow = both_paths(monkeypatch, x, k)
-    assert fast.size * k.size >= _numba._PARALLEL_MIN_TAPS  # B·Ho·Wo·kh·kw: the parallel path
+    assert fast.size * k.size >= be._PARALLEL_MIN_TAPS  # B·Ho·Wo·kh·kw: on threads, both paths
     np.testing.assert_array_equal(fast, slow)
 
 
@@ -187,50 +187,56 @@ def test_longdouble_is_computed_on_the_numpy_path(method):
 
 
 CACHE_SCRIPT = """
-import sys
-import numba, numpy as np
+import sys, threading
+import numpy as np
 from xcorr import _numba
 from xcorr.backends._numpy import _direct
 
+prepare, threads = _numba.kernel(), set()
+
+
+def spying(kh, kw, dtype):  # the compiled loop, noting which threads run it
+    loop, rows = prepare(kh, kw, dtype)
+
+    def spy(*args):
+        threads.add(threading.get_ident())
+        loop(*args)
+
+    return spy, rows
+
+
+_numba.kernel = lambda: spying
 k = np.ones((3, 3), np.float32)
-_direct(np.ones((8, 8), np.float32), k)
-try:
-    numba.threading_layer()
-    sys.exit("the small call ran a parallel region")
-except ValueError:  # no parallel region has run in this process
-    pass
-loop = _numba._loops[(3, 3, "float32")][0]
-print("serial", sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values()))
-if sys.argv[1] == "large":
-    x = np.ones((1024, 1024), np.float32)
-    np.testing.assert_array_equal(_direct(x, k), np.full((1022, 1022), 9, np.float32))
-    print("layer", numba.threading_layer())  # ValueError unless a parallel region ran
-    driver = _numba._drivers["float32"]
-    print("parallel", sum(driver.stats.cache_hits.values()),
-          sum(driver.stats.cache_misses.values()))
+for size in sys.argv[1:]:
+    threads.clear()
+    n = {"small": 8, "large": 1024}[size]
+    y = _direct(np.ones((n, n), np.float32), k)
+    np.testing.assert_array_equal(y, np.full((n - 2, n - 2), 9, np.float32))
+    loop = _numba._loops[(3, 3, "float32")][0]
+    hits, misses = sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values())
+    print(size, len(threads), hits, misses)
 """
 
 
 @needs_numba
 def test_large_call_runs_in_parallel_after_a_small_one_was_cached(tmp_path):
-    """issue 13: the serial and parallel variants used to share one on-disk cache entry, so
-    a large call in a later process ran serially once a small call had been cached."""
+    """issue 13: a serial and a parallel variant used to share one on-disk cache entry, so a
+    large call in a later process ran serially once a small call had been cached.  Now one
+    compiled loop serves both, and a large call runs it on several threads."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_NUM_THREADS": "2"}
     root = Path(xcorr.__file__).resolve().parents[1]
 
-    def run(size: str) -> dict[str, list[str]]:
-        proc = subprocess.run([sys.executable, "-c", CACHE_SCRIPT, size], cwd=root, env=env,
+    def run(*sizes: str) -> dict[str, list[int]]:
+        proc = subprocess.run([sys.executable, "-c", CACHE_SCRIPT, *sizes], cwd=root, env=env,
                               capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stderr
-        return {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()}
+        return {line.split()[0]: [int(v) for v in line.split()[1:]]
+                for line in proc.stdout.splitlines()}
 
-    assert run("small")["serial"] == ["0", "1"]  # compiled, and written to the cache
-    second = run("large")
-    assert second["serial"] == ["1", "0"]  # the small loop came from the cache ...
-    assert second["layer"]  # ... and the large call still ran a parallel region
-    assert second["parallel"] == ["0", "1"]
-    third = run("large")  # everything from the cache, still parallel
-    assert third["serial"] == ["1", "0"] and third["parallel"] == ["1", "0"] and third["layer"]
+    # threads that ran the loop, loads from the cache, compilations
+    assert run("small") == {"small": [1, 0, 1]}  # compiled, and written to the cache
+    assert run("small", "large") == {"small": [1, 1, 0], "large": [2, 1, 0]}
+    assert run("large") == {"large": [2, 1, 0]}
 
 
 def test_fft_without_scipy_uses_numpy_fft(monkeypatch):

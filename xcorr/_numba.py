@@ -18,26 +18,27 @@ summed stay in vector registers while each loaded input vector serves several ou
 rows, instead of the output row being reloaded and stored for every tap.  For that the
 loop is generated as Python source per kernel shape up to ``_WIDEST``² (unrolled over
 the kernel's columns, so that LLVM vectorises along the output row), compiled for a
-dtype on first use and cached on disk by Numba.  Wider kernels share one generic loop.
+dtype on first use and cached on disk by Numba.  Larger kernels share one generic loop.
 
-A large problem runs the same compiled loop over the output blocks from all threads
-(``_DRIVER``: a parallel loop that calls it through a function pointer, so neither is
-compiled twice, and the driver only once per dtype); a small one runs it directly, because waking the thread pool costs more
-than the work, and far more on a loaded machine (16 ms instead of 15 µs for the 6×8 seed
-image at load 8 on 2 cores).  The serial and the parallel path are distinct functions:
-Numba keys its on-disk cache by function and signature, not by ``parallel=``, so one
-function compiled both ways would hand whichever variant was cached first to both.
+There is one compiled loop per kernel shape and dtype, and it runs serially over a range
+of blocks of output rows, with the GIL released: the caller splits a large problem into
+shares for a few threads (``backends/_numpy.py``).  Numba's own ``parallel=True`` would
+need a second compiled function per shape (two variants of one function share one entry
+of Numba's on-disk cache, which is keyed by function and signature, not ``parallel=``:
+whichever was cached first served both, the issue-13 defect), at about two seconds of
+compilation each; a parallel driver calling the loop through a first-class function
+costs 40 µs per call in Numba's argument unboxing.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
-_PARALLEL_MIN_TAPS = 1 << 21  # B·Ho·Wo·kh·kw below this (≈ 30 µs of work): one thread
 _WIDEST = 16  # kernels up to this many rows and columns get a loop of their own
 _TAPS_IN_REGISTERS = 16  # taps one pass holds in vector registers (AVX-512 has 32)
 _ROWS = 3  # output rows per block when a pass covers several kernel rows
@@ -46,30 +47,28 @@ _GENERIC_COLUMNS = 8  # the generic loop (larger kernels) unrolls the kernel's c
 _COMPUTE_DTYPES = {("f", 4): "float32", ("f", 8): "float64", ("i", 8): "int64"}  # kind, size
 
 DISABLED = os.environ.get("XCORR_DISABLE_NUMBA", "") not in ("", "0")
-_lock = threading.RLock()
-_compiled: list[Callable[..., None]] = []
+_lock = threading.Lock()  # held while generating and compiling a loop
 _loops: dict[tuple[int, int, str], tuple[Any, int]] = {}  # (kh, kw, dtype) -> loop, rows
-_drivers: dict[str, Any] = {}  # dtype -> parallel driver
 _sources: dict[tuple[int, int], dict[str, Any]] = {}  # (kh, kw) -> namespace of its source
 
 
-def kernel() -> Callable[..., None] | None:
-    """The compiled loop ``run(x3, k3, xi, ki, out)``, or None without Numba.
+def kernel() -> Callable[[int, int, Any], tuple[Callable[..., None], int]] | None:
+    """``prepare(kh, kw, dtype) -> (loop, rows)``, or None without Numba.
 
-    ``x3`` (Bx, H, W) and ``k3`` (Bk, kh, kw) are C-contiguous arrays of one dtype that
-    ``supports``; ``xi``/``ki`` (B,) C-contiguous intp pick the image and the kernel of each
-    output batch; ``out`` (B, H-kh+1, W-kw+1) of the same dtype is overwritten (it may
-    start uninitialised).
+    ``loop(x3, k3, xi, ki, out, zero, first, last)`` computes the output blocks ``first ..
+    last-1`` of ``rows`` rows each (block ``t`` is rows ``(t % nrb)·rows ..`` of batch
+    ``t // nrb``, ``nrb = ceil(Ho / rows)``), with the GIL released.  ``x3`` (Bx, H, W) and
+    ``k3`` (Bk, kh, kw) are C-contiguous arrays of a dtype that ``supports``; ``xi``/``ki``
+    (B,) C-contiguous intp pick the image and the kernel of each output batch; ``out``
+    (B, H-kh+1, W-kw+1) of the same dtype is overwritten (it may start uninitialised);
+    ``zero`` is 0 in that dtype.
     """
-    if DISABLED:
-        return None
-    if not _compiled:
-        if importlib.util.find_spec("numba") is None:
-            return None
-        with _lock:
-            if not _compiled:
-                _compiled.append(_run)
-    return _compiled[0]
+    return None if DISABLED or not _installed() else _prepare
+
+
+@functools.cache
+def _installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
 
 
 def supports(dtype: Any) -> bool:
@@ -77,25 +76,8 @@ def supports(dtype: Any) -> bool:
     return (dtype.kind, dtype.itemsize) in _COMPUTE_DTYPES
 
 
-def _run(x3: Any, k3: Any, xi: Any, ki: Any, out: Any) -> None:
-    nb, ho = out.shape[:2]
-    kh, kw = k3.shape[1:]
-    dtype = _COMPUTE_DTYPES[out.dtype.kind, out.dtype.itemsize]  # (str(dtype) takes µs)
-    loop, rows = _loop(kh, kw, dtype)
-    zero = out.dtype.type(0)
-    blocks = nb * -(-ho // rows)
-    if out.size * kh * kw >= _PARALLEL_MIN_TAPS and _threads() > 1:
-        _driver(dtype)(loop, x3, k3, xi, ki, out, zero, blocks)
-    else:
-        loop(x3, k3, xi, ki, out, zero, 0, blocks)
-
-
-def _threads() -> int:
-    # NUMBA_NUM_THREADS, not get_num_threads(): that would start the thread pool (for
-    # nothing, on a small call); set_num_threads() still limits the parallel loop.
-    import numba
-
-    return numba.config.NUMBA_NUM_THREADS
+def _prepare(kh: int, kw: int, dtype: Any) -> tuple[Callable[..., None], int]:
+    return _loop(kh, kw, _COMPUTE_DTYPES[dtype.kind, dtype.itemsize])  # (str(dtype) takes µs)
 
 
 def _signature(dtype: str) -> Any:
@@ -128,33 +110,6 @@ def _loop(kh: int, kw: int, dtype: str) -> tuple[Any, int]:
     return loop
 
 
-def _driver(dtype: str) -> Any:
-    """The parallel driver for ``dtype``, compiled (or loaded) once for all kernel shapes."""
-    driver = _drivers.get(dtype)
-    if driver is None:
-        import numba
-        from numba import types
-
-        with _lock:
-            driver = _drivers.get(dtype)
-            if driver is None:
-                loop = _signature(dtype)
-                sig = types.void(types.FunctionType(loop), *loop.args[:-1])
-                namespace = _exec(_DRIVER, "_corr_parallel")
-                driver = numba.njit(sig, parallel=True, cache=True, nogil=True)(
-                    namespace["_corr_parallel"])
-                _drivers[dtype] = driver
-    return driver
-
-
-_DRIVER = """
-def _corr_parallel(loop, x3, k3, xi, ki, out, zero, blocks):
-    for t in numba.prange(blocks):  # Numba hands each thread one contiguous range
-        first = numba.intp(t)  # the parallel index may be unsigned
-        loop(x3, k3, xi, ki, out, zero, first, first + 1)
-"""
-
-
 def _namespace(kh: int, kw: int) -> dict[str, Any]:
     """Generate and execute the source of the loop for one kernel shape (0, 0: generic)."""
     namespace = _sources.get((kh, kw))
@@ -184,9 +139,12 @@ def _plan(kh: int, kw: int) -> tuple[int, list[int]]:
     """Output rows per block, and how many kernel rows each pass over a block applies.
 
     A pass applying ``p`` kernel rows to ``r`` output rows loads ``r + p - 1`` input rows
-    once for all ``r·p`` row pairs and keeps ``p·kw`` taps in registers.  Past 3 + 3 rows
-    LLVM's vectoriser gives up (too many runtime alias checks), past ~16 taps registers
-    spill; one kernel row per pass shares nothing, so it takes one output row at a time.
+    once for all ``r·p`` row pairs and keeps ``p·kw`` taps in registers.  Measured on the
+    project machine (AVX-512): 3 rows × up to 3 kernel rows of up to 16 taps in all is the
+    sweet spot; 4 × 2 of width 7, or 3 × 2 of width 11, made LLVM's vectoriser give up
+    (scalar code, 15× slower), more taps spill registers.  One kernel row per pass shares
+    nothing, so it takes one output row at a time.  (On AVX2, 16 registers, the loops
+    still vectorise, with some spills.)
     """
     per_pass = max(1, min(kh, _KERNEL_ROWS, _TAPS_IN_REGISTERS // kw))
     chunks = [per_pass] * (kh // per_pass) + ([kh % per_pass] if kh % per_pass else [])
