@@ -25,9 +25,10 @@ of blocks of output rows, with the GIL released: the caller splits a large probl
 shares for a few threads (``backends/_numpy.py``).  Numba's own ``parallel=True`` would
 need a second compiled function per shape (two variants of one function share one entry
 of Numba's on-disk cache, which is keyed by function and signature, not ``parallel=``:
-whichever was cached first served both, the issue-13 defect), at about two seconds of
-compilation each; a parallel driver calling the loop through a first-class function
-costs 40 µs per call in Numba's argument unboxing.
+whichever was cached first served both, the issue-13 defect), at 1-2.5 s of compilation
+each (LLVM optimises the linked loop again); a parallel driver calling the loop through a
+first-class function costs 40 µs per call in Numba's argument unboxing.  Threads cost
+~10 µs and nothing to compile.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ _COMPUTE_DTYPES = {("f", 4): "float32", ("f", 8): "float64", ("i", 8): "int64"} 
 
 DISABLED = os.environ.get("XCORR_DISABLE_NUMBA", "") not in ("", "0")
 _lock = threading.Lock()  # held while generating and compiling a loop
-_loops: dict[tuple[int, int, str], tuple[Any, int]] = {}  # (kh, kw, dtype) -> loop, rows
+_loops: dict[tuple[int, int, str], tuple[Any, int]] = {}  # (kh|0, kw|0, dtype) -> loop, rows
 _sources: dict[tuple[int, int], dict[str, Any]] = {}  # (kh, kw) -> namespace of its source
 
 
@@ -121,9 +122,7 @@ def _namespace(kh: int, kw: int) -> dict[str, Any]:
 
 
 def _exec(source: str, name: str) -> dict[str, Any]:
-    import numba
-
-    namespace = {"__name__": __name__, "numba": numba, "_tail_rows": _tail_rows()}
+    namespace = {"__name__": __name__, "_tail_rows": _tail_rows()}
     # Attributed to this file so that Numba can cache the compiled code on disk: its index
     # is keyed by the function's name and bytecode and by this file's time stamp, so a
     # change to the generator (or to anything in this file) compiles afresh.
