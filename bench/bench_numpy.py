@@ -3,10 +3,12 @@
     python bench/bench_numpy.py              # everything below
     python bench/bench_numpy.py --quick      # the targets, and the grid at 256² and 1024² only
     python bench/bench_numpy.py --no-grid    # the targets only
-    NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_numpy.py   # one core each
+    NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_numpy.py --cpu
+        # one core each, CPU time instead of wall time: a busy machine preempts the
+        # threads of every peer at random, but each one's CPU time per call stays put
 
-Prints Markdown tables, every time the best of interleaved repeats in one process (peers
-side by side, so that a busy machine slows them alike):
+Prints Markdown tables, every time the best of repeats in one process, peers timed in
+turn, a few rounds (see ``best_ms``):
 
 1. The targets: the pure-NumPy fallback against ``scipy.signal.correlate2d`` (≥ 10× at
    1024² k3); the compiled direct loop at 1024² k7 float32 against the float32 matmul peak
@@ -35,29 +37,38 @@ from scipy import ndimage, signal
 
 import xcorr
 from xcorr import _numba
-from xcorr.backends._numpy import _direct
+from xcorr.backends._numpy import _batches, _direct, _in_shares
 
 OK = {True: "pass", False: "MISS"}
-REPEAT = 7  # samples per timing (--repeat)
+REPEAT = 7  # samples per function and round (--repeat)
+CLOCK = time.perf_counter  # time.process_time with --cpu
+PAUSE_S = 0.2  # before timing a function: other libraries' spinning threads go to sleep
 
 
 def best_ms(fns: dict[str, Callable[[], object]], repeat: int | None = None,
-            budget_s: float = 0.002) -> dict[str, float]:
-    """Best time per call (ms) of each function, interleaved; each sample runs a call often
-    enough to take about ``budget_s`` (one warm-up call first: compilation, caches).  Short
-    samples: on a busy machine some of them run without being preempted."""
+            budget_s: float = 0.002, rounds: int = 3) -> dict[str, float]:
+    """Best time per call (ms) of each function.
+
+    Each function is timed in turn, ``rounds`` times round, ``repeat`` short samples each
+    (a sample runs enough calls to take about ``budget_s``; on a busy machine some samples
+    run without being preempted), after a pause: the thread pools of BLAS, OpenMP and
+    OpenCV spin for a while after a call, and would steal the cores from the next one.
+    """
     inner = {}
     for name, fn in fns.items():
-        t = time.perf_counter()
-        fn()
-        inner[name] = max(1, int(budget_s / max(time.perf_counter() - t, 1e-7)))
+        t = CLOCK()
+        fn()  # warm-up: compilation, caches
+        inner[name] = max(1, int(budget_s / max(CLOCK() - t, 1e-7)))
     best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeat or REPEAT):
+    for _ in range(rounds):
         for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(inner[name]):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - t) / inner[name] * 1e3)
+            time.sleep(PAUSE_S)
+            fn()
+            for _ in range(repeat or REPEAT):
+                t = CLOCK()
+                for _ in range(inner[name]):
+                    fn()
+                best[name] = min(best[name], (CLOCK() - t) / inner[name] * 1e3)
     return best
 
 
@@ -168,12 +179,20 @@ def compiled_rows() -> list[str]:
     big = rng.standard_normal((4096, 4096), dtype=np.float32)
     k3 = rng.standard_normal((3, 3), dtype=np.float32)
     src, dst = rng.standard_normal(1 << 25, dtype=np.float32), np.empty(1 << 25, np.float32)
-    t = best_ms({"copy": lambda: np.copyto(dst, src), "k3": lambda: _direct(big, k3)})
+    x3, k33, xi, ki, _ = _batches(big, k3)
+    loop, rows_per_block = _numba.kernel()(3, 3, big.dtype)
+    out = np.ones((1, 4094, 4094), np.float32)  # written before: no page faults left
+    args = (x3, k33, xi, ki, out, np.float32(0))
+    t = best_ms({"copy": lambda: np.copyto(dst, src), "k3": lambda: _direct(big, k3),
+                 "loop": lambda: _in_shares(loop, args, -(-4094 // rows_per_block), True),
+                 "fresh": lambda: np.ones((4094, 4094), np.float32)})
     bandwidth = 2 * src.nbytes / t["copy"] / 1e6  # GB/s, read + write
-    floor = (big.nbytes + 4094 * 4094 * 4) / bandwidth / 1e6
+    floor = (big.nbytes + out.nbytes) / bandwidth / 1e6
     rows.append(f"| float32 4096² k3 direct | {t['k3']:.2f} ms | copy floor {floor:.2f} ms "
                 f"(`np.copyto` {bandwidth:.1f} GB/s): {t['k3'] / floor:.2f}× (≤ 1.3×: "
-                f"{OK[t['k3'] <= 1.3 * floor]}) |")
+                f"{OK[t['k3'] <= 1.3 * floor]}); the loop alone into a written output "
+                f"{t['loop']:.2f} ms ({t['loop'] / floor:.2f}×); a new output's page faults "
+                f"(`np.ones`) {t['fresh']:.2f} ms |")
 
     out_bytes = 4094 * 4094 * 4
     peak_bytes = peak_extra(lambda: _direct(big, k3))
@@ -231,13 +250,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="grid at 256² and 1024² only")
     parser.add_argument("--no-grid", action="store_true", help="the targets only")
+    parser.add_argument("--cpu", action="store_true",
+                        help="time CPU seconds of the process, not wall seconds (one thread)")
     parser.add_argument("--repeat", type=int, default=REPEAT,
                         help=f"samples per timing, best taken (default {REPEAT})")
     args = parser.parse_args()
     globals()["REPEAT"] = args.repeat
+    if args.cpu:
+        if threads() != 1 or os.environ.get("OPENBLAS_NUM_THREADS") != "1":
+            parser.error("--cpu needs NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 in the "
+                         "environment (one thread for every peer)")
+        globals()["CLOCK"] = time.process_time
+        import numba  # noqa: F401 - loaded: the fallback's thread count follows Numba's
     print(f"# NumPy backend — {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores ({threads()} threads), NumPy {np.__version__}, "
-          f"SciPy {scipy.__version__}\n")
+          f"SciPy {scipy.__version__}; {'CPU' if args.cpu else 'wall'} time\n")
     print("| case | xcorr | against the target |\n|---|---|---|")
     rows = fallback_rows()
     if _numba.kernel() is not None:
