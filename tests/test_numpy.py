@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -184,6 +185,33 @@ def test_longdouble_is_computed_on_the_numpy_path(method):
     np.testing.assert_allclose(y.astype(float), reference(x, k).astype(float), rtol=1e-12,
                                atol=1e-12)
     assert not _numba.supports(np.dtype(np.longdouble))
+
+
+@pytest.mark.parametrize("numba", ["1", "0"])
+def test_large_problems_use_several_threads_small_ones_one(monkeypatch, numba):
+    if numba == "0" and _numba.kernel() is None:
+        pytest.skip("numba: not installed (the 'fast' extra)")
+    monkeypatch.setattr(_numba, "DISABLED", numba == "1")
+    monkeypatch.setattr(be, "_thread_count", lambda: 2)
+    threads: set[int] = set()
+
+    def spying(loop):
+        def spy(*args):
+            threads.add(threading.get_ident())
+            loop(*args)
+        return spy
+
+    if numba == "1":
+        monkeypatch.setattr(be, "_shift_add", spying(be._shift_add))
+    else:
+        prepare = _numba.kernel()
+        monkeypatch.setattr(_numba, "kernel", lambda: lambda *a: (spying(prepare(*a)[0]),
+                                                                   prepare(*a)[1]))
+    k = np.ones((5, 5))
+    for n, want in ((8, 1), (40, 1), (700, 2)):
+        threads.clear()
+        np.testing.assert_array_equal(_direct(np.ones((n, n)), k), np.full((n - 4, n - 4), 25.0))
+        assert len(threads) == want, n
 
 
 CACHE_SCRIPT = """
