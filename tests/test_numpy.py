@@ -214,6 +214,14 @@ def test_large_problems_use_several_threads_small_ones_one(monkeypatch, numba):
         assert len(threads) == want, n
 
 
+@pytest.mark.parametrize("dtype", [">f8", ">i8", "<f4"])
+def test_any_byte_order_is_computed(dtype):
+    x, k = random((13, 14), np.float64).astype(dtype), random((3, 4), np.float64).astype(dtype)
+    want = reference(x.astype(x.dtype.newbyteorder("=")), k.astype(k.dtype.newbyteorder("=")))
+    np.testing.assert_allclose(_direct(x, k), want, rtol=1e-6, atol=1e-5)
+    assert _numba.supports(np.dtype(dtype)) == np.dtype(dtype).isnative
+
+
 CACHE_SCRIPT = """
 import sys, threading
 import numpy as np

@@ -73,8 +73,8 @@ def _installed() -> bool:
 
 
 def supports(dtype: Any) -> bool:
-    """Whether the compiled loop computes in ``dtype`` (a NumPy dtype)."""
-    return (dtype.kind, dtype.itemsize) in _COMPUTE_DTYPES
+    """Whether the compiled loop computes in ``dtype`` (a NumPy dtype; native byte order)."""
+    return (dtype.kind, dtype.itemsize) in _COMPUTE_DTYPES and dtype.isnative
 
 
 def _prepare(kh: int, kw: int, dtype: Any) -> tuple[Callable[..., None], int]:
