@@ -127,8 +127,8 @@ def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
 
     The leading dimensions broadcast (one kernel for all images, one per channel, a bank of
     kernels over one image, ...) through index maps, never through a broadcast copy.  The
-    compiled loop or, for dtypes it lacks (long double) or without Numba, the NumPy one;
-    a large problem on a few threads.
+    compiled loop or, for dtypes it lacks (long double, non-native byte order) or without
+    Numba, the NumPy one; a large problem on a few threads.
     """
     x3, k3, xi, ki, lead = _batches(x, k)
     kh, kw = k3.shape[1:]
