@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import threading
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +15,38 @@ import pytest
 import xcorr
 from xcorr import _methods, _numba
 from xcorr.backends import _numpy as be
+from xcorr.backends._numpy import _direct
 from xcorr.reference import corr2d as reference
 
 RNG = np.random.default_rng(7)
 needs_numba = pytest.mark.skipif(_numba.kernel() is None,
                                  reason="numba: not installed (the 'fast' extra)")
+
+
+def both_paths(monkeypatch: pytest.MonkeyPatch, x: np.ndarray, k: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``_direct`` on the compiled loop and on the pure-NumPy fallback."""
+    fast = _direct(x, k)
+    with monkeypatch.context() as m:
+        m.setattr(_numba, "DISABLED", True)
+        assert _numba.kernel() is None
+        slow = _direct(x, k)
+    return fast, slow
+
+
+def looped_reference(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The oracle, one image/kernel pair at a time over the broadcast leading dimensions."""
+    lead = np.broadcast_shapes(x.shape[:-2], k.shape[:-2])
+    xs = np.broadcast_to(x, lead + x.shape[-2:]).reshape(-1, *x.shape[-2:])
+    ks = np.broadcast_to(k, lead + k.shape[-2:]).reshape(-1, *k.shape[-2:])
+    out = np.stack([reference(a, b) for a, b in zip(xs, ks, strict=True)])
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def random(shape: tuple[int, ...], dtype: type, scale: float = 10.0) -> np.ndarray:
+    if np.dtype(dtype).kind == "i":
+        return RNG.integers(-1000, 1000, shape).astype(dtype)
+    return (RNG.standard_normal(shape) * scale).astype(dtype)
 
 
 @needs_numba
@@ -33,12 +64,215 @@ def test_numba_and_numpy_paths_are_bit_identical(monkeypatch, dtype, shape, ksha
     np.testing.assert_array_equal(fast, slow)
 
 
+# Every kernel width and height the compiled loop is generated for (1 .. _WIDEST), one
+# beyond (the generic loop), odd and even row counts, passes of 1, 2 and 3 kernel rows.
+WIDTHS = [(k, k) for k in range(1, _numba._WIDEST + 2)] + [
+    (1, 16), (16, 1), (2, 17), (17, 3), (5, 8), (8, 2), (3, 40), (40, 3)]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kshape", WIDTHS, ids=[f"{a}x{b}" for a, b in WIDTHS])
+def test_compiled_loop_is_bit_identical_to_numpy_for_every_width(monkeypatch, dtype, kshape):
+    # 2 images, rows not a multiple of the 3-row blocks; random data: an FMA or any
+    # reordering of the sum would change some of the last bits
+    x = random((2, kshape[0] + 24, kshape[1] + 37), dtype)
+    k = random(kshape, dtype, 1.0)
+    fast, slow = both_paths(monkeypatch, x, k)
+    assert fast.dtype == slow.dtype == dtype
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_allclose(fast, looped_reference(x.astype(float), k.astype(float)),
+                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-3)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("kshape", [(3, 3), (7, 7), (4, 17)])
+def test_parallel_loop_is_bit_identical_to_numpy(monkeypatch, dtype, kshape):
+    x = random((2, 400, 410), dtype)
+    k = random(kshape, dtype, 1.0)
+    fast, slow = both_paths(monkeypatch, x, k)
+    assert fast.size * k.size >= be._PARALLEL_MIN_TAPS  # B·Ho·Wo·kh·kw: on threads, both paths
+    np.testing.assert_array_equal(fast, slow)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_signed_zeros_and_non_finite_values_match_on_both_paths(monkeypatch, dtype):
+    # -0 products: each output is 0 + t(0,0) + ..., so all--0 windows give +0 on both paths
+    x = np.full((9, 12), -0.0, dtype)
+    x[1, 1], x[5, 7], x[7, 2] = np.inf, np.nan, -np.inf
+    k = np.array([[1.0, -2.0, 0.0], [3.0, 0.5, -1.0]], dtype)
+    fast, slow = both_paths(monkeypatch, x, k)
+    np.testing.assert_array_equal(np.signbit(fast), np.signbit(slow))
+    np.testing.assert_array_equal(fast, slow)  # NaN == NaN here
+    with np.errstate(invalid="ignore"):
+        ref = reference(x, k)
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))  # NaN/Inf stay local
+    np.testing.assert_array_equal(fast[np.isfinite(ref)], 0)
+
+
 @pytest.mark.parametrize("numba", ["1", "0"])
-def test_direct_matches_reference_on_both_paths(monkeypatch, numba):
+def test_integers_are_exact(monkeypatch, numba):
     monkeypatch.setattr(_numba, "DISABLED", numba == "1")
-    x, k = RNG.standard_normal((40, 33)), RNG.standard_normal((6, 5))
-    np.testing.assert_allclose(be.corr2d_valid(x, k, "direct"), reference(x, k), rtol=1e-12,
+    x = RNG.integers(-2**40, 2**40, (3, 31, 29))
+    k = RNG.integers(-2**16, 2**16, (3, 5, 6))
+    np.testing.assert_array_equal(_direct(x, k), looped_reference(x, k))
+    big = np.full((8, 8), 2**61, np.int64)  # wraps like int64 arithmetic, on both paths
+    np.testing.assert_array_equal(_direct(big, np.ones((2, 2), np.int64)),
+                                  np.full((7, 7), -2**63, np.int64))
+
+
+@pytest.mark.parametrize("numba", ["1", "0"])
+@pytest.mark.parametrize("xshape, kshape, shape", [
+    ((2, 3, 20, 22), (4, 5), (2, 3)),          # one kernel for all
+    ((2, 3, 20, 22), (3, 4, 5), (2, 3)),       # one kernel per channel
+    ((20, 22), (6, 4, 5), (6,)),               # a bank of kernels over one image
+    ((2, 1, 20, 22), (3, 4, 5), (2, 3)),       # images broadcast over the kernels
+    ((3, 1, 20, 22), (1, 2, 4, 5), (3, 2)),    # both broadcast
+    ((4, 20, 22), (1, 4, 5), (4,)),
+])
+def test_direct_broadcasts_leading_dimensions(monkeypatch, numba, xshape, kshape, shape):
+    monkeypatch.setattr(_numba, "DISABLED", numba == "1")
+    x, k = random(xshape, np.float64), random(kshape, np.float64)
+    y = _direct(x, k)
+    assert y.shape == (*shape, 17, 18)
+    np.testing.assert_allclose(y, looped_reference(x, k), rtol=1e-12, atol=1e-10)
+    xi, ki = x.astype(np.int64), k.astype(np.int64)
+    np.testing.assert_array_equal(_direct(xi, ki), looped_reference(xi, ki))
+
+
+@pytest.mark.parametrize("numba", ["1", "0"])
+def test_broadcast_views_are_not_copied(monkeypatch, numba):
+    """A bank of 32 kernels over one image given as a ``broadcast_to`` view: the peak
+    extra memory is the output, not the 32 copies of the image."""
+    monkeypatch.setattr(_numba, "DISABLED", numba == "1")
+    img, k = random((256, 256), np.float32), random((32, 3, 3), np.float32)
+    x = np.broadcast_to(img, (32, 256, 256))
+    want = looped_reference(img, k)
+    _direct(x[:1, :16, :16], k[:1])  # compile outside the measurement
+    tracemalloc.start()
+    y = _direct(x, k)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1.25 * y.nbytes, (peak, y.nbytes)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("numba", ["1", "0"])
+@pytest.mark.parametrize("view", ["reversed", "strided", "transposed", "kernel-reversed"])
+def test_non_contiguous_inputs_are_read_not_mutated(monkeypatch, numba, view):
+    monkeypatch.setattr(_numba, "DISABLED", numba == "1")
+    base, kbase = random((2, 30, 40), np.float64), random((5, 6), np.float64)
+    x, k = {"reversed": (base[:, ::-1, ::-1], kbase),
+            "strided": (base[:, ::2, 1::2], kbase[:4, :3]),
+            "transposed": (base.transpose(0, 2, 1), kbase.T),
+            "kernel-reversed": (base, kbase[::-1, ::-1])}[view]
+    before, kbefore = x.copy(), k.copy()
+    y = _direct(x, k)
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(k, kbefore)
+    np.testing.assert_allclose(y, looped_reference(before, kbefore), rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["direct", "auto", "fft"])
+def test_longdouble_is_computed_on_the_numpy_path(method):
+    """issue 16, defect 4: Numba has no long double; it raised a TypingError."""
+    x = RNG.standard_normal((20, 21)).astype(np.longdouble)
+    k = RNG.standard_normal((3, 4)).astype(np.longdouble)
+    y = xcorr.corr2d(x, k, method=method)
+    assert y.dtype == np.longdouble
+    np.testing.assert_allclose(y.astype(float), reference(x, k).astype(float), rtol=1e-12,
                                atol=1e-12)
+    assert not _numba.supports(np.dtype(np.longdouble))
+
+
+@pytest.mark.parametrize("numba", ["1", "0"])
+def test_large_problems_use_several_threads_small_ones_one(monkeypatch, numba):
+    if numba == "0" and _numba.kernel() is None:
+        pytest.skip("numba: not installed (the 'fast' extra)")
+    monkeypatch.setattr(_numba, "DISABLED", numba == "1")
+    monkeypatch.setattr(be, "_thread_count", lambda: 2)
+    threads: set[int] = set()
+
+    def spying(loop):
+        def spy(*args):
+            threads.add(threading.get_ident())
+            loop(*args)
+        return spy
+
+    if numba == "1":
+        monkeypatch.setattr(be, "_shift_add", spying(be._shift_add))
+    else:
+        prepare = _numba.kernel()
+        monkeypatch.setattr(_numba, "kernel", lambda: lambda *a: (spying(prepare(*a)[0]),
+                                                                   prepare(*a)[1]))
+    k = np.ones((5, 5))
+    for n, want in ((8, 1), (40, 1), (700, 2)):
+        threads.clear()
+        np.testing.assert_array_equal(_direct(np.ones((n, n)), k), np.full((n - 4, n - 4), 25.0))
+        assert len(threads) == want, n
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">i8", "<f4"])
+def test_any_byte_order_is_computed(dtype):
+    x, k = random((13, 14), np.float64).astype(dtype), random((3, 4), np.float64).astype(dtype)
+    want = reference(x.astype(x.dtype.newbyteorder("=")), k.astype(k.dtype.newbyteorder("=")))
+    np.testing.assert_allclose(_direct(x, k), want, rtol=1e-6, atol=1e-5)
+    assert _numba.supports(np.dtype(dtype)) == np.dtype(dtype).isnative
+
+
+CACHE_SCRIPT = """
+import sys, threading
+import numpy as np
+from xcorr import _numba
+from xcorr.backends._numpy import _direct
+
+prepare, threads = _numba.kernel(), set()
+
+
+def spying(kh, kw, dtype):  # the compiled loop, noting which threads run it
+    loop, rows = prepare(kh, kw, dtype)
+
+    def spy(*args):
+        threads.add(threading.get_ident())
+        loop(*args)
+
+    return spy, rows
+
+
+_numba.kernel = lambda: spying
+k = np.ones((3, 3), np.float32)
+for size in sys.argv[1:]:
+    threads.clear()
+    n = {"small": 8, "large": 1024}[size]
+    y = _direct(np.ones((n, n), np.float32), k)
+    np.testing.assert_array_equal(y, np.full((n - 2, n - 2), 9, np.float32))
+    loop = _numba._loops[(3, 3, "float32")][0]
+    hits, misses = sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values())
+    print(size, len(threads), hits, misses)
+"""
+
+
+@needs_numba
+def test_large_call_runs_in_parallel_after_a_small_one_was_cached(tmp_path):
+    """issue 13: a serial and a parallel variant used to share one on-disk cache entry, so a
+    large call in a later process ran serially once a small call had been cached.  Now one
+    compiled loop serves both, and a large call runs it on several threads."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_NUM_THREADS": "2"}
+    root = Path(xcorr.__file__).resolve().parents[1]
+
+    def run(*sizes: str) -> dict[str, list[int]]:
+        proc = subprocess.run([sys.executable, "-c", CACHE_SCRIPT, *sizes], cwd=root, env=env,
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return {line.split()[0]: [int(v) for v in line.split()[1:]]
+                for line in proc.stdout.splitlines()}
+
+    # threads that ran the loop, loads from the cache, compilations
+    assert run("small") == {"small": [1, 0, 1]}  # compiled, and written to the cache
+    assert run("small", "large") == {"small": [1, 1, 0], "large": [2, 1, 0]}
+    assert run("large") == {"large": [2, 1, 0]}
 
 
 def test_fft_without_scipy_uses_numpy_fft(monkeypatch):

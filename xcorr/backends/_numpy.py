@@ -5,7 +5,11 @@ This module also documents the backend surface every ``backends/_<name>.py`` off
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -57,7 +61,11 @@ CONV_COSTS = {
 # conv2d's GEMMs run in column panels of this width (reproducible bits: see _conv._gemm).
 GEMM_PANEL = 512
 
-_BLOCK_BYTES = 1 << 17  # ~128 KiB of output per block: it and its temporary stay in L2
+_BLOCK_BYTES = 1 << 18  # ~256 KiB per fallback block: it and its temporary stay in L2
+# B·Ho·Wo·kh·kw from which the direct loops use threads (≈ 50 µs of work; a thread costs
+# ~10 µs to wake, and far more on a loaded machine)
+_PARALLEL_MIN_TAPS = 1 << 21
+_FALLBACK_PARALLEL_TAPS = 1 << 18
 
 
 def version() -> str:
@@ -115,7 +123,7 @@ def all_finite(x: np.ndarray, k: np.ndarray) -> bool:
 
 
 def corr2d_valid(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
-    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (kh, kw)."""
+    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (..., kh, kw)."""
     out_dtype = x.dtype
     if out_dtype == np.float16:  # accumulate half precision in float32, round once at the end
         x, k = x.astype(np.float32), k.astype(np.float32)
@@ -205,40 +213,139 @@ def _tiles(x: np.ndarray, tile: tuple[int, int], step: tuple[int, int],
 
 
 def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    if k.ndim > 2:  # TEMPORARY (replaced by the broadcasting compiled loop)
-        lead = np.broadcast_shapes(x.shape[:-2], k.shape[:-2])
-        xb = np.broadcast_to(x, lead + x.shape[-2:]).reshape(-1, *x.shape[-2:])
-        kb = np.broadcast_to(k, lead + k.shape[-2:]).reshape(-1, *k.shape[-2:])
-        outs = [_direct(xb[i], kb[i]) for i in range(len(xb))]
-        return np.stack(outs).reshape(*lead, *outs[0].shape)
-    *lead, h, w = x.shape
-    kh, kw = k.shape
-    ho, wo = h - kh + 1, w - kw + 1
-    xb = x.reshape(-1, h, w)  # a view unless x is an odd-strided batch
-    out = np.zeros((xb.shape[0], ho, wo), dtype=x.dtype)
-    loop = _numba.kernel()
-    if loop is not None:
-        loop(np.ascontiguousarray(xb), np.ascontiguousarray(k), out)
+    """Valid correlation of ``x`` (..., H, W) with ``k`` (..., kh, kw), in ``x``'s dtype.
+
+    The leading dimensions broadcast (one kernel for all images, one per channel, a bank of
+    kernels over one image, ...) through index maps, never through a broadcast copy.  The
+    compiled loop or, for dtypes it lacks (long double, non-native byte order) or without
+    Numba, the NumPy one; a large problem on a few threads.
+    """
+    x3, k3, xi, ki, lead = _batches(x, k)
+    kh, kw = k3.shape[1:]
+    ho, wo = x3.shape[1] - kh + 1, x3.shape[2] - kw + 1
+    out = np.empty((len(xi), ho, wo), dtype=x.dtype)
+    prepare = _numba.kernel() if _numba.supports(out.dtype) else None
+    if prepare is not None:
+        loop, rows = prepare(kh, kw, out.dtype)
+        parallel = out.size * kh * kw >= _PARALLEL_MIN_TAPS
     else:
-        _shift_add(xb, k, out)
+        loop, rows = _shift_add, _fallback_rows(x3.shape[2], out.itemsize, ho)
+        parallel = out.size * kh * kw >= _FALLBACK_PARALLEL_TAPS
+    # both loops read whole rows: a copy only of an image with strided or reversed rows
+    args = (np.ascontiguousarray(x3), np.ascontiguousarray(k3), xi, ki, out, out.dtype.type(0))
+    _in_shares(loop, args, len(xi) * -(-ho // rows), parallel)
     return out.reshape(*lead, ho, wo)
 
 
-def _shift_add(x: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:
-    """Pure-NumPy fallback: shift-and-accumulate over row blocks that stay in cache.
+def _in_shares(loop: Callable[..., None], args: tuple[Any, ...], blocks: int,
+               parallel: bool) -> None:
+    """``loop(*args, first, last)`` over blocks ``0 .. blocks-1``: in one go, or in one
+    contiguous share per thread (the loops release the GIL), the caller's thread included."""
+    shares = min(_thread_count(), blocks) if parallel else 1
+    if shares <= 1:
+        loop(*args, 0, blocks)
+        return
+    bounds = [s * blocks // shares for s in range(shares + 1)]
+    futures = [_pool(shares - 1).submit(loop, *args, bounds[s], bounds[s + 1])
+               for s in range(1, shares)]
+    loop(*args, 0, bounds[1])
+    for f in futures:
+        f.result()
 
-    Taps are added in the same row-major order as the compiled loop, so both paths give
-    bit-identical results.
+
+def _thread_count() -> int:
+    """Numba's thread count when Numba is loaded (``numba.set_num_threads`` pins it, as
+    ``xcorr bench --threads`` does), else the cores this process may run on."""
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        return numba.get_num_threads()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, workers) -> pool
+_pools_lock = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A lasting pool of ``workers`` threads (a new one after a fork: threads do not
+    survive it)."""
+    key = (os.getpid(), workers)
+    pool = _pools.get(key)
+    if pool is None:
+        with _pools_lock:
+            pool = _pools.get(key)
+            if pool is None:
+                pool = _pools[key] = ThreadPoolExecutor(workers, thread_name_prefix="xcorr")
+    return pool
+
+
+_FIRST = np.zeros(1, dtype=np.intp)  # the index map of a single image (read-only)
+_FIRST.flags.writeable = False
+
+
+def _batches(x: np.ndarray, k: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Stacks of the distinct images (Bx, H, W) and kernels (Bk, kh, kw), the index of the
+    image and of the kernel of each of the B output batches, and their broadcast shape."""
+    h, w = x.shape[-2:]
+    if k.ndim == 2 and 0 not in x.strides[:-2]:  # one kernel for all: the common, cheap case
+        n = x.size // (h * w) if h * w else 0
+        # a reshape copies only an image stack with odd strides, never a broadcast
+        xi, ki = (_FIRST, _FIRST) if n == 1 else (np.arange(n, dtype=np.intp),
+                                                  np.zeros(n, dtype=np.intp))
+        return x.reshape(n, h, w), k[None], xi, ki, x.shape[:-2]
+    lead = np.broadcast_shapes(x.shape[:-2], k.shape[:-2])
+    x, k = _squeeze_broadcast(x), _squeeze_broadcast(k)
+    maps = []
+    for a in (x, k):
+        own = np.arange(int(np.prod(a.shape[:-2])), dtype=np.intp).reshape(a.shape[:-2])
+        maps.append(np.ascontiguousarray(np.broadcast_to(own, lead)).reshape(-1))
+    return x.reshape(-1, h, w), k.reshape(-1, *k.shape[-2:]), *maps, lead
+
+
+def _squeeze_broadcast(a: np.ndarray) -> np.ndarray:
+    """A view with each stride-0 leading axis (a ``broadcast_to`` view) cut to length 1."""
+    cut = tuple(slice(0, 1) if st == 0 and n > 1 else slice(None)
+                for n, st in zip(a.shape[:-2], a.strides[:-2], strict=True))
+    return a[cut] if cut else a
+
+
+def _fallback_rows(w: int, itemsize: int, ho: int) -> int:
+    """Output rows per block of the NumPy loop: a block and its temporary stay in L2."""
+    return max(1, min(ho, _BLOCK_BYTES // (w * itemsize)))
+
+
+def _shift_add(x3: np.ndarray, k3: np.ndarray, xi: np.ndarray, ki: np.ndarray,
+               out: np.ndarray, zero: Any, first: int, last: int) -> None:
+    """Pure-NumPy fallback: shift-and-accumulate over blocks of rows that stay in cache.
+
+    Same arguments as the compiled loop (``_numba.kernel``; ``x3`` C-contiguous; blocks of
+    ``_fallback_rows`` rows) and the same order of operations (each output is ``0 + t(0,0)
+    + t(0,1) + ...``), so both paths give bit-identical results.  A block of output rows is
+    computed ``W`` wide, so that each tap is one multiply and one add over a contiguous run
+    of the flattened image (one flat SIMD loop each, which releases the GIL); the last
+    ``kw - 1`` columns of each wide row straddle two image rows and are dropped.  Like the
+    compiled loop, it does not warn about overflow.
     """
-    nb, ho, wo = out.shape
-    kh, kw = k.shape
-    rows = max(1, _BLOCK_BYTES // (wo * out.itemsize))
-    tmp = np.empty((min(rows, ho), wo), dtype=out.dtype)
-    for b in range(nb):
-        for r0 in range(0, ho, rows):
+    ho, wo = out.shape[1:]
+    kh, kw = k3.shape[1:]
+    w = x3.shape[2]
+    rows = _fallback_rows(w, out.itemsize, ho)
+    nrb = -(-ho // rows)
+    flat = x3.reshape(len(x3), -1)
+    acc, tmp = np.empty(rows * w, out.dtype), np.empty(rows * w, out.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(first, last):
+            b, r0 = divmod(t, nrb)
+            r0 *= rows
+            x, k = flat[xi[b]], k3[ki[b]]
             r1 = min(r0 + rows, ho)
-            acc, t = out[b, r0:r1], tmp[: r1 - r0]
+            n = (r1 - r0 - 1) * w + wo
             for a in range(kh):
                 for c in range(kw):
-                    np.multiply(x[b, r0 + a:r1 + a, c:c + wo], k[a, c], out=t)
-                    acc += t
+                    s = (r0 + a) * w + c
+                    np.multiply(x[s:s + n], k[a, c], out=tmp[:n])
+                    # the first tap is added to zero, as in the compiled loop (-0 -> +0)
+                    np.add(zero if a == c == 0 else acc[:n], tmp[:n], out=acc[:n])
+            out[b, r0:r1] = acc[:(r1 - r0) * w].reshape(r1 - r0, w)[:, :wo]
