@@ -40,16 +40,6 @@ FUNCS = {"correlate2d": signal.correlate2d, "convolve2d": signal.convolve2d}
 SCIPY = {"correlate2d": scipy.signal.correlate2d, "convolve2d": scipy.signal.convolve2d}
 
 
-def _longdouble_works() -> bool:
-    try:
-        signal.correlate2d(np.ones((2, 2), np.longdouble), np.ones((1, 1), np.longdouble))
-    except Exception:  # noqa: BLE001 - any failure means "not yet"
-        return False
-    return True
-
-
-LONGDOUBLE_OK = _longdouble_works()
-LONGDOUBLE_PENDING = "longdouble: pending the NumPy backend fix"
 
 
 # -- SciPy's tests, ported (TestConvolve2d and TestCorrelate2d) --------------------------------
@@ -317,11 +307,6 @@ def _cases(draw: st.DrawFn, dtypes: tuple[str, ...]) -> tuple:
     return x, k, draw(st.sampled_from(MODES)), draw(st.sampled_from(BOUNDARIES)), fill
 
 
-def _skip_longdouble(*arrays: np.ndarray) -> None:
-    if not LONGDOUBLE_OK and any(a.dtype in LONG for a in arrays):
-        pytest.skip(LONGDOUBLE_PENDING)
-
-
 @pytest.mark.parametrize("func", list(FUNCS))
 @pytest.mark.parametrize("kinds", ["real", "complex"])
 def test_equals_scipy(func: str, kinds: str) -> None:
@@ -329,8 +314,6 @@ def test_equals_scipy(func: str, kinds: str) -> None:
     empty to kernels larger than the image, 1×N; integers bit for bit (wrapping included),
     floats within the error bound, errors with SciPy's type and message."""
     dtypes = REAL if kinds == "real" else REAL + COMPLEX
-    if not LONGDOUBLE_OK:  # the other dtypes keep running; the pending ones skip below
-        dtypes = tuple(d for d in dtypes if np.dtype(d) not in LONG)
 
     @PROPS
     @given(_cases(dtypes))
@@ -348,7 +331,6 @@ def test_longdouble_equals_scipy(func: str, dtype: np.dtype) -> None:
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((5, 6)) + (1j if dtype.kind == "c" else 0)).astype(dtype)
     k = rng.standard_normal((3, 2)).astype(dtype)
-    _skip_longdouble(x)
     for mode in MODES:
         for boundary in ("fill", "wrap", "symm"):
             _check_against_scipy(func, x, k, mode, boundary, 0.5)
