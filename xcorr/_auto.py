@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 from . import _methods
+from ._broadcast import group_plan
 
 
 def choose(be: Any, x: Any, k: Any) -> str:
@@ -20,7 +21,9 @@ def choose(be: Any, x: Any, k: Any) -> str:
     """
     xs, ks = tuple(x.shape), tuple(k.shape)
     shape = (*_broadcast_lead(xs[:-2], ks[:-2]), *xs[-2:])
-    return _methods.choose(be.costs(), shape, ks[-2:], x.dtype.itemsize, be.kind(x) == "i")
+    plan = group_plan(xs[:-2], ks[:-2]) if len(ks) > 2 else None
+    return _methods.choose(be.costs(), shape, ks[-2:], x.dtype.itemsize, be.kind(x) == "i",
+                           grouped=plan is not None and plan.g > 1)
 
 
 def fft_if_finite(be: Any, x: Any, k: Any, method: str = "fft") -> Any:

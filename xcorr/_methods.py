@@ -3,20 +3,25 @@
 Each backend measures straight lines on its own machine and keeps the constants next to
 its code (``COSTS`` in ``backends/_<name>.py``)::
 
-    direct  ≈ tap · B·Ho·Wo·kh·kw  +  out · B·Ho·Wo
+    direct  ≈ tap · B·Ho·Wo·kh·kw  +  out · B·Ho·Wo  +  tap_call · kh·kw
+    native  ≈ native_tap · B·Ho·Wo·kh·kw  +  native_out · B·Ho·Wo  +  native_fixed
     fft     ≈ point · B·N·log2(N)  +  fixed                N = sH·sW, the transform size
     overlap ≈ tile_point · P·log2(n)  +  tile_pix · P  +  tile_fixed
                                         n = bh·bw points per tile, P = n · B·nh·nw in all
 
-The ``out`` term is the memory traffic of one pass over the output (what a 3×3 kernel
-is bound by); the ``fixed`` term is the per-call price of planning and the kernel's own
-transform.  Overlap-save (``xcorr._fft.overlap_valid``) transforms ``nh × nw`` tiles of
-``bh × bw`` per image; ``tile_pix`` is the work per tile point that does not grow with the
-tile (cutting the tiles, the spectrum product, putting the pieces together, and the
-transforms' own per-point overhead, which dominates for small tiles).  Its tile is the
-cheapest of a few FFT-friendly sizes (``Cost.overlap_tile``).  ``auto`` takes the cheapest
-prediction.  Integer inputs always go direct (FFT rounding would break exactness);
-non-finite inputs are steered away from the FFTs by the caller, which can look at the values.
+The ``out`` term is the memory traffic of one pass over the output (what a 3×3 kernel is
+bound by); ``tap_call`` is what each tap costs per call whatever the size (an eager
+framework launches one operation per tap: PyTorch's direct method); ``native`` is the
+framework's own convolution where it has one (``native_tap`` None: never chosen; per-image
+kernels run as one grouped convolution at ``native_group_tap``); the ``fixed`` term is the
+per-call price of planning and the kernel's own transform. Overlap-save
+(``xcorr._fft.overlap_valid``) transforms ``nh × nw`` tiles of ``bh × bw`` per image;
+``tile_pix`` is the work per tile point that does not grow with the tile (cutting the tiles,
+the spectrum product, putting the pieces together, and the transforms' own per-point
+overhead, which dominates for small tiles). Its tile is the cheapest of a few FFT-friendly
+sizes (``Cost.overlap_tile``). ``auto`` takes the cheapest prediction. Integer inputs always
+go direct (FFT rounding would break exactness); non-finite inputs are steered away from the
+FFTs by the caller, which can look at the values.
 """
 
 from __future__ import annotations
@@ -44,9 +49,21 @@ class Cost:
     tile_point: float
     tile_pix: float
     tile_fixed: float
+    tap_call: float = 0.0
+    native_tap: float | None = None
+    native_out: float = 0.0
+    native_fixed: float = 0.0
+    native_group_tap: float | None = None  # per-image kernels as one grouped convolution
 
     def direct(self, batch: int, ho: int, wo: int, kh: int, kw: int) -> float:
-        return batch * ho * wo * (self.tap * kh * kw + self.out)
+        return batch * ho * wo * (self.tap * kh * kw + self.out) + self.tap_call * kh * kw
+
+    def native(self, batch: int, ho: int, wo: int, kh: int, kw: int, grouped: bool = False
+               ) -> float | None:
+        tap = self.native_group_tap if grouped and self.native_group_tap else self.native_tap
+        if tap is None:
+            return None
+        return batch * ho * wo * (tap * kh * kw + self.native_out) + self.native_fixed
 
     def fft(self, batch: int, h: int, w: int) -> float:
         n = fft_len(h) * fft_len(w)
@@ -125,16 +142,21 @@ def for_itemsize(costs: dict[int, Cost], itemsize: int) -> Cost:
 
 
 def choose(costs: dict[int, Cost], shape: tuple[int, ...], kshape: tuple[int, ...],
-           itemsize: int, integer: bool) -> str:
-    """'direct', 'fft' or 'overlap' for a valid correlation of ``shape`` (..., H, W) with a
-    ``kshape`` (..., kh, kw) kernel; ``shape``'s leading dims are the (broadcast) batch."""
+           itemsize: int, integer: bool, grouped: bool = False) -> str:
+    """'direct', 'fft', 'overlap' or 'native' for a valid correlation of ``shape`` (..., H, W)
+    with a ``kshape`` (..., kh, kw) kernel; ``shape``'s leading dims are the (broadcast)
+    batch; ``grouped``: per-image kernels that a native layer runs as groups."""
     if integer:
         return "direct"
     cost = for_itemsize(costs, itemsize)
     h, w = shape[-2:]
     kh, kw = kshape[-2:]
     batch = prod(shape[:-2])
-    options = ((cost.direct(batch, h - kh + 1, w - kw + 1, kh, kw), "direct"),
+    ho, wo = h - kh + 1, w - kw + 1
+    options = [(cost.direct(batch, ho, wo, kh, kw), "direct"),
                (cost.fft(batch, h, w), "fft"),
-               (cost.overlap(batch, h, w, kh, kw), "overlap"))
+               (cost.overlap(batch, h, w, kh, kw), "overlap")]
+    native = cost.native(batch, ho, wo, kh, kw, grouped)
+    if native is not None:
+        options.append((native, "native"))
     return min(options)[1]
