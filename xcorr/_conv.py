@@ -353,10 +353,15 @@ def _gemm(be: Any, a: Any, b: Any) -> Any:
     q = b.shape[-1]
     if panel is None:
         return xp.matmul(a, b)
+    # One memory layout too: NumPy hands BLAS a transposed operand when an array is
+    # Fortran-ordered (``stack`` keeps its inputs' order), and the transposed kernel rounds
+    # differently — a batch of two and an image alone then disagree in the last bit.
+    a, b = xp.ascontiguousarray(a), xp.ascontiguousarray(b)
     full = q - q % panel
     parts = [xp.matmul(a, b[..., j:j + panel]) for j in range(0, full, panel)]
     if full < q:
-        tail = be.pad(b[..., full:], (0, 0, 0, panel - (q - full)), "fill", 0)
+        tail = xp.ascontiguousarray(be.pad(b[..., full:], (0, 0, 0, panel - (q - full)),
+                                           "fill", 0))
         parts.append(xp.matmul(a, tail)[..., :q - full])
     return parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
 
