@@ -60,17 +60,32 @@ def implementations(image: np.ndarray, templates: np.ndarray, skip: set[str]
 
         xt, tt = torch.from_numpy(image), torch.from_numpy(batch)
         fns["torch"] = lambda: xcorr.match_template(xt, tt)
-    if "cv2" not in skip:
+    if "cv2" not in skip and _importable("cv2"):
         import cv2
 
         cv2.setNumThreads(2)
         fns["cv2"] = lambda: [cv2.matchTemplate(image, t, cv2.TM_CCOEFF_NORMED)
                               for t in templates]
-    if "skimage" not in skip:
+    if "skimage" not in skip and _importable("skimage"):
         from skimage.feature import match_template
 
         fns["skimage"] = lambda: [match_template(image, t) for t in templates]
     return fns
+
+
+def _importable(name: str) -> bool:
+    """Whether a peer's package is installed (the bench extra); says so once if not."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is not None:
+        return True
+    if name not in _missing:
+        _missing.add(name)
+        print(f"({name} is not installed: its column is left out; pip install xcorr[bench])")
+    return False
+
+
+_missing: set[str] = set()
 
 
 def as_stack(result: Any) -> np.ndarray:

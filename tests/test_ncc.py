@@ -22,9 +22,12 @@ import xcorr
 from xcorr import _boxsum, _ncc, _numba
 from xcorr._dispatch import load
 
-skimage_feature = pytest.importorskip("skimage.feature",
-                                      reason="scikit-image: the oracle (match_template)")
-skimage_match = skimage_feature.match_template
+
+def skimage_match(*args: Any, **kw: Any) -> np.ndarray:
+    """``skimage.feature.match_template`` (the test extra), or skip saying it is missing."""
+    feature = pytest.importorskip("skimage.feature",
+                                  reason="scikit-image (test extra): the oracle is missing")
+    return feature.match_template(*args, **kw)
 
 RNG = np.random.default_rng(15)
 FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -124,7 +127,7 @@ def test_equals_skimage_random(backend: str, mode: str) -> None:
 
 
 def test_camera_crop_is_found(backend: str) -> None:
-    data = pytest.importorskip("skimage.data", reason="scikit-image: the camera image")
+    data = pytest.importorskip("skimage.data", reason="scikit-image (test extra): the camera")
     image = data.camera().astype(np.float64) / 255
     top, left = 210, 170
     template = image[top:top + 48, left:left + 37]
@@ -145,7 +148,7 @@ def test_camera_crop_is_found(backend: str) -> None:
 
 
 def test_equals_opencv_float32(backend: str) -> None:
-    cv2 = pytest.importorskip("cv2", reason="opencv-python-headless: the oracle")
+    cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (test extra): the oracle")
     x = RNG.random((70, 90), dtype=np.float32)
     for t in (x[10:25, 30:41].copy(), RNG.random((8, 13), dtype=np.float32)):
         want = cv2.matchTemplate(x, t, cv2.TM_CCOEFF_NORMED)
@@ -605,7 +608,8 @@ def test_skimage_switched_arguments() -> None:
 
 
 def test_skimage_pad_input() -> None:
-    morphology = pytest.importorskip("skimage.morphology", reason="scikit-image: diamond")
+    morphology = pytest.importorskip("skimage.morphology",
+                                     reason="scikit-image (test extra): diamond")
     template = 0.5 * morphology.diamond(2)
     image = 0.5 * np.ones((9, 19))
     mid = slice(2, 7)
@@ -624,7 +628,8 @@ def test_skimage_pad_input() -> None:
 
 
 def test_skimage_padding_reflect() -> None:
-    morphology = pytest.importorskip("skimage.morphology", reason="scikit-image: diamond")
+    morphology = pytest.importorskip("skimage.morphology",
+                                     reason="scikit-image (test extra): diamond")
     template = morphology.diamond(2).astype(float)
     image = np.zeros((10, 10))
     image[2:7, :3] = template[:, -3:]
@@ -646,7 +651,7 @@ def test_skimage_wrong_input() -> None:
 
 
 def test_skimage_bounding_values() -> None:
-    data = pytest.importorskip("skimage.data", reason="scikit-image: the page image")
+    data = pytest.importorskip("skimage.data", reason="scikit-image (test extra): the page")
     image = data.page().astype(np.float64) / 255
     template = np.zeros((3, 3))
     template[1, 1] = 1

@@ -6,7 +6,7 @@ The image is scikit-image's camera photograph under an uneven illumination (a br
 ramp and a contrast change across the frame) with sensor noise; the template is a patch cut
 from the clean photograph.  The normalised cross-correlation does not mind the illumination
 (it is invariant to ``a · image + b`` per window), so the peak of the map is where the patch
-came from.  Needs matplotlib and scikit-image (the ``docs`` extra).
+came from.  Needs matplotlib and scikit-image (the ``plot`` and ``test`` extras).
 """
 
 from __future__ import annotations
