@@ -141,9 +141,7 @@ def test_camera_crop_is_found(backend: str) -> None:
         got32 = to_np(xcorr.match_template(image.astype(np.float32),
                                            template.astype(np.float32), mode=mode,
                                            backend=backend))
-        # JAX without x64 has no float64 to sum in: the window sums are float32 (pairwise),
-        # and dark flat windows far from the image's mean lose some digits (see _ncc).
-        np.testing.assert_allclose(got32, want, rtol=0, atol=1e-4 if wide(backend) else 1e-3)
+        np.testing.assert_allclose(got32, want, rtol=0, atol=1e-4)
         assert np.unravel_index(np.argmax(got32), got32.shape) == at
 
 
@@ -201,7 +199,8 @@ def test_flat_windows_and_constant_templates_give_zero(backend: str) -> None:
     with x64(backend):
         got = to_np(xcorr.match_template(x, t, backend=backend))
         # Unit-scale windows 1700 from the image's mean (the 1e4 patch pulls it): the issue's
-        # float64 bound, not 1e-9 (one centre for the whole image leaves ~1e-8 here).
+        # float64 bound, not 1e-9 (one centre for the whole image leaves ~1e-8 here).  JAX
+        # without x64 holds the image in float32, whose spacing at 1700 is 1e-4 of a pixel.
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 if wide(backend) else 1e-2)
         assert np.all(got[2:8, 3:12] == 0) and np.all(got[14:, 10:] == 0)
         flat = to_np(xcorr.match_template(x, np.full((5, 4), 0.1), backend=backend))
@@ -437,6 +436,26 @@ def test_compiled_normaliser_equals_generic(monkeypatch: pytest.MonkeyPatch) -> 
     assert np.all(inv[0, 6:9, 8:12] == 0)  # NaN windows: 0 here, NaN after the multiply
     inv[0, 6:9, 8:12] = 1
     assert np.all(np.isfinite(inv)) and np.all(inv > 0)
+
+
+def test_double_word_sums_without_float64() -> None:
+    """The float32 double-word path (JAX without x64) gives float64-grade window sums."""
+    be = load("numpy")
+    rng = np.random.default_rng(4)
+    level = np.where(np.arange(70) < 35, 0.3, -0.4)  # two halves far from 0 (the centre)
+    x = (rng.random((60, 70)) * 1e-3 + level).astype(np.float32)  # hard cancellation
+    x[10:30, 10:40] = np.float32(0.7)  # flat
+    for window in ((5, 7), (31, 17), (3, 2)):
+        want = _ncc.generic_inv_norm(be, x, window, _ncc._flat_tol(sum(window), 2.0**-53),
+                                     np.dtype(np.float64))
+        got = _ncc.generic_inv_norm(be, x, window, 0.0, np.dtype(np.float32))
+        np.testing.assert_array_equal(got == 0, want == 0)
+        ok = want != 0
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-6, atol=0)
+        plain = be.astype(x, np.float32)  # what float32 sums would give, for contrast
+        s = _boxsum.box_sums(be, np.stack([plain, plain * plain]), window)
+        var = s[1] - s[0] * (s[0] / (window[0] * window[1]))
+        assert np.nanmax(np.abs(var[ok] * want[ok] ** 2 - 1)) > 1e-4
 
 
 def test_error_bound_constants_are_the_testing_modules() -> None:

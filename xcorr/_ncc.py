@@ -350,10 +350,23 @@ def _pad_same(be: Any, x: Any, th: int, tw: int) -> Any:
 def _template_terms(be: Any, t: Any) -> tuple[Any, Any]:
     """``T - mean(T)`` and ``1 / ||T - mean(T)||`` (both 0 for a constant template)."""
     xp = be.xp
-    const = xp.max(t, axis=(-2, -1), keepdims=True) == xp.min(t, axis=(-2, -1), keepdims=True)
-    tz = xp.where(const, 0, t - xp.mean(t, axis=(-2, -1), keepdims=True))
-    tss = xp.sum(tz * tz, axis=(-2, -1), keepdims=True)
+    axes = (-2, -1)
+    const = xp.max(t, axis=axes, keepdims=True) == xp.min(t, axis=axes, keepdims=True)
+    tz = xp.where(const, 0, _zero_sum(xp, t - xp.mean(t, axis=axes, keepdims=True)))
+    tss = xp.sum(tz * tz, axis=axes, keepdims=True)
     return tz, _inv_sqrt(xp, tss, tss > 0)
+
+
+def _zero_sum(xp: Any, d: Any, weights: Any = None) -> Any:
+    """``d`` minus its (weighted) mean once more.  ``T - mean(T)`` sums to ``n·δ``, ``δ``
+    the rounding of the mean, and the correlation picks up ``δ · sum(W)``: in float32, with
+    windows far from the image's mean, 2e-4 of the NCC.  A second pass leaves rounding noise
+    of random sign (the corrected two-pass algorithm)."""
+    axes = (-2, -1)
+    if weights is None:
+        return d - xp.mean(d, axis=axes, keepdims=True)
+    return d - xp.sum(weights * d, axis=axes, keepdims=True) / xp.sum(weights, axis=axes,
+                                                                        keepdims=True)
 
 
 def _inv_sqrt(xp: Any, v: Any, ok: Any) -> Any:
@@ -366,11 +379,16 @@ def _nonneg(xp: Any, v: Any) -> Any:
     return xp.where(v > 0, v, 0)
 
 
-def _flat_tol(terms: int, dtype: Any) -> float:
+def _unit(dtype: Any) -> float:
+    """Unit roundoff of a NumPy, JAX or torch float dtype."""
+    name = str(dtype)
+    return float(np.finfo(name[6:] if name.startswith("torch.") else dtype).eps) / 2
+
+
+def _flat_tol(terms: int, u: float) -> float:
     """Relative rounding error bound of ``sum(W²) - sum(W)²/n`` when each window sum adds
-    ``terms`` numbers (in any order), doubled: a centred sum of squares at most this times
-    ``sum(W²)`` cannot be told from 0."""
-    u = float(np.finfo(str(dtype).removeprefix("torch.")).eps) / 2
+    ``terms`` numbers (in any order) with unit roundoff ``u``, doubled: a centred sum of
+    squares at most this times ``sum(W²)`` cannot be told from 0."""
     return 2 * (3 * terms + 4) * u
 
 
@@ -382,7 +400,7 @@ def inv_norm(be: Any, xc: Any, window: tuple[int, int], wide: Any,
     it has one: NumPy with Numba in one compiled pass, Dask block by block.  ``phase``: where
     ``xc``'s first window sits in a larger array ``xc`` is a block of (see _numba_ncc).
     """
-    tol = _flat_tol(window[0] + window[1], wide)
+    tol = _flat_tol(window[0] + window[1], _unit(wide))
     fast = getattr(be, "ncc_inv_norm", None)
     if fast is not None:
         out = fast(xc, window, tol, phase)
@@ -392,14 +410,38 @@ def inv_norm(be: Any, xc: Any, window: tuple[int, int], wide: Any,
 
 
 def generic_inv_norm(be: Any, xc: Any, window: tuple[int, int], tol: float, wide: Any) -> Any:
-    """``inv_norm`` over the array namespace: window sums of ``xc`` and ``xc²`` by doubling."""
+    """``inv_norm`` over the array namespace: window sums of ``xc`` and ``xc²`` by doubling,
+    in ``wide`` if it has 64 bits, else in double-word ``wide`` pairs (JAX without x64)."""
     xp = be.xp
     h, w = window
-    xd = be.astype(xc, wide)
-    sums = box_sums(be, xp.stack([xd, xd * xd], axis=-3), window)
-    s1, s2 = sums[..., 0, :, :], sums[..., 1, :, :]
-    var = s2 - s1 * (s1 / (h * w))
+    x = be.astype(xc, wide)
+    if _unit(wide) < 1e-10:
+        sums = box_sums(be, xp.stack([x, x * x], axis=-3), window)
+        s1, s2 = sums[..., 0, :, :], sums[..., 1, :, :]
+        var = s2 - s1 * (s1 / (h * w))
+    else:
+        var, s2 = _dd_moments(xp, x, window)
+        tol = _flat_tol(h + w, 4 * _unit(wide) ** 2)  # double-word: ~2u² per addition
     return be.astype(_inv_sqrt(xp, var, var > tol * s2), xc.dtype)
+
+
+def _dd_moments(xp: Any, x: Any, window: tuple[int, int]) -> tuple[Any, Any]:
+    """``sum(W²) - sum(W)²/n`` and ``sum(W²)`` per window, from double-word window sums of
+    float32 ``x`` (each ``x²`` split exactly into two float32s), rounded to float32 once."""
+    from ._boxsum import box_sums_dd, dd_add, two_prod
+
+    n = float(window[0] * window[1])
+    sq, sq_err = two_prod(xp, x, x)
+    hi, lo = box_sums_dd(xp.stack([x, sq], axis=-3),
+                         xp.stack([xp.zeros_like(x), sq_err], axis=-3), window)
+    s1, s1_lo, s2, s2_lo = hi[..., 0, :, :], lo[..., 0, :, :], hi[..., 1, :, :], lo[..., 1, :, :]
+    p, p_lo = two_prod(xp, s1, s1)  # s1², then / n by one correction step
+    p_lo = p_lo + 2 * s1 * s1_lo
+    q = p / n
+    t, t_lo = two_prod(xp, q, n)
+    r, r_lo = dd_add((p, p_lo), (-t, -t_lo))
+    var, var_lo = dd_add((s2, s2_lo), (-q, -(r + r_lo) / n))
+    return var + var_lo, s2
 
 
 def _counts(be: Any, like: Any, window: tuple[int, int]) -> Any:
@@ -432,8 +474,9 @@ def _masked(be: Any, x: Any, t: Any, m: Any, mode: str, method: str, wide: Any) 
     ok_t = ~const & (weight > 0)
     safe_weight = xp.where(weight > 0, weight, 1)
     mt = xp.sum(m * t, axis=axes, keepdims=True) / safe_weight
-    tz = xp.where(ok_t, m * (t - mt), 0)
-    tss = xp.sum(tz * (t - mt), axis=axes, keepdims=True)
+    d = _zero_sum(xp, t - mt, xp.where(weight > 0, m, 1))
+    tz = xp.where(ok_t, m * d, 0)
+    tss = xp.sum(tz * d, axis=axes, keepdims=True)
     kernels = xp.stack([tz, m], axis=-3)  # one call: the image's spectrum is shared
     both = _corr.valid(be, xc[..., None, :, :], kernels, method, False)[0]
     num, s1 = both[..., 0, :, :], both[..., 1, :, :]
@@ -452,7 +495,7 @@ def _masked_floor(be: Any, xc: Any, m: Any, kernels: Any, s2: Any, weight: Any,
     (with ``|s1| <= sqrt(s2 · weight)``, Cauchy-Schwarz for non-negative weights)."""
     xp = be.xp
     n = int(m.shape[-2]) * int(m.shape[-1])
-    u = float(np.finfo(str(xc.dtype).removeprefix("torch.")).eps) / 2
+    u = _unit(xc.dtype)
     floor = 2 * (3 * DIRECT_C * (n + 2) + 4) * u * s2
     if method == "auto":
         fft = {choose(be, xc[..., None, :, :], kernels), choose(be, xc, m)} != {"direct"}
