@@ -6,15 +6,22 @@ Zero-normalised cross-correlation of a window ``W`` with a template ``T`` (``n``
 
 The numerator is one correlation of the image with the zero-mean template, through
 ``corr2d``'s methods and cost model (``xcorr._corr.valid``); the window statistics are window
-sums (``xcorr._boxsum``) accumulated in float64 (the widest float the backend computes: JAX
-without x64 has float32 only).  Two things keep the result inside [-1, 1] and close to the
+sums (``xcorr._boxsum``) accumulated in float64 (on JAX without x64, which has no float64, in
+double-word float32 pairs).  Three things keep the result inside [-1, 1] and close to the
 exact value whatever the image's offset or scale (scikit-image#1712):
 
 - the image is centred on its own mean first (the NCC does not change), so neither the
   correlation nor ``sum(W²) - sum(W)²/n`` cancels digits of a large offset;
 - the window sums add each window's own pixels only (never a difference of prefix sums
   that carry the whole image), so a window's error is relative to its own magnitude, a
-  NaN/Inf reaches only the windows that hold it, and a constant window comes out flat.
+  NaN/Inf reaches only the windows that hold it, and a constant window comes out flat;
+- the template is centred in two passes, so ``T'`` sums to rounding noise rather than
+  ``n·δ`` (``δ`` the rounding of its mean), which the correlation would multiply by the
+  window's sum.
+
+The NumPy backend computes the window statistics in one compiled pass
+(``xcorr._numba_ncc``), Dask block by block with the template's halo (the same bits as
+NumPy's whole-array result for any chunking), JAX as one jitted program.
 
 A window whose centred sum of squares is within its rounding error of zero (``_flat_tol``)
 is *flat*: its correlation is undefined and given as 0, as scikit-image and OpenCV do; a
