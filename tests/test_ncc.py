@@ -145,6 +145,19 @@ def test_camera_crop_is_found(backend: str) -> None:
         assert np.unravel_index(np.argmax(got32), got32.shape) == at
 
 
+def test_float32_on_a_photograph(backend: str) -> None:
+    """Dark, smooth windows far from the image's mean are where float32 sums cancel; within
+    1e-4 of the float64 result for template sizes on both sides of the direct/FFT choice."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image (test extra): the camera")
+    image = data.camera()[250:400, 0:150].astype(np.float64) / 255  # sky, grass and coat
+    for k in (5, 15, 21, 40):
+        template = image[40:40 + k, 60:60 + k]
+        want = brute(image, template) if k < 20 else skimage_match(image, template)
+        got = to_np(xcorr.match_template(image.astype(np.float32),
+                                         template.astype(np.float32), backend=backend))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4, err_msg=f"{k}×{k}")
+
+
 def test_equals_opencv_float32(backend: str) -> None:
     cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (test extra): the oracle")
     x = RNG.random((70, 90), dtype=np.float32)

@@ -140,10 +140,25 @@ def match_template(image: Any, template: Any, *, mode: str = "valid", mask: Any 
     xp = be.xp
     x = _pad_same(be, x, th, tw) if mode == "same" else x
     xc = x - center(be, x, wide)
-    tz, inv_t = _template_terms(be, t)
-    num = _corr.valid(be, xc, tz, method, False)[0]
+    tz, inv_t = _template_terms(be, t, wide)
+    num = _numerator(be, xc, tz, method, wide)
     inv_w = inv_norm(be, xc, (th, tw), wide)
     return xp.clip(num * inv_w * inv_t, -1, 1)
+
+
+def _numerator(be: Any, xc: Any, tz: Any, method: str, wide: Any) -> Any:
+    """``corr2d(xc, tz)`` (valid) by ``method``; a direct sum of float32 in ``wide``.
+
+    A direct sum adds the window's products one by one, and a window far from the image's
+    mean makes large terms that cancel: in float32 the error grows with the template (2e-4
+    of the NCC for 21×21 on the camera photograph).  An FFT's error is relative to the
+    whole image instead (1e-5 there), and float64 sums lose nothing that matters.
+    """
+    chosen = choose(be, xc, tz) if method == "auto" else method
+    if chosen == "direct" and _unit(xc.dtype) > _unit(wide):
+        out = _corr.valid(be, be.astype(xc, wide), be.astype(tz, wide), "direct", False)[0]
+        return be.astype(out, xc.dtype)
+    return _corr.valid(be, xc, tz, method, False)[0]
 
 
 def local_ncc(a: Any, b: Any, window: Any, *, eps: float = 1e-5,
@@ -354,26 +369,38 @@ def _pad_same(be: Any, x: Any, th: int, tw: int) -> Any:
     return be.pad(x, (th // 2, (th - 1) // 2, tw // 2, (tw - 1) // 2), "fill", 0)
 
 
-def _template_terms(be: Any, t: Any) -> tuple[Any, Any]:
-    """``T - mean(T)`` and ``1 / ||T - mean(T)||`` (both 0 for a constant template)."""
+def _template_terms(be: Any, t: Any, wide: Any) -> tuple[Any, Any]:
+    """``T - mean(T)`` and ``1 / ||T - mean(T)||`` (both 0 for a constant template).
+
+    ``T - mean(T)`` sums to ``n·δ``, ``δ`` the rounding of the mean, and the correlation
+    picks that up times the window's sum (in float32, with windows far from the image's
+    mean: 2e-4 of the NCC).  So the sums are accumulated in ``wide`` (double-word where it
+    is float32) and the template centred twice: what is left is rounding noise of random
+    sign (the corrected two-pass algorithm).
+    """
     xp = be.xp
     axes = (-2, -1)
+    n = int(t.shape[-2]) * int(t.shape[-1])
     const = xp.max(t, axis=axes, keepdims=True) == xp.min(t, axis=axes, keepdims=True)
-    tz = xp.where(const, 0, _zero_sum(xp, t - xp.mean(t, axis=axes, keepdims=True)))
-    tss = xp.sum(tz * tz, axis=axes, keepdims=True)
+    d = t - _sum(be, t, wide) / n
+    tz = xp.where(const, 0, d - _sum(be, d, wide) / n)
+    tss = _sum(be, tz, wide, tz)
     return tz, _inv_sqrt(xp, tss, tss > 0)
 
 
-def _zero_sum(xp: Any, d: Any, weights: Any = None) -> Any:
-    """``d`` minus its (weighted) mean once more.  ``T - mean(T)`` sums to ``n·δ``, ``δ``
-    the rounding of the mean, and the correlation picks up ``δ · sum(W)``: in float32, with
-    windows far from the image's mean, 2e-4 of the NCC.  A second pass leaves rounding noise
-    of random sign (the corrected two-pass algorithm)."""
-    axes = (-2, -1)
-    if weights is None:
-        return d - xp.mean(d, axis=axes, keepdims=True)
-    return d - xp.sum(weights * d, axis=axes, keepdims=True) / xp.sum(weights, axis=axes,
-                                                                        keepdims=True)
+def _sum(be: Any, a: Any, wide: Any, b: Any = None) -> Any:
+    """``sum(a · b)`` (``sum(a)`` without ``b``) over the last two axes, kept, in ``a``'s
+    dtype: accumulated in ``wide``, or in double-word pairs if ``wide`` is float32."""
+    xp = be.xp
+    if _unit(wide) < 1e-10:
+        a = be.astype(a, wide)
+        total = xp.sum(a if b is None else a * be.astype(b, wide), axis=(-2, -1), keepdims=True)
+        return be.astype(total, a.dtype) if total.dtype == a.dtype else total
+    from ._boxsum import box_sums_dd, two_prod
+
+    hi, lo = (a, xp.zeros_like(a)) if b is None else two_prod(xp, a, b)
+    hi, lo = box_sums_dd(hi, lo, tuple(int(k) for k in a.shape[-2:]))
+    return hi + lo
 
 
 def _inv_sqrt(xp: Any, v: Any, ok: Any) -> Any:
@@ -480,10 +507,10 @@ def _masked(be: Any, x: Any, t: Any, m: Any, mode: str, method: str, wide: Any) 
         xp.min(xp.where(on, t, np.inf), axis=axes, keepdims=True)
     ok_t = ~const & (weight > 0)
     safe_weight = xp.where(weight > 0, weight, 1)
-    mt = xp.sum(m * t, axis=axes, keepdims=True) / safe_weight
-    d = _zero_sum(xp, t - mt, xp.where(weight > 0, m, 1))
+    d = t - _sum(be, m, wide, t) / safe_weight  # centred twice, as in _template_terms
+    d = d - _sum(be, m, wide, d) / safe_weight
     tz = xp.where(ok_t, m * d, 0)
-    tss = xp.sum(tz * d, axis=axes, keepdims=True)
+    tss = _sum(be, tz, wide, d)
     kernels = xp.stack([tz, m], axis=-3)  # one call: the image's spectrum is shared
     both = _corr.valid(be, xc[..., None, :, :], kernels, method, False)[0]
     num, s1 = both[..., 0, :, :], both[..., 1, :, :]
