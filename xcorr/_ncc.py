@@ -393,9 +393,10 @@ def _sum(be: Any, a: Any, wide: Any, b: Any = None) -> Any:
     dtype: accumulated in ``wide``, or in double-word pairs if ``wide`` is float32."""
     xp = be.xp
     if _unit(wide) < 1e-10:
-        a = be.astype(a, wide)
-        total = xp.sum(a if b is None else a * be.astype(b, wide), axis=(-2, -1), keepdims=True)
-        return be.astype(total, a.dtype) if total.dtype == a.dtype else total
+        aw = be.astype(a, wide)
+        total = xp.sum(aw if b is None else aw * be.astype(b, wide), axis=(-2, -1),
+                       keepdims=True)
+        return be.astype(total, a.dtype)
     from ._boxsum import box_sums_dd, two_prod
 
     hi, lo = (a, xp.zeros_like(a)) if b is None else two_prod(xp, a, b)
