@@ -125,6 +125,12 @@ def match_template(image: Any, template: Any, *, mode: str = "valid", mask: Any 
     >>> np.unravel_index(np.argmax(ncc), ncc.shape), round(float(ncc.max()), 6)
     ((np.int64(10), np.int64(20)), 1.0)
     """
+    with _quiet():
+        return _match_template(image, template, mode, mask, method, backend)
+
+
+def _match_template(image: Any, template: Any, mode: str, mask: Any, method: str,
+                    backend: str | None) -> Any:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose 'valid' or 'same'")
     be, x, t, m = _front_template(image, template, mask, backend)
@@ -215,6 +221,11 @@ def local_ncc(a: Any, b: Any, window: Any, *, eps: float = 1e-5,
     >>> round(float(xcorr.local_ncc(a, -a, 3, eps=1e-12).max()), 6)
     -1.0
     """
+    with _quiet():
+        return _local_ncc(a, b, window, eps, backend)
+
+
+def _local_ncc(a: Any, b: Any, window: Any, eps: Any, backend: str | None) -> Any:
     be, x, y = _front_pair(a, b, backend)
     wh, ww = _odd_window(window, tuple(int(n) for n in x.shape[-2:]))
     if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0:
@@ -347,6 +358,12 @@ def _float(be: Any, x: Any, t: Any) -> tuple[Any, Any, Any]:
 
 
 # -- shared pieces -----------------------------------------------------------------------------
+
+
+def _quiet() -> Any:
+    """No NumPy warnings for what NaN/Inf input does by design: a window holding Inf gets a
+    zero normaliser and gives NaN (``inf · 0``), as a window holding NaN does."""
+    return np.errstate(invalid="ignore", over="ignore", divide="ignore")
 
 
 def center(be: Any, x: Any, wide: Any) -> Any:

@@ -398,7 +398,8 @@ def _block_pool(xb: Any, *, win: Any, mode: str, chunk: str, pool: Any) -> Any:
 
 
 def _block_box_sums(ab: Any, *, window: tuple[int, int], chunk: str, boxsum: Any) -> Any:
-    return boxsum.box_sums(_chunk_module(chunk), ab, window)
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf windows: NaN, quietly
+        return boxsum.box_sums(_chunk_module(chunk), ab, window)
 
 
 def _block_inv_norm(xb: Any, *, window: tuple[int, int], tol: float, phase: tuple[int, int],
@@ -407,9 +408,10 @@ def _block_inv_norm(xb: Any, *, window: tuple[int, int], tol: float, phase: tupl
     be = _chunk_module(chunk)
     here = (phase[0] + row0, phase[1] + col0)
     fast = getattr(be, "ncc_inv_norm", None)
-    out = fast(xb, window, tol, here) if fast is not None else None
-    return out if out is not None else ncc.generic_inv_norm(be, xb, window, tol,
-                                                            np.dtype(np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf windows: flat (0), quietly
+        out = fast(xb, window, tol, here) if fast is not None else None
+        return out if out is not None else ncc.generic_inv_norm(be, xb, window, tol,
+                                                                np.dtype(np.float64))
 
 
 def _kernel_slices(kshape: tuple[int, ...], location: list[tuple[int, int]]
