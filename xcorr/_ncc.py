@@ -239,7 +239,8 @@ def _local_ncc(a: Any, b: Any, window: Any, eps: Any, backend: str | None) -> An
     pads = (wh // 2, wh // 2, ww // 2, ww // 2)
     # Zeros outside the image add nothing to the sums; the counts leave them out.
     stack = be.pad(xp.stack([x, y, x * x, y * y, x * y], axis=-3), pads, "fill", 0)
-    sx, sy, sxx, syy, sxy = (box_sums(be, stack, (wh, ww))[..., i, :, :] for i in range(5))
+    sums = box_sums(be, stack, (wh, ww))
+    sx, sy, sxx, syy, sxy = (sums[..., i, :, :] for i in range(5))
     count = _counts(be, x, (wh, ww))
     mx, my = sx / count, sy / count
     cov = sxy / count - mx * my
