@@ -17,6 +17,7 @@ from ._dispatch import (
     set_backend,
     use_backend,
 )
+from ._ncc import local_ncc, match_template
 from ._pool import pool2d
 from .train import LearnResult, learn_kernel
 
@@ -32,6 +33,8 @@ __all__ = [
     "corr2d",
     "get_backend",
     "learn_kernel",
+    "local_ncc",
+    "match_template",
     "reference",
     "pool2d",
     "set_backend",

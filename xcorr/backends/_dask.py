@@ -339,6 +339,24 @@ def pool2d_blocked(x: da.Array, win: Any, mode: str, fill: Any) -> da.Array:
                      pool=_pool)
 
 
+def box_sums(a: da.Array, window: tuple[int, int]) -> da.Array:
+    """``xcorr._boxsum.box_sums`` block by block with the window's trailing halo (the same
+    bits as the whole array: every window is summed by the same tree wherever it lies)."""
+    from .. import _boxsum
+
+    return _windowed(_block_box_sums, a, window, (1, 1), {}, window=window, boxsum=_boxsum)
+
+
+def ncc_inv_norm(x: da.Array, window: tuple[int, int], tol: float,
+                 phase: tuple[int, int] = (0, 0)) -> da.Array:
+    """``xcorr._ncc.inv_norm`` block by block with the window's trailing halo, each block by
+    its chunk backend; the blocks' phase keeps the whole array's summation order."""
+    from .. import _ncc
+
+    return _windowed(_block_inv_norm, x, window, (1, 1), {}, window=window, tol=tol,
+                     phase=phase, ncc=_ncc)
+
+
 def _windowed(fn: Any, x: da.Array, span: tuple[int, int], stride: tuple[int, int],
               lead_chunks: dict[int, tuple[int, ...]], **kw: Any) -> da.Array:
     """Map ``fn`` (a strided, valid, windowed operation) over blocks of ``x``.
@@ -377,6 +395,23 @@ def _block_conv(xb: Any, *, w: Any, geo: Any, method: str, integer: bool, chunk:
 def _block_pool(xb: Any, *, win: Any, mode: str, chunk: str, pool: Any) -> Any:
     block = replace(win, padding=(0, 0), out=_block_out(xb, win.kernel, win.stride))
     return pool.taps_pool(_chunk_module(chunk), xb, block, mode)
+
+
+def _block_box_sums(ab: Any, *, window: tuple[int, int], chunk: str, boxsum: Any) -> Any:
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf windows: NaN, quietly
+        return boxsum.box_sums(_chunk_module(chunk), ab, window)
+
+
+def _block_inv_norm(xb: Any, *, window: tuple[int, int], tol: float, phase: tuple[int, int],
+                    chunk: str, ncc: Any, block_info: dict[Any, Any] | None = None) -> Any:
+    row0, col0 = (start for start, _ in block_info[None]["array-location"][-2:])
+    be = _chunk_module(chunk)
+    here = (phase[0] + row0, phase[1] + col0)
+    fast = getattr(be, "ncc_inv_norm", None)
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf windows: flat (0), quietly
+        out = fast(xb, window, tol, here) if fast is not None else None
+        return out if out is not None else ncc.generic_inv_norm(be, xb, window, tol,
+                                                                np.dtype(np.float64))
 
 
 def _kernel_slices(kshape: tuple[int, ...], location: list[tuple[int, int]]

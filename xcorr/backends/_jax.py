@@ -218,6 +218,21 @@ def pool2d_native(x: Any, win: Any, mode: str) -> Any:
     return (total / (win.kernel[0] * win.kernel[1])).astype(x.dtype)
 
 
+def ncc_inv_norm(x: Any, window: tuple[int, int], tol: float,
+                 phase: tuple[int, int] = (0, 0)) -> Any:
+    """``xcorr._ncc.inv_norm`` as one jitted program (eager, it would be dozens of dispatches
+    and compilations); the phase does not matter to its window sums."""
+    return _ncc_inv_norm(x, window=window, tol=tol)
+
+
+@partial(jax.jit, static_argnames=("window", "tol"))
+def _ncc_inv_norm(x: Any, window: tuple[int, int], tol: float) -> Any:
+    from .. import _ncc
+
+    wide = jnp.asarray(np.zeros((), np.float64)).dtype  # float32 without x64
+    return _ncc.generic_inv_norm(sys.modules[__name__], x, window, tol, wide)
+
+
 def conv_costs() -> dict[int, ConvCost]:
     return CONV_COSTS
 

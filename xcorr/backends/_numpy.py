@@ -160,6 +160,20 @@ def irfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
     return fft.irfft(fft.ifft(a, s[0], axis=-2, **opts), s[1], axis=-1, **opts)
 
 
+def ncc_inv_norm(x: np.ndarray, window: tuple[int, int], tol: float,
+                 phase: tuple[int, int] = (0, 0)) -> np.ndarray | None:
+    """``xcorr._ncc.inv_norm`` in one compiled pass (``xcorr._numba_ncc``); None without Numba."""
+    if _numba.kernel() is None or x.dtype not in (np.float32, np.float64):
+        return None  # Numba missing or disabled: the caller sums over the array namespace
+    from .. import _numba_ncc
+
+    *lead, h, w = x.shape
+    xb = np.ascontiguousarray(x.reshape(-1, h, w))
+    out = np.empty((xb.shape[0], h - window[0] + 1, w - window[1] + 1), dtype=x.dtype)
+    _numba_ncc.run(xb, window[0], window[1], tol, phase, out)
+    return out.reshape(*lead, *out.shape[1:])
+
+
 def conv_costs() -> dict[int, ConvCost]:
     return CONV_COSTS
 

@@ -31,6 +31,9 @@ conj = torch.conj_physical
 trunc = torch.trunc
 zeros = torch.zeros
 imag = torch.imag
+round = torch.round  # noqa: A001 - the NumPy name
+frexp = torch.frexp
+ldexp = torch.ldexp
 
 
 def _dims(axis: int | Sequence[int] | None) -> Any:
@@ -44,10 +47,36 @@ def sum(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = Fal
     return torch.sum(a, dim=_dims(axis), keepdim=keepdims)
 
 
-def mean(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+def mean(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False,
+         dtype: torch.dtype | None = None) -> Tensor:
     if axis is None:
-        return torch.mean(a)
-    return torch.mean(a, dim=_dims(axis), keepdim=keepdims)
+        return torch.mean(a, dtype=dtype)
+    return torch.mean(a, dim=_dims(axis), keepdim=keepdims, dtype=dtype)
+
+
+def min(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False  # noqa: A001
+        ) -> Tensor:
+    if axis is None:
+        return torch.amin(a)
+    return torch.amin(a, dim=_dims(axis), keepdim=keepdims)
+
+
+def any(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False  # noqa: A001
+        ) -> Tensor:
+    if axis is None:
+        return torch.any(a)
+    return torch.any(a, dim=_dims(axis), keepdim=keepdims)
+
+
+def all(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False  # noqa: A001
+        ) -> Tensor:
+    if axis is None:
+        return torch.all(a)
+    return torch.all(a, dim=_dims(axis), keepdim=keepdims)
+
+
+def clip(a: Tensor, a_min: Any, a_max: Any) -> Tensor:
+    return torch.clip(a, a_min, a_max)
 
 
 def max(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False  # noqa: A001
