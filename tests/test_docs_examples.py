@@ -89,6 +89,15 @@ def test_runner_checks_shown_output_and_stops_at_the_first_failure(tmp_path: Pat
     assert "Expected:\n    41\nGot:\n    42" in p.stderr
 
 
+def test_runner_shares_names_between_sessions_and_blocks(tmp_path: Path) -> None:
+    md = tmp_path / "page.md"
+    md.write_text("```pycon\n>>> a = 6\n```\n```python\nb = a * 7\n```\n"
+                  "```pycon\n>>> b\n42\n```\n")
+    p = run_markdown(md, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [f"ran {md}:2", f"ran {md}:5", f"ran {md}:8"]
+
+
 def test_runner_calls_the_tests_a_block_defines(tmp_path: Path) -> None:
     md = tmp_path / "page.md"
     md.write_text("```python\ndef helper():\n    raise AssertionError('helpers are not run')\n"
