@@ -48,6 +48,9 @@ class XcorrDocstrings(griffe.Extension):
                     text = pattern.sub(replacement, text)
                 obj.docstring.value = text
 
+    # Griffe 1's name of the same event (griffe 2 calls on_package); running twice is harmless.
+    on_package_loaded = on_package
+
 
 def _walk(obj: griffe.Object) -> Iterator[griffe.Object]:
     yield obj
