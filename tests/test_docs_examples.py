@@ -89,6 +89,15 @@ def test_runner_checks_shown_output_and_stops_at_the_first_failure(tmp_path: Pat
     assert "Expected:\n    41\nGot:\n    42" in p.stderr
 
 
+def test_runner_shares_names_between_sessions_and_blocks(tmp_path: Path) -> None:
+    md = tmp_path / "page.md"
+    md.write_text("```pycon\n>>> a = 6\n```\n```python\nb = a * 7\n```\n"
+                  "```pycon\n>>> b\n42\n```\n")
+    p = run_markdown(md, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [f"ran {md}:2", f"ran {md}:5", f"ran {md}:8"]
+
+
 def test_runner_calls_the_tests_a_block_defines(tmp_path: Path) -> None:
     md = tmp_path / "page.md"
     md.write_text("```python\ndef helper():\n    raise AssertionError('helpers are not run')\n"
@@ -99,12 +108,14 @@ def test_runner_calls_the_tests_a_block_defines(tmp_path: Path) -> None:
     assert f'File "{md}", line 6, in test_fails' in p.stderr  # the Markdown file's line
 
 
-def test_readme_testing_example_passes_under_pytest_with_the_default_deadline(
+def test_testing_guide_example_passes_under_pytest_with_the_default_deadline(
         tmp_path: Path) -> None:
     """Issue 16, defect 1: pasted into a test module and run by pytest, the ``xcorr.testing``
-    example failed every time with "Unreliable test timings" (its first example paid the
-    frameworks' start-up, 3-6 s, against Hypothesis's default deadline of 200 ms)."""
-    block = next(e for e in examples(ROOT / "README.md") if "xt.assert_backends_agree" in e.code)
+    example (then in the README, now in docs/guide/testing.md) failed every time with
+    "Unreliable test timings" (its first example paid the frameworks' start-up, 3-6 s,
+    against Hypothesis's default deadline of 200 ms)."""
+    block = next(e for e in examples(ROOT / "docs" / "guide" / "testing.md")
+                 if "xt.assert_backends_agree" in e.code and not e.is_session)
     (tmp_path / "test_readme_example.py").write_text(block.code)
     # Hypothesis's defaults (deadline 200 ms) but 10 examples instead of 100, to save time:
     # the first example, which pays the start-up, is the one that failed.

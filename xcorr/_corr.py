@@ -47,9 +47,10 @@ _COMMON_DOC = """
     axes : (int, int)
         The image's height and width axes in ``x``, e.g. ``(0, 1)`` for ``(H, W, C)`` images;
         the output keeps the batch axes where they were.
-    method : {"auto", "direct", "fft", "overlap"} or "native" (JAX, PyTorch, CuPy)
+    method : {"auto", "direct", "fft", "overlap", "native"}
         ``direct`` sums the products, ``fft`` transforms the whole image, ``overlap`` runs
-        overlap-save FFTs over tiles; ``native`` is the framework's own convolution.
+        overlap-save FFTs over tiles; ``native`` is the framework's own convolution (JAX,
+        PyTorch and CuPy only).
         ``auto`` picks by the cost model in ``xcorr._methods``; it never uses an FFT for
         integer input (results are exact) nor for input holding NaN/Inf (so a NaN only reaches
         the outputs whose window covers it).  An explicit ``"fft"`` on non-finite input

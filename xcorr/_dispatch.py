@@ -38,7 +38,23 @@ _FRAMEWORK = {
 
 
 class BackendUnavailableError(RuntimeError):
-    """A known backend cannot run here (framework missing, or no device)."""
+    """A known backend cannot run here (framework missing, or no device).
+
+    Raised when an operation, ``set_backend`` or ``use_backend`` needs such a backend; the
+    message says why (the import error, or CuPy's missing CUDA device) and what to install.
+    A ``RuntimeError``, so code that expects any runtime failure catches it too.
+
+    Examples
+    --------
+    >>> import xcorr
+    >>> def on_gpu_if_possible(x, k):
+    ...     try:
+    ...         return xcorr.corr2d(x, k, backend="cupy")
+    ...     except xcorr.BackendUnavailableError:  # no CuPy, or no CUDA device
+    ...         return xcorr.corr2d(x, k)
+    >>> on_gpu_if_possible([[1.0, 2.0]], [[1.0]]).tolist()
+    [[1.0, 2.0]]
+    """
 
 
 # -- type detection --------------------------------------------------------------------------
@@ -189,12 +205,59 @@ _from_env()
 
 
 def get_backend() -> str:
-    """The backend used for NumPy arrays, lists and scalars (context, then process default)."""
+    """The backend used for NumPy arrays, lists and scalars (context, then process default).
+
+    Inputs of another framework (torch tensors, JAX, CuPy or Dask arrays) go to their own
+    backend whatever this says; ``backend=`` overrides both.
+
+    Returns
+    -------
+    str
+        The innermost ``use_backend`` block's name, else the ``set_backend`` default (first
+        read from ``XCORR_BACKEND`` at import), else ``"numpy"``.
+
+    Examples
+    --------
+    >>> import xcorr
+    >>> xcorr.get_backend()
+    'numpy'
+    >>> with xcorr.use_backend("numpy"):
+    ...     xcorr.get_backend()
+    'numpy'
+    """
     return _context.get() or _default
 
 
 def set_backend(name: str) -> None:
-    """Set the process-wide default backend (checked usable now)."""
+    """Set the process-wide default backend (checked usable now).
+
+    The default applies to NumPy arrays, lists and scalars in every thread, except inside a
+    ``use_backend`` block.  The environment variable ``XCORR_BACKEND`` sets it at import.
+
+    Parameters
+    ----------
+    name : {"numpy", "jax", "torch", "cupy", "dask"}
+        The backend; its framework is imported now.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name``.
+    BackendUnavailableError
+        The backend cannot run here (its framework is not installed, or CuPy has no CUDA
+        device); the default is left unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np, xcorr
+    >>> xcorr.set_backend("numpy")
+    >>> type(xcorr.corr2d([[1.0, 2.0]], [[1.0]])).__name__
+    'ndarray'
+    >>> xcorr.set_backend("tensorflow")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown backend 'tensorflow'; choose one of numpy, jax, torch, cupy, dask
+    """
     global _default
     load(name)
     _default = name
@@ -202,7 +265,38 @@ def set_backend(name: str) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[str]:
-    """Use ``name`` for NumPy arrays, lists and scalars inside the ``with`` block only."""
+    """Use ``name`` for NumPy arrays, lists and scalars inside the ``with`` block only.
+
+    The setting is a ``ContextVar``: other threads and asyncio tasks keep their own, and
+    blocks nest (the innermost wins).
+
+    Parameters
+    ----------
+    name : {"numpy", "jax", "torch", "cupy", "dask"}
+        The backend; its framework is imported when the block is entered.
+
+    Yields
+    ------
+    str
+        ``name``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name``.
+    BackendUnavailableError
+        The backend cannot run here (raised on entering the block).
+
+    Examples
+    --------
+    >>> import numpy as np, xcorr
+    >>> with xcorr.use_backend("torch"):
+    ...     type(xcorr.corr2d(np.ones((3, 3)), np.ones((2, 2)))).__name__
+    'Tensor'
+    >>> with xcorr.use_backend("numpy") as name:
+    ...     name, xcorr.get_backend()
+    ('numpy', 'numpy')
+    """
     load(name)
     token = _context.set(name)
     try:

@@ -60,7 +60,29 @@ def host_copy(a: Any) -> np.ndarray:
 
     Dask arrays are computed, torch tensors detached (``bfloat16``/``float16`` widened to
     float32, which is exact), CuPy arrays copied from the device; JAX arrays go through
-    ``numpy.asarray``.
+    ``numpy.asarray``.  (Public as ``xcorr.testing.as_numpy``.)
+
+    Parameters
+    ----------
+    a : array of any backend, or array_like
+        What to copy; lists and scalars become arrays.
+
+    Returns
+    -------
+    numpy.ndarray
+        A copy, or a view where no copy is needed (NumPy input, CPU tensors).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Whatever ``numpy.asarray`` raises for input that is not an array.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xcorr.testing import as_numpy
+    >>> as_numpy(torch.ones(2, dtype=torch.bfloat16, requires_grad=True))
+    array([1., 1.], dtype=float32)
     """
     kind = array_backend(a)
     if kind == "dask":

@@ -109,8 +109,40 @@ def convolve(input: Any, weights: Any, output: Any = None, mode: str = "reflect"
              backend: str | None = None) -> Any:
     """2-D convolution, as ``scipy.ndimage.convolve`` (for 2-D ``input`` and ``weights``).
 
-    The correlation with the flipped weights, the centre mirrored as ndimage mirrors it.
-    Parameters, results and errors as :func:`correlate`.
+    The correlation with the flipped weights, the centre mirrored as ndimage mirrors it
+    (``origin`` shifts it the other way, as in ndimage).
+
+    Parameters
+    ----------
+    input, weights : array_like, 2-D
+        Any backend's arrays; complex allowed (complex weights are not conjugated).
+    output : None, dtype, or numpy.ndarray
+        As :func:`correlate`.
+    mode : {"reflect", "constant", "nearest", "mirror", "wrap", "grid-mirror",
+            "grid-constant", "grid-wrap"}
+        ndimage's names and meanings, as :func:`correlate`.
+    cval : scalar
+        Fill value of ``constant``.
+    origin : int or (int, int)
+        Shift of the window's centre, within the window as in :func:`correlate`.
+    axes : None
+        Accepted only as None; other values raise ``NotImplementedError``.
+    backend : str, optional
+        xcorr's backend choice (default: the inputs' framework).
+
+    Returns
+    -------
+    array of the backend (or ``output`` when it is an array)
+
+    Raises
+    ------
+    NotImplementedError, ValueError, TypeError, RuntimeError
+        In the cases and with the messages of :func:`correlate` (ndimage's).
+
+    Warns
+    -----
+    UserWarning
+        As :func:`correlate`, when a real ``output`` dtype is promoted to complex.
 
     Examples
     --------

@@ -11,6 +11,30 @@ def corr2d(x: Any, k: Any) -> np.ndarray:
     """Valid 2-D cross-correlation of 2-D ``x`` with ``k``, exactly as the d2l chapter writes it.
 
     Integer inputs give integer results; floats are summed in their own dtype.
+
+    Parameters
+    ----------
+    x : array_like, 2-D
+        The image.
+    k : array_like, 2-D
+        The kernel, no larger than ``x``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (H - kh + 1, W - kw + 1)
+        dtype ``numpy.result_type(x, k)``; each output is ``(window * k).sum()``.
+
+    Raises
+    ------
+    ValueError
+        ``x`` or ``k`` not 2-D (NumPy's unpacking error), or a kernel larger than ``x``
+        (a negative output size).
+
+    Examples
+    --------
+    >>> from xcorr.reference import corr2d
+    >>> corr2d([[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[0, 1], [2, 3]]).tolist()
+    [[19, 25], [37, 43]]
     """
     x, k = np.asarray(x), np.asarray(k)
     h, w = k.shape

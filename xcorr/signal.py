@@ -80,8 +80,31 @@ def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
                fillvalue: Any = 0, *, backend: str | None = None) -> Any:
     """Convolve two 2-D arrays, as ``scipy.signal.convolve2d``.
 
-    Parameters, results and errors as :func:`correlate2d`, with the kernel flipped instead
-    of conjugated, and ``same`` aligned as SciPy aligns a convolution.
+    The correlation of ``in1`` with ``in2[::-1, ::-1]`` (flipped, not conjugated), ``same``
+    aligned as SciPy aligns a convolution.
+
+    Parameters
+    ----------
+    in1, in2 : array_like, 2-D
+        Any backend's arrays (or nested lists); complex allowed.
+    mode : {"full", "valid", "same"}
+        As SciPy, including the swap of the inputs in ``valid`` mode when ``in2`` is at
+        least as large as ``in1`` in every dimension.
+    boundary : {"fill", "wrap", "symm"} or SciPy's synonyms "pad", "circular", "symmetric"
+    fillvalue : scalar
+        Padding value for ``fill``, converted as :func:`correlate2d` converts it.
+    backend : str, optional
+        xcorr's backend choice (default: the inputs' framework).
+
+    Returns
+    -------
+    array of the backend
+        dtype ``numpy.result_type(in1, in2)`` (its equivalent in the input's framework).
+
+    Raises
+    ------
+    ValueError
+        As SciPy, with SciPy's messages; the same cases as :func:`correlate2d`.
 
     Examples
     --------

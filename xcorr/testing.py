@@ -67,7 +67,9 @@ __all__ = [
 # normwise term seen on random, constant, integer-valued and one-huge-element inputs up to 64x64
 # in float32 and float64 (0.87, NumPy/SciPy pocketfft); Hypothesis has not found a larger one.
 DIRECT_C = 2.0
+"""The constant of the direct (dot-product) term of :func:`error_bound`."""
 FFT_C = 4.0
+"""The constant of the normwise FFT term of :func:`error_bound`."""
 
 # Methods whose summation order or algorithm is not the plain sum of products: "native"
 # (cuDNN/oneDNN/XLA convolutions) may pick Winograd or FFT algorithms, and "auto" may pick fft.
@@ -141,12 +143,24 @@ def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
         Default: NumPy's promotion of ``x`` and ``k``.  Integer dtypes give a bound of 0.
     method : str
         The ``method`` passed to ``corr2d``.
+    boundary : {"fill", "wrap", "symm", "mirror", "nearest"}
+        The ``boundary`` passed to ``corr2d`` (``same``/``full`` modes).
+    fillvalue : real scalar
+        The ``fillvalue`` passed to ``corr2d``.
+    convolve : bool
+        Bound ``convolve2d`` (the flipped kernel, its ``same`` alignment) instead.
 
     Returns
     -------
     numpy.ndarray of float64, the shape of the output
         Non-finite inputs count as 0 here: outputs they reach are compared by value
         (NaN with NaN, ±Inf with ±Inf), not by this bound.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mode`` (or ``boundary``, in ``same``/``full`` mode), or kernel
+        dimensions that do not broadcast against ``x``'s batch dimensions.
 
     References
     ----------
@@ -208,6 +222,26 @@ def assert_within_bound(got: Any, want: Any, bound: Any, name: str = "result") -
         Allowed absolute error per element (e.g. from :func:`error_bound`), broadcastable.
     name : str
         Used in the failure message.
+
+    Raises
+    ------
+    AssertionError
+        Shapes differ; an integer result differs anywhere; non-finite outputs differ in
+        position or value; or a finite output exceeds its bound.  The message names the
+        count, the worst output and its ratio to the bound.
+
+    Examples
+    --------
+    >>> import numpy as np, xcorr
+    >>> import xcorr.testing as xt
+    >>> x, k = np.arange(12.0).reshape(3, 4), np.array([[1.0, -1.0]])
+    >>> want = xcorr.corr2d(x, k)
+    >>> got = xcorr.corr2d(x.astype(np.float32), k.astype(np.float32))
+    >>> xt.assert_within_bound(got, want, xt.error_bound(x, k, dtype=got.dtype))
+    >>> xt.assert_within_bound(got + 0.5, want, xt.error_bound(x, k, dtype=got.dtype))
+    Traceback (most recent call last):
+    ...
+    AssertionError: result: 9 of 9 outputs exceed the error bound; ...
     """
     got, want = np.asarray(got), np.asarray(want)
     bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), want.shape)
@@ -338,6 +372,35 @@ def elements(dtype: Any = "float64", *, max_magnitude: float | None = None,
     relative bound of :func:`error_bound` is about rounding, not gradual underflow.  Integers
     lie in ``[-M, M]`` (default 100, clipped to the dtype), small enough for exact sums even
     in 32-bit accumulators.  ``allow_nonfinite`` mixes in NaN, +Inf and -Inf.
+
+    Parameters
+    ----------
+    dtype : dtype or str
+        A float or integer dtype.
+    max_magnitude : float, optional
+        ``M`` above.
+    allow_nonfinite : bool
+        Also draw NaN, +Inf and -Inf (floats only).
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Python scalars for ``hypothesis.extra.numpy.arrays(..., elements=...)``.
+
+    Raises
+    ------
+    TypeError
+        A dtype that is neither float nor integer (complex, bool, object).
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> import xcorr.testing as xt
+    >>> @settings(max_examples=20)
+    ... @given(xt.elements("int8", max_magnitude=5))
+    ... def test_bounded(v):
+    ...     assert -5 <= v <= 5
+    >>> test_bounded()
     """
     dt = np.dtype(dtype)
     if dt.kind in "iu":
@@ -371,6 +434,36 @@ def images(dtype: Any = "float64", *, max_side: int = 10, min_side: int = 1,
 
     ``max_batch_dims`` leading batch dimensions (each of size 1-3) may be drawn; elements come
     from :func:`elements`.
+
+    Parameters
+    ----------
+    dtype : dtype or str
+        A float or integer dtype.
+    max_side, min_side : int
+        Bounds of ``H`` and ``W``.
+    max_batch_dims : int
+        At most this many leading batch dimensions.
+    max_magnitude, allow_nonfinite
+        As for :func:`elements`.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy of numpy.ndarray
+
+    Raises
+    ------
+    TypeError
+        As :func:`elements`.
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> import xcorr.testing as xt
+    >>> @settings(max_examples=10)
+    ... @given(xt.images("float32", max_side=6, max_batch_dims=1))
+    ... def test_shapes(x):
+    ...     assert x.dtype == "float32" and 2 <= x.ndim <= 3 and max(x.shape[-2:]) <= 6
+    >>> test_shapes()
     """
     shape = st.tuples(_batch(max_batch_dims), st.integers(min_side, max_side),
                       st.integers(min_side, max_side)).map(lambda t: (*t[0], t[1], t[2]))
@@ -381,7 +474,38 @@ def images(dtype: Any = "float64", *, max_side: int = 10, min_side: int = 1,
 
 def kernels(dtype: Any = "float64", *, max_side: int = 5, max_magnitude: float | None = None,
             allow_nonfinite: bool = False) -> st.SearchStrategy[np.ndarray]:
-    """NumPy kernels of shape ``(kh, kw)`` with ``1 <= kh, kw <= max_side``."""
+    """NumPy kernels of shape ``(kh, kw)`` with ``1 <= kh, kw <= max_side``.
+
+    Half the draws of each side are ``max_side`` itself.
+
+    Parameters
+    ----------
+    dtype : dtype or str
+        A float or integer dtype.
+    max_side : int
+        Bound of ``kh`` and ``kw``.
+    max_magnitude, allow_nonfinite
+        As for :func:`elements`.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy of numpy.ndarray
+
+    Raises
+    ------
+    TypeError
+        As :func:`elements`.
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> import xcorr.testing as xt
+    >>> @settings(max_examples=10)
+    ... @given(xt.kernels("int64", max_side=3))
+    ... def test_shapes(k):
+    ...     assert k.ndim == 2 and max(k.shape) <= 3
+    >>> test_shapes()
+    """
     return hnp.arrays(np.dtype(dtype), st.tuples(_side(max_side), _side(max_side)),
                       elements=elements(dtype, max_magnitude=max_magnitude,
                                         allow_nonfinite=allow_nonfinite))
@@ -400,6 +524,38 @@ def corr2d_cases(draw: st.DrawFn, dtype: Any = "float64", *, kernel_dtype: Any =
     single-output case); in ``"same"``/``"full"`` kernels may be larger than the image (up to
     ``max_kernel_side``, default ``max_side``).  1×1 images and kernels are drawn too.
     ``kernel_dtype`` (default ``dtype``) allows mixed-dtype pairs.
+
+    Parameters
+    ----------
+    dtype, kernel_dtype : dtype or str
+        Of ``x`` and of ``k`` (default: ``dtype``).
+    mode : {"valid", "same", "full"}
+        The mode the pairs are for.
+    max_side, max_kernel_side, max_batch_dims : int
+        Bounds of the shapes, as above.
+    max_magnitude, allow_nonfinite
+        As for :func:`elements`.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy of (numpy.ndarray, numpy.ndarray)
+
+    Raises
+    ------
+    TypeError
+        As :func:`elements`.
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> import xcorr, xcorr.testing as xt
+    >>> @settings(max_examples=10, deadline=None)
+    ... @given(xt.corr2d_cases("float32", mode="full", max_side=6))
+    ... def test_full_size(case):
+    ...     x, k = case
+    ...     out = xcorr.corr2d(x, k, mode="full")
+    ...     assert out.shape[-2:] == (x.shape[-2] + k.shape[0] - 1, x.shape[-1] + k.shape[1] - 1)
+    >>> test_full_size()
     """
     kdt = dtype if kernel_dtype is None else kernel_dtype
     kmax = max_side if max_kernel_side is None else max_kernel_side
@@ -419,7 +575,24 @@ def corr2d_cases(draw: st.DrawFn, dtype: Any = "float64", *, kernel_dtype: Any =
 
 
 def boundaries() -> st.SearchStrategy[str]:
-    """The boundary rules ``corr2d`` accepts."""
+    """The boundary rules ``corr2d`` accepts.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy of str
+        ``"fill"``, ``"wrap"``, ``"symm"``, ``"mirror"`` and ``"nearest"``.
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> import numpy as np, xcorr, xcorr.testing as xt
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(xt.boundaries())
+    ... def test_same_keeps_the_shape(boundary):
+    ...     assert xcorr.corr2d(np.ones((4, 5)), np.ones((3, 3)), mode="same",
+    ...                         boundary=boundary).shape == (4, 5)
+    >>> test_same_keeps_the_shape()
+    """
     return st.sampled_from(BOUNDARIES)
 
 
@@ -435,6 +608,27 @@ def surface_cases(draw: st.DrawFn, dtype: Any = "float64", *, max_side: int = 8,
     boundaries pad wider than the image too.  With ``per_image_kernels`` the kernel may carry
     leading dimensions broadcasting against ``x``'s batch (one kernel per channel, banks of
     kernels).  Call ``corr2d(x, k, **options)`` or ``convolve2d(x, k, **options)``.
+
+    Parameters
+    ----------
+    dtype : dtype or str
+        Of ``x`` and ``k``.
+    max_side, max_kernel_side, max_batch_dims : int
+        Bounds of the image sides, the kernel sides (default ``max_side``) and the number of
+        batch dimensions (each of size 1-3).
+    per_image_kernels : bool
+        Let ``k`` carry leading dimensions.
+    max_magnitude, allow_nonfinite
+        As for :func:`elements`.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy of (numpy.ndarray, numpy.ndarray, dict)
+
+    Raises
+    ------
+    TypeError
+        As :func:`elements`.
 
     Examples
     --------

@@ -44,6 +44,14 @@ class LearnResult:
         ``losses[i]`` is the loss before the update of epoch ``i + 1`` (what the seed prints).
     backend : str
         The backend that trained.
+
+    Examples
+    --------
+    >>> import numpy as np, xcorr
+    >>> x = np.ones((6, 8)); x[:, 2:6] = 0
+    >>> r = xcorr.learn_kernel(x, xcorr.corr2d(x, [[1.0, -1.0]]), (1, 2), epochs=3)
+    >>> r.backend, r.bias, len(r.losses), r.kernel.shape
+    ('numpy', None, 3, (1, 2))
     """
 
     kernel: Any

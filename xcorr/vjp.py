@@ -60,7 +60,23 @@ def convolve2d(x: Any, k: Any, g: Any, *, mode: str = "valid", boundary: str = "
                backend: str | None = None) -> tuple[Any, Any]:
     """Gradients ``(dL/dx, dL/dk)`` of ``L = sum(g * xcorr.convolve2d(x, k, ...))``.
 
-    Parameters and results as :func:`corr2d` (this module's).
+    Parameters
+    ----------
+    x, k, mode, boundary, fillvalue, axes, backend
+        As for :func:`xcorr.convolve2d`.
+    g : array_like
+        The upstream gradient ``dL/dout``, shaped like ``convolve2d``'s output.
+
+    Returns
+    -------
+    (dx, dk) : arrays of the backend
+        Shaped like ``x`` and ``k``, in the promoted dtype; ``dk`` is the gradient with
+        respect to the kernel as given (not flipped).
+
+    Raises
+    ------
+    ValueError, TypeError
+        As ``convolve2d``; and a ``g`` whose shape is not the output's.
 
     Examples
     --------
@@ -99,7 +115,12 @@ def conv2d(x: Any, w: Any, g: Any, bias: Any = None, *, stride: Any = 1, padding
     Returns
     -------
     (dx, dw, dbias) : arrays of the backend
-        ``dbias`` is None when ``bias`` is None.
+        Shaped like ``x``, ``w`` and ``bias``; ``dbias`` is None when ``bias`` is None.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As ``conv2d``; and a ``g`` whose shape is not the output's.
 
     Examples
     --------
@@ -126,6 +147,24 @@ def pool2d(x: Any, g: Any, kernel_size: Any, *, stride: Any = None, padding: Any
 
     Max pooling routes each window's gradient to one maximum (the first in row-major order,
     as ``F.max_pool2d`` on tie-free input); average pooling spreads it over the window.
+
+    Parameters
+    ----------
+    x, kernel_size, stride, padding, mode, backend
+        As for :func:`xcorr.pool2d`.
+    g : array_like
+        The upstream gradient, shaped like ``pool2d``'s output.
+
+    Returns
+    -------
+    array of the backend
+        ``dL/dx``, shaped like ``x``.  Windows that overlap (stride smaller than the window)
+        add their contributions.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As ``pool2d``; and a ``g`` whose shape is not the output's.
 
     Examples
     --------

@@ -90,6 +90,14 @@ class Grid:
 
     ``quick`` asks for the tiny grid; ``sizes``, ``kernels``, ``dtypes`` and ``batches``
     (``(B, H, W)`` shapes) replace a suite's defaults where given.
+
+    Examples
+    --------
+    >>> from xcorr.benchmark import Grid
+    >>> Grid(quick=True).pick("sizes", [64], [256, 1024])
+    (64,)
+    >>> Grid(sizes=(32,)).pick("sizes", [64], [256, 1024])
+    (32,)
     """
 
     quick: bool = False

@@ -50,7 +50,23 @@ def peer_keys() -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``xcorr bench``."""
+    """The options of ``xcorr bench``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser (or subcommand parser) to add them to.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from xcorr import benchmark
+    >>> parser = argparse.ArgumentParser(prog="xcorr bench")
+    >>> benchmark.add_arguments(parser)
+    >>> args = parser.parse_args(["--quick", "--suite", "corr2d", "--backends", "numpy"])
+    >>> args.quick, args.suite, args.backends, args.out
+    (True, ['corr2d'], ['numpy'], None)
+    """
     parser.add_argument("--suite", nargs="+", choices=SUITES, metavar="NAME",
                         help="run only these suites (default: all): " + ", ".join(SUITES))
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, metavar="NAME",
@@ -134,7 +150,46 @@ def chosen_backends(asked: Sequence[str] | None, notes: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Run the benchmark described by ``args``; write JSON, Markdown and PNGs; return 0."""
+    """Run the benchmark described by ``args``; write JSON, Markdown and PNGs; return 0.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of :func:`add_arguments`, parsed.
+    out : text stream, optional
+        Where the progress, the targets and the folder written are printed (default:
+        ``sys.stdout``).
+
+    Returns
+    -------
+    int
+        0.  Wrong results, crashes and skipped cells are recorded in the report, not raised.
+
+    Raises
+    ------
+    ValueError
+        ``--out`` names a folder that already holds results and ``--force`` was not given
+        (before anything is measured).
+    BackendUnavailableError
+        A backend given with ``--backends`` cannot run here.
+
+    Examples
+    --------
+    A smallest run (one image size, one kernel, NumPy against ``correlate2d``):
+
+    >>> import argparse, io, pathlib, tempfile
+    >>> from xcorr import benchmark
+    >>> parser = argparse.ArgumentParser()
+    >>> benchmark.add_arguments(parser)
+    >>> folder = tempfile.mkdtemp()
+    >>> args = parser.parse_args(["--suite", "corr2d", "--quick", "--backends", "numpy",
+    ...                           "--peers", "correlate2d", "--sizes", "32", "--kernels", "3",
+    ...                           "--no-plot", "--out", folder])
+    >>> benchmark.run(args, io.StringIO())
+    0
+    >>> sorted(p.name for p in pathlib.Path(folder).iterdir())
+    ['bench.json', 'bench.md']
+    """
     out = out or sys.stdout
     start, load_before = time.perf_counter(), os.getloadavg()
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -222,7 +277,35 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m xcorr.benchmark [options]``: the same command as ``xcorr bench``."""
+    """``python -m xcorr.benchmark [options]``: the same command as ``xcorr bench``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The options (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status of :func:`xcorr.cli.main`: 0, or 1 after an error message.
+
+    Raises
+    ------
+    SystemExit
+        From ``argparse``: 2 for a bad command line, 0 after ``--help``.
+
+    Examples
+    --------
+    A folder that holds results is refused before anything runs (the message goes to
+    stderr):
+
+    >>> import pathlib, tempfile
+    >>> from xcorr import benchmark
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "bench.json").write_text("{}")
+    >>> benchmark.main(["--backends", "numpy", "--out", str(folder)])
+    1
+    """
     from ..cli import main as xcorr_main
 
     return xcorr_main(["bench", *(sys.argv[1:] if argv is None else argv)])

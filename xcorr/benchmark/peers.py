@@ -44,6 +44,14 @@ class Peer:
     ``key`` is its ``--peers`` name, ``label`` its row; ``requires`` the modules it imports
     (``install`` says how to get them); ``device`` is ``"torch-cuda"`` or ``"cupy"`` for a
     peer that needs a CUDA device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xcorr.benchmark import Peer
+    >>> flip = Peer("flip", "numpy flip", lambda x, k: (lambda: np.flip(x)))
+    >>> flip.impl().label, flip.impl().group
+    ('numpy flip', 'peer')
     """
 
     key: str

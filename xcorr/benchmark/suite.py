@@ -53,6 +53,16 @@ class Suite:
         The heading of its tables.
     plot_file : str or None
         The PNG of its grid (time against image size); None for no plot.
+
+    Examples
+    --------
+    The registered suites, in the order they run:
+
+    >>> from xcorr.benchmark import SUITES
+    >>> list(SUITES)[:4]
+    ['corr2d', 'surface', 'conv2d', 'pool2d']
+    >>> SUITES["corr2d"].plot_file, SUITES["conv2d"].plot_file
+    ('bench.png', None)
     """
 
     name = ""

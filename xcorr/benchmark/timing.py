@@ -42,7 +42,19 @@ Check = Callable[[Any, np.ndarray, Cell], "tuple[bool, float | None, str | None]
 
 @dataclass
 class Impl:
-    """One row of the benchmark: how to build a synchronised zero-argument call for a cell."""
+    """One row of the benchmark: how to build a synchronised zero-argument call for a cell.
+
+    ``build(*arrays, **cell.params)`` converts the cell's NumPy inputs (outside the clock) and
+    returns the call to time, which must wait for its result (see :func:`sync`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xcorr.benchmark import Impl
+    >>> twice = Impl("numpy 2x", "peer", None, lambda a: (lambda: a * 2))
+    >>> twice.build(np.ones(3))().tolist()
+    [2.0, 2.0, 2.0]
+    """
 
     label: str
     group: str  # a backend name, or "peer"
@@ -56,7 +68,15 @@ class Impl:
 
 @dataclass
 class Options:
-    """How long to time: ``target`` seconds per cell, within the repeat bounds."""
+    """How long to time: ``target`` seconds per cell, within the repeat bounds.
+
+    Examples
+    --------
+    >>> from xcorr.benchmark import Options
+    >>> Options(threads=1, max_call=1.0, target=0.05, min_repeat=3, max_repeat=10,
+    ...         min_loop=1e-3).target
+    0.05
+    """
 
     threads: int
     max_call: float
@@ -129,6 +149,21 @@ def verify(got: Any, ref: np.ndarray, dtype: str) -> tuple[bool, float | None, s
     The bound ``1e4 · eps · max|ref|`` admits FFT round-off (which scales with the norms of
     the whole image, not the local window) and rejects any real mistake (a flipped kernel or
     an off-by-one window gives errors of the order of ``max|ref|``).
+
+    Parameters
+    ----------
+    got : array_like
+        The result (a host array).
+    ref : numpy.ndarray
+        The float64 reference.
+    dtype : str
+        The dtype ``got`` must have.
+
+    Returns
+    -------
+    (ok, rel_err, why) : (bool, float or None, str or None)
+        Whether it passed, the error relative to ``max|ref|`` (None when not comparable or
+        not finite), and why it failed (None when it passed).
 
     Examples
     --------
@@ -214,7 +249,37 @@ def summary(times: Sequence[float], loops: int) -> dict[str, Any]:
 
 
 def time_call(fn: Callable[[], Any], first: float, opts: Options) -> dict[str, Any]:
-    """Warm up, then ``timeit`` repeats of ``fn``: per-call median, quartiles and raw times."""
+    """Warm up, then ``timeit`` repeats of ``fn``: per-call median, quartiles and raw times.
+
+    Parameters
+    ----------
+    fn : callable
+        The zero-argument call to time; it must wait for its own result.
+    first : float
+        Seconds its first call took (it sets the loops per repeat and the repeats).
+    opts : Options
+        The timing budget.
+
+    Returns
+    -------
+    dict
+        ``median_s``, ``q1_s``, ``q3_s``, ``iqr_s`` (seconds per call), ``repeats``,
+        ``loops`` and ``times_s`` (each repeat's time per call).
+
+    Raises
+    ------
+    Exception
+        Whatever ``fn`` raises.
+
+    Examples
+    --------
+    >>> from xcorr.benchmark import Options, time_call
+    >>> opts = Options(threads=1, max_call=1.0, target=0.01, min_repeat=3, max_repeat=5,
+    ...                min_loop=1e-4)
+    >>> r = time_call(lambda: sum(range(100)), 1e-5, opts)
+    >>> 3 <= r["repeats"] <= 5, r["q1_s"] <= r["median_s"] <= r["q3_s"]
+    (True, True)
+    """
     loops, repeats = plan(fn, first, opts)
     timer = timeit.Timer(fn)
     return summary([timer.timeit(loops) / loops for _ in range(repeats)], loops)
@@ -317,6 +382,53 @@ def measure(impl: Impl, cell: Cell, inputs: Sequence[np.ndarray], ref: np.ndarra
     ``inputs`` are the operation's NumPy arrays (``build`` converts them outside the clock);
     ``estimate`` (seconds per call, extrapolated from ``source``) above ``opts.max_call``
     skips the cell. ``peaks`` maps a dtype to the matmul GF/s measured in this run.
+
+    Parameters
+    ----------
+    impl : Impl
+        What to time.
+    cell : Cell
+        The input configuration.
+    inputs : sequence of numpy.ndarray
+        The cell's inputs.
+    ref : numpy.ndarray
+        The float64 result ``check`` compares with, before any timing.
+    opts : Options
+        The timing budget.
+    estimate : float or None
+        Predicted seconds per call; above ``opts.max_call`` the cell is skipped.
+    peaks : dict
+        dtype name -> matmul GF/s, for the record's fraction of the peak.
+    source : str, optional
+        Where ``estimate`` comes from, for the skip message.
+    check : callable
+        ``check(got, ref, cell) -> (ok, rel_err, why)``; default :func:`verify` in the
+        cell's dtype.
+
+    Returns
+    -------
+    dict
+        The record: the cell's fields, ``impl``, ``status`` (``"ok"``, ``"skipped"`` or
+        ``"failed"``), ``reason``, ``verified``, ``rel_err``, ``first_call_s``, the timing
+        summary of :func:`time_call`, ``gflops``, ``peak_fraction``, ``peak_mem_bytes``.
+        Crashes and wrong results are recorded here, not raised.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xcorr.benchmark import Cell, Impl, Options, measure
+    >>> cell = Cell("demo", "grid", (1, 64, 64), 1, "float64")
+    >>> x = np.ones((64, 64))
+    >>> opts = Options(threads=1, max_call=1.0, target=0.01, min_repeat=3, max_repeat=5,
+    ...                min_loop=1e-4)
+    >>> good = Impl("2x", "peer", None, lambda a: (lambda: a * 2))
+    >>> bad = Impl("3x", "peer", None, lambda a: (lambda: a * 3))
+    >>> rec = measure(good, cell, [x], x * 2, opts, None, {})
+    >>> rec["status"], rec["verified"], rec["median_s"] > 0
+    ('ok', True, True)
+    >>> rec = measure(bad, cell, [x], x * 2, opts, None, {})
+    >>> rec["status"], rec["reason"]
+    ('failed', 'wrong result, not timed: relative error 0.5 > 2.22e-12')
     """
     return measure_together([impl], cell, inputs, ref, opts, [estimate], peaks, [source],
                             check)[0]

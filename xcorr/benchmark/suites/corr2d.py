@@ -33,7 +33,27 @@ QUICK_SIZES, QUICK_KERNELS, QUICK_DTYPES, QUICK_BATCHES = (64, 128), (3, 11), ("
 
 
 def reference(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """The float64 direct result of xcorr's NumPy backend (exact products, one rounding each)."""
+    """The float64 direct result of xcorr's NumPy backend (exact products, one rounding each).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (..., H, W)
+        The images (any real dtype; computed in float64).
+    k : numpy.ndarray, shape (kh, kw)
+        The kernel.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (..., H - kh + 1, W - kw + 1)
+        The valid correlation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xcorr.benchmark import reference
+    >>> reference(np.arange(9, dtype=np.float32).reshape(3, 3), np.ones((2, 2))).tolist()
+    [[8.0, 12.0], [20.0, 24.0]]
+    """
     be = _dispatch.load("numpy")
     return be.corr2d_valid(x.astype(np.float64), k.astype(np.float64), "direct")
 
