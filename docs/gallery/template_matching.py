@@ -1,6 +1,7 @@
-"""Template matching with ``xcorr.match_template``: the picture in docs/ncc.md.
+"""Template matching with ``xcorr.match_template``: the picture in docs/guide/ncc.md and the README.
 
     python docs/gallery/template_matching.py          # writes template_matching.png beside it
+    python docs/gallery/template_matching.py out.png  # or there
 
 The image is scikit-image's camera photograph under an uneven illumination (a brightness
 ramp and a contrast change across the frame) with sensor noise; the template is a patch cut
@@ -11,6 +12,7 @@ came from.  Needs matplotlib and scikit-image (the ``plot`` and ``test`` extras)
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +25,7 @@ from skimage import data  # noqa: E402
 
 import xcorr  # noqa: E402
 
-OUT = Path(__file__).with_suffix(".png")
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_suffix(".png")
 TOP, LEFT, SIZE = (118, 205, (48, 64))  # the patch: the cameraman's eye at the viewfinder
 
 
