@@ -2,7 +2,7 @@
 README's links lead somewhere, and every public function's docstring has its sections.
 
 The examples inside the pages and docstrings run in ``test_docs_examples.py``.  CI (``.ci/run``)
-also draws the gallery from scratch and builds the site after the test suite.
+runs this module as part of the whole suite.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _missing(*modules: str) -> str | None:
 def test_site_builds_strictly(tmp_path: Path) -> None:
     """``mkdocs build --strict``: a broken link, a page missing from the nav, an unresolved
     reference or an API object that does not exist fails it.  It builds the committed gallery
-    pictures; CI redraws them first."""
+    pictures; each script's drawing is checked by ``test_gallery_script_draws_its_picture``."""
     gone = _missing("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python",
                     "pymdownx")
     if gone:
