@@ -27,6 +27,8 @@ miss it and compile anew, ~10 s).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -126,11 +128,32 @@ def scatter(u1, out, b, row0, count):
         for j in range(wo):
             out[b, row0 + lane, j] = u1[j, lane]
 
+@jit
+def finish(u1, inv, num, scale, order, starts, b, row0, count):
+    # The NCC of every output batch k of image b, in place in num: clip((num · inv) ·
+    # scale[k]) with inv rounded to num's dtype first and each product rounded (the bits of
+    # the NumPy expression in xcorr._ncc, which Dask's blocks compute).
+    wo = num.shape[2]
+    for lane in range(count):
+        for j in range(wo):
+            inv[j] = u1[j, lane]  # rounds to num's dtype
+        for kk in range(starts[b], starts[b + 1]):
+            k = order[kk]
+            s = scale[k]
+            for j in range(wo):
+                r = num[k, row0 + lane, j] * inv[j] * s
+                if r > 1.0:
+                    r = 1.0
+                elif r < -1.0:
+                    r = -1.0
+                num[k, row0 + lane, j] = r  # NaN passes both tests and stays NaN
+
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def kernel(x, h, w, tol, oh, ow, workers, out):
-    # x (B, H, W) centred image(s); out (B, H-h+1, W-w+1) in x's dtype; (oh, ow) the
-    # phase of the blocks (see the module docstring).
-    nb, ho, wo = out.shape
+def kernel(x, h, w, tol, oh, ow, workers, nb, ho, wo, out, fused, num, scale, order, starts):
+    # x (nb, H, W) centred image(s); out (nb, ho, wo) = (B, H-h+1, W-w+1) in x's dtype;
+    # (oh, ow) the phase of the blocks (see the module docstring).  fused: out is not
+    # written; instead each output batch order[starts[b]:starts[b + 1]] of num (K, H-h+1,
+    # W-w+1) becomes its NCC (see finish), with scale (K,) the template's inverse norm.
     width = x.shape[2]
     first_h = h - oh  # outputs in the first block of rows (a part of one if oh > 0)
     first_w = w - ow
@@ -149,6 +172,7 @@ def kernel(x, h, w, tol, oh, ow, workers, out):
         u2 = np.empty((width, LANES))
         q1 = np.empty((width, LANES))
         q2 = np.empty((width, LANES))
+        inv = np.empty(width, num.dtype)
         for task in range(worker, ntasks, workers):
             b = task // ngroups
             k = task - b * ngroups
@@ -165,14 +189,39 @@ def kernel(x, h, w, tol, oh, ow, workers, out):
                 gather(x, b, i0, h, g0, count, s1, s2, p1, p2, v1, v2)
                 horizontal(v1, v2, u1, u2, q1, q2, w, first_w, wo)
                 normalise(u1, u2, q1, q2, w, first_w, wo, h * w, tol)
-                scatter(u1, out, b, i0 + g0, count)
+                if fused:
+                    finish(u1, inv, num, scale, order, starts, b, i0 + g0, count)
+                else:
+                    scatter(u1, out, b, i0 + g0, count)
 
 
 def run(x: np.ndarray, h: int, w: int, tol: float, phase: tuple[int, int],
         out: np.ndarray) -> None:
     """Fill ``out (B, H-h+1, W-w+1)`` from C-contiguous float ``x (B, H, W)``."""
-    nb, ho, _ = out.shape
+    none = np.zeros(1, np.intp)
+    _launch(x, h, w, tol, phase, out, out.shape, False, out, np.ones(1, out.dtype), none,
+            none)
+
+
+def run_fused(x: np.ndarray, h: int, w: int, tol: float, num: np.ndarray,
+              scale: np.ndarray, xi: np.ndarray) -> None:
+    """Overwrite ``num (K, H-h+1, W-w+1)`` with ``clip(num · inv · scale[k], -1, 1)``, ``inv``
+    the normaliser of image ``xi[k]`` of C-contiguous ``x (B, H, W)`` (``num`` C-contiguous,
+    ``scale (K,)`` of its dtype, ``xi (K,)`` intp)."""
+    order = np.argsort(xi, kind="stable").astype(np.intp)
+    starts = np.searchsorted(xi[order], np.arange(x.shape[0] + 1)).astype(np.intp)
+    shape = (x.shape[0], num.shape[1], num.shape[2])
+    out = np.empty((0, 0, 0), num.dtype)  # not written when fused
+    _launch(x, h, w, tol, (0, 0), out, shape, True, num, scale, order, starts)
+
+
+def _launch(x: np.ndarray, h: int, w: int, tol: float, phase: tuple[int, int],
+            out: np.ndarray, shape: Any, fused: bool, num: np.ndarray, scale: np.ndarray,
+            order: np.ndarray, starts: np.ndarray) -> None:
+    nb, ho, wo = shape
     tasks = nb * -(-ho // h)
-    workers = 1 if out.size < _PARALLEL_MIN else max(1, min(numba.get_num_threads(), tasks))
-    kernel(x, h, w, tol, phase[0] % h, phase[1] % w, workers, out)
+    size = nb * ho * wo
+    workers = 1 if size < _PARALLEL_MIN else max(1, min(numba.get_num_threads(), tasks))
+    kernel(x, h, w, tol, phase[0] % h, phase[1] % w, workers, nb, ho, wo, out, fused, num,
+           scale, order, starts)
 
