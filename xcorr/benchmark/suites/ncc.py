@@ -18,7 +18,7 @@ scikit-image on every single-template cell, the 16-template batch ≥ 2× faster
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from ..machine import Context
 from ..peers import Peer
 from ..suite import Suite
 from ..targets import Row, bound, index, time_of
-from ..timing import host_peak
+from ..timing import Impl, host_peak
 
 CV2, SKIMAGE = "cv2.matchTemplate", "skimage match_template"
 NUMPY = "numpy/auto"
@@ -84,6 +84,22 @@ class Ncc(Suite):
                      f"pip install opencv-python-headless, {bench}", memory=host_peak),
                 Peer("skimage", SKIMAGE, _build_skimage, ("skimage",),
                      f"pip install scikit-image, {bench}", memory=host_peak)]
+
+    def impls(self, ctx: Context, cells: Sequence[Cell], wanted: set[str]
+              ) -> tuple[list[Impl], list[str]]:
+        """As every suite's, but Dask on the largest image only (the shared rule keys on the
+        correlation grid, which this suite does not have)."""
+        impls, notes = super().impls(ctx, cells, wanted)
+        largest = max(cells, key=lambda c: c.size * c.shape[0])
+        for impl in impls:
+            if impl.group == "dask":
+                impl.applies = lambda c, big=largest: (None if c == big else
+                                                      f"dask: only on {big.label()}")
+        notes = [n for n in notes if not n.startswith(f"{self.name}: dask")]
+        if "dask" in ctx.backends:
+            notes.append(f"{self.name}: dask run on {largest.label()} only (its chunked graph "
+                         "is for images too big for one block)")
+        return impls, notes
 
     def notes(self, ctx: Context, cells: Any, peers: Any) -> list[str]:
         return ["ncc: the 16-template batch is one xcorr call, and one peer call per template; "
