@@ -4,6 +4,7 @@ in the benchmark itself)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import pytest
 from xcorr import _dispatch, benchmark, cli, corr2d
 from xcorr.benchmark import command
 from xcorr.benchmark.suites import corr2d_targets
+from xcorr.benchmark.suites import ncc as ncc_suite
 from xcorr.benchmark.suites.corr2d import cell as corr_cell
 from xcorr.benchmark.targets import bound
 from xcorr.benchmark.timing import measure_together
@@ -526,3 +528,61 @@ def test_operation_suites_run_and_verify(suite: str, tmp_path: Path) -> None:
     assert all(r["verified"] for r in records if r["status"] == "ok")
     rows = [t for t in result["targets"] if t.get("suite", suite) == suite]
     assert rows and all(t["result"] in ("pass", "MISS", "n/a") for t in rows)
+
+
+# -- issue 15's NCC suite ------------------------------------------------------------------------
+
+
+def test_ncc_suite_runs_verifies_and_reports_targets(tmp_path: Path) -> None:
+    """``xcorr bench --suite ncc --quick``: xcorr's backends and both peers verified against
+    the float64 reference, and the issue's targets printed as rows."""
+    cmd = [sys.executable, "-m", "xcorr.benchmark", "--quick", "--backends", "numpy", "jax",
+           "--suite", "ncc", "--peers", "matchTemplate", "skimage", "--out", str(tmp_path),
+           "--max-call", "0.5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "bench.json").read_text())
+    records = [r for r in result["records"] if r["suite"] == "ncc"]
+    assert {r["case"] for r in records} == {"t31", "t64", "t128", "batch"}
+    assert all(r["status"] == "ok" and r["verified"] for r in records), [
+        (r["impl"], r.get("reason")) for r in records if r["status"] != "ok"]
+    impls = {r["impl"] for r in records}
+    assert {"numpy/auto", "jax/auto"} <= impls
+    for peer, needs in ((ncc_suite.CV2, "cv2"), (ncc_suite.SKIMAGE, "skimage")):
+        assert (peer in impls) == (importlib.util.find_spec(needs) is not None)
+    targets = {t["target"]: t for t in result["targets"] if t["suite"] == "ncc"}
+    assert targets["≤ 1.5× the NumPy backend's time"]["subject"] == "jax/auto"
+    assert len(targets) == 4  # numpy vs cv2 (one template, batch), vs skimage; jax vs numpy
+    assert all(t["result"] in ("pass", "MISS", "n/a") for t in targets.values())
+    assert "≥ 2× faster than 16 cv2.matchTemplate calls (batch)" in proc.stdout
+
+
+def _ncc_rec(case: str, impl: str, seconds: float | None) -> dict[str, Any]:
+    side, tside, count = ncc_suite.QUICK[case]
+    group, _, method = impl.partition("/")
+    return {**ncc_suite.cell(case, side, tside, count).as_record(), "impl": impl,
+            "group": group if method else "peer", "method": method or None,
+            "status": "ok" if seconds is not None else "failed", "median_s": seconds,
+            "estimate_s": None}
+
+
+def test_ncc_targets_pass_and_miss() -> None:
+    # numpy 1 ms everywhere; cv2 2 ms (1.5× and 2× met but the batch at 1.9×: a miss);
+    # skimage 4 ms on t128 (4×: a miss); torch 1.4 ms (pass) but failed on the batch
+    recs = []
+    for case in ncc_suite.QUICK:
+        recs += [_ncc_rec(case, "numpy/auto", 1e-3),
+                 _ncc_rec(case, ncc_suite.CV2, 1.9e-3 if case == "batch" else 2e-3),
+                 _ncc_rec(case, ncc_suite.SKIMAGE, 4e-3 if case == "t128" else 6e-3),
+                 _ncc_rec(case, "torch/auto", None if case == "batch" else 1.4e-3)]
+    rows = {(t["target"], t["subject"]): t for t in ncc_suite.SUITE.targets(recs, {})}
+    cv2_one = rows[("≥ 1.5× faster than cv2.matchTemplate (one template)", "numpy/auto")]
+    assert cv2_one["result"] == "pass" and "over 3 cells" in cv2_one["measured"]
+    batch = rows[("≥ 2× faster than 16 cv2.matchTemplate calls (batch)", "numpy/auto")]
+    assert batch["result"] == "MISS" and "(1.90×)" in batch["measured"]
+    sk = rows[("≥ 5× faster than skimage match_template (one template)", "numpy/auto")]
+    assert sk["result"] == "MISS" and "256² k32" not in sk["measured"]  # not a grid label
+    assert "1×256×256 k32 float32 (4.00×)" in sk["measured"]
+    torch = rows[("≤ 1.5× the NumPy backend's time", "torch/auto")]
+    assert torch["result"] == "MISS" and "8×128×128 k7 float32 (inf×)" in torch["measured"]
+    assert ("≤ 1.5× the NumPy backend's time", "jax/auto") not in rows  # jax not run

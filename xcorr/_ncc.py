@@ -143,13 +143,11 @@ def _match_template(image: Any, template: Any, mode: str, mask: Any, method: str
     x, t, wide = _float(be, x, t)
     if m is not None:
         return _masked(be, x, t, m, mode, method, wide)
-    xp = be.xp
     x = _pad_same(be, x, th, tw) if mode == "same" else x
     xc = x - center(be, x, wide)
     tz, inv_t = _template_terms(be, t, wide)
     num = _numerator(be, xc, tz, method, wide)
-    inv_w = inv_norm(be, xc, (th, tw), wide)
-    return xp.clip(num * inv_w * inv_t, -1, 1)
+    return finish(be, xc, num, inv_t, (th, tw), wide)
 
 
 def _numerator(be: Any, xc: Any, tz: Any, method: str, wide: Any) -> Any:
@@ -460,6 +458,18 @@ def inv_norm(be: Any, xc: Any, window: tuple[int, int], wide: Any,
         if out is not None:
             return out
     return generic_inv_norm(be, xc, window, tol, wide)
+
+
+def finish(be: Any, xc: Any, num: Any, inv_t: Any, window: tuple[int, int], wide: Any) -> Any:
+    """``clip(num · inv_norm(xc) · inv_t, -1, 1)``: the NCC from its numerator (an array of
+    our own, which a backend's ``ncc_finish`` may overwrite: NumPy's fuses it all into the
+    compiled pass of ``inv_norm``, with the same bits)."""
+    fast = getattr(be, "ncc_finish", None)
+    if fast is not None:
+        out = fast(xc, num, inv_t, window, _flat_tol(window[0] + window[1], _unit(wide)))
+        if out is not None:
+            return out
+    return be.xp.clip(num * inv_norm(be, xc, window, wide) * inv_t, -1, 1)
 
 
 def generic_inv_norm(be: Any, xc: Any, window: tuple[int, int], tol: float, wide: Any) -> Any:

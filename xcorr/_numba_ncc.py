@@ -19,6 +19,11 @@ which ``x`` is a part: ``phase = (row0 % h, col0 % w)`` for a part whose first o
 ``(row0, col0)`` there.  Each window is then summed in the same order wherever the array
 is cut, so Dask's blocks give the bits of the whole array.
 
+The kernel is serial over a range of tasks (blocks of ``h`` output rows) with the GIL
+released; the NumPy backend runs a large call in shares on its pool of Python threads, as
+``xcorr._numba``'s loops (Numba's ``parallel=True`` workers spin after each region: with
+torch's OpenMP pool in the same process, or on a busy machine, a 128² call took 8 ms).
+
 This module imports Numba: the NumPy backend imports it only when ``xcorr._numba.kernel()``
 says Numba is there and enabled.  The functions are at module level so that Numba's
 on-disk cache finds them again in the next process (closures over other compiled functions
@@ -27,15 +32,16 @@ miss it and compile anew, ~10 s).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
-# Each step is its own compiled function: inside the parallel loop's body LLVM did not
+# Each step is its own compiled function: inside the task loop's body LLVM did not
 # vectorise them (the division and square root ran one element at a time), and with
 # Python's error model a division cannot be vectorised at all.
 jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 LANES = 8  # output rows summed side by side along the row, one per SIMD lane
-_PARALLEL_MIN = 1 << 16  # outputs below which one thread does it (see _numba)
 
 @jit
 def suffix(x, b, i0, length, s1, s2):
@@ -126,53 +132,106 @@ def scatter(u1, out, b, row0, count):
         for j in range(wo):
             out[b, row0 + lane, j] = u1[j, lane]
 
-@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def kernel(x, h, w, tol, oh, ow, workers, out):
-    # x (B, H, W) centred image(s); out (B, H-h+1, W-w+1) in x's dtype; (oh, ow) the
-    # phase of the blocks (see the module docstring).
-    nb, ho, wo = out.shape
+@jit
+def finish(u1, inv, num, scale, order, starts, b, row0, count):
+    # The NCC of every output batch k of image b, in place in num: clip((num · inv) ·
+    # scale[k]) with inv rounded to num's dtype first and each product rounded (the bits of
+    # the NumPy expression in xcorr._ncc, which Dask's blocks compute).
+    wo = num.shape[2]
+    for lane in range(count):
+        for j in range(wo):
+            inv[j] = u1[j, lane]  # rounds to num's dtype
+        for kk in range(starts[b], starts[b + 1]):
+            k = order[kk]
+            s = scale[k]
+            for j in range(wo):
+                r = num[k, row0 + lane, j] * inv[j] * s
+                if r > 1.0:
+                    r = 1.0
+                elif r < -1.0:
+                    r = -1.0
+                num[k, row0 + lane, j] = r  # NaN passes both tests and stays NaN
+
+@jit
+def kernel(x, h, w, tol, oh, ow, nb, ho, wo, out, fused, num, scale, order, starts, first,
+           last):
+    # Tasks first .. last-1 (a task: one block of h output rows of one image; see
+    # tasks()).  x (nb, H, W) centred image(s); out (nb, ho, wo) = (B, H-h+1, W-w+1) in x's
+    # dtype; (oh, ow) the phase of the blocks (see the module docstring).  fused: out is not
+    # written; instead each output batch order[starts[b]:starts[b + 1]] of num (K, H-h+1,
+    # W-w+1) becomes its NCC (see finish), with scale (K,) the template's inverse norm.
     width = x.shape[2]
     first_h = h - oh  # outputs in the first block of rows (a part of one if oh > 0)
     first_w = w - ow
     ngroups = 1 + (max(ho - first_h, 0) + h - 1) // h
-    ntasks = nb * ngroups
-    for worker in numba.prange(workers):
-        s1 = np.empty((h, width))  # suffix sums of the block's rows
-        s2 = np.empty((h, width))
-        p1 = np.empty(width)  # prefix sums of the next block's rows
-        p2 = np.empty(width)
-        # Column sums of LANES output rows, transposed, so that the pass along the
-        # rows runs down these columns with one output row per SIMD lane.
-        v1 = np.zeros((width, LANES))
-        v2 = np.zeros((width, LANES))
-        u1 = np.empty((width, LANES))
-        u2 = np.empty((width, LANES))
-        q1 = np.empty((width, LANES))
-        q2 = np.empty((width, LANES))
-        for task in range(worker, ntasks, workers):
-            b = task // ngroups
-            k = task - b * ngroups
-            i0 = 0 if k == 0 else first_h + (k - 1) * h
-            length = first_h if k == 0 else h
-            rows = min(length, ho - i0)  # outputs i0 .. i0 + rows - 1
-            suffix(x, b, i0, length, s1, s2)
-            p1[:] = 0.0
-            p2[:] = 0.0
-            for i in range(i0 + length, i0 + h):  # the next block's rows in window i0
-                add_row(x, b, i, p1, p2)
-            for g0 in range(0, rows, LANES):
-                count = min(LANES, rows - g0)
-                gather(x, b, i0, h, g0, count, s1, s2, p1, p2, v1, v2)
-                horizontal(v1, v2, u1, u2, q1, q2, w, first_w, wo)
-                normalise(u1, u2, q1, q2, w, first_w, wo, h * w, tol)
+    s1 = np.empty((h, width))  # suffix sums of the block's rows
+    s2 = np.empty((h, width))
+    p1 = np.empty(width)  # prefix sums of the next block's rows
+    p2 = np.empty(width)
+    # Column sums of LANES output rows, transposed, so that the pass along the rows runs
+    # down these columns with one output row per SIMD lane.
+    v1 = np.zeros((width, LANES))
+    v2 = np.zeros((width, LANES))
+    u1 = np.empty((width, LANES))
+    u2 = np.empty((width, LANES))
+    q1 = np.empty((width, LANES))
+    q2 = np.empty((width, LANES))
+    inv = np.empty(width, num.dtype)
+    for task in range(first, last):
+        b = task // ngroups
+        k = task - b * ngroups
+        i0 = 0 if k == 0 else first_h + (k - 1) * h
+        length = first_h if k == 0 else h
+        rows = min(length, ho - i0)  # outputs i0 .. i0 + rows - 1
+        suffix(x, b, i0, length, s1, s2)
+        p1[:] = 0.0
+        p2[:] = 0.0
+        for i in range(i0 + length, i0 + h):  # the next block's rows in window i0
+            add_row(x, b, i, p1, p2)
+        for g0 in range(0, rows, LANES):
+            count = min(LANES, rows - g0)
+            gather(x, b, i0, h, g0, count, s1, s2, p1, p2, v1, v2)
+            horizontal(v1, v2, u1, u2, q1, q2, w, first_w, wo)
+            normalise(u1, u2, q1, q2, w, first_w, wo, h * w, tol)
+            if fused:
+                finish(u1, inv, num, scale, order, starts, b, i0 + g0, count)
+            else:
                 scatter(u1, out, b, i0 + g0, count)
 
 
-def run(x: np.ndarray, h: int, w: int, tol: float, phase: tuple[int, int],
-        out: np.ndarray) -> None:
-    """Fill ``out (B, H-h+1, W-w+1)`` from C-contiguous float ``x (B, H, W)``."""
-    nb, ho, _ = out.shape
-    tasks = nb * -(-ho // h)
-    workers = 1 if out.size < _PARALLEL_MIN else max(1, min(numba.get_num_threads(), tasks))
-    kernel(x, h, w, tol, phase[0] % h, phase[1] % w, workers, out)
+def tasks(nb: int, ho: int, h: int, oh: int) -> int:
+    """How many tasks ``kernel`` splits ``nb`` images of ``ho`` output rows into."""
+    return nb * (1 + (max(ho - (h - oh), 0) + h - 1) // h)
 
+
+Job = tuple[Any, tuple[Any, ...], int, int]  # kernel, arguments but (first, last), tasks, size
+
+
+def job(x: np.ndarray, h: int, w: int, tol: float, phase: tuple[int, int],
+        out: np.ndarray) -> Job:
+    """``kernel``'s call that fills ``out (B, H-h+1, W-w+1)`` from C-contiguous float ``x
+    (B, H, W)``: the kernel, its arguments but the task range, the tasks, the outputs."""
+    none = np.zeros(1, np.intp)
+    return _job(x, h, w, tol, phase, out, out.shape, False, out, np.ones(1, out.dtype), none,
+                none)
+
+
+def fused_job(x: np.ndarray, h: int, w: int, tol: float, num: np.ndarray, scale: np.ndarray,
+              xi: np.ndarray) -> Job:
+    """``kernel``'s call that overwrites ``num (K, H-h+1, W-w+1)`` with ``clip(num · inv ·
+    scale[k], -1, 1)``, ``inv`` the normaliser of image ``xi[k]`` of C-contiguous ``x (B, H,
+    W)`` (``num`` C-contiguous, ``scale (K,)`` of its dtype, ``xi (K,)`` intp)."""
+    order = np.argsort(xi, kind="stable").astype(np.intp)
+    starts = np.searchsorted(xi[order], np.arange(x.shape[0] + 1)).astype(np.intp)
+    shape = (x.shape[0], num.shape[1], num.shape[2])
+    out = np.empty((0, 0, 0), num.dtype)  # not written when fused
+    return _job(x, h, w, tol, (0, 0), out, shape, True, num, scale, order, starts)
+
+
+def _job(x: np.ndarray, h: int, w: int, tol: float, phase: tuple[int, int], out: np.ndarray,
+         shape: Any, fused: bool, num: np.ndarray, scale: np.ndarray, order: np.ndarray,
+         starts: np.ndarray) -> Job:
+    nb, ho, wo = shape
+    oh, ow = phase[0] % h, phase[1] % w
+    args = (x, h, w, tol, oh, ow, nb, ho, wo, out, fused, num, scale, order, starts)
+    return kernel, args, tasks(nb, ho, h, oh), nb * ho * wo

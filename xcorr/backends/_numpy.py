@@ -65,6 +65,7 @@ _BLOCK_BYTES = 1 << 18  # ~256 KiB per fallback block: it and its temporary stay
 # B·Ho·Wo·kh·kw from which the direct loops use threads (≈ 50 µs of work; a thread costs
 # ~10 µs to wake, and far more on a loaded machine)
 _PARALLEL_MIN_TAPS = 1 << 21
+_NCC_PARALLEL_MIN = 1 << 16  # NCC outputs below which one thread computes the statistics
 _FALLBACK_PARALLEL_TAPS = 1 << 18
 
 
@@ -170,8 +171,39 @@ def ncc_inv_norm(x: np.ndarray, window: tuple[int, int], tol: float,
     *lead, h, w = x.shape
     xb = np.ascontiguousarray(x.reshape(-1, h, w))
     out = np.empty((xb.shape[0], h - window[0] + 1, w - window[1] + 1), dtype=x.dtype)
-    _numba_ncc.run(xb, window[0], window[1], tol, phase, out)
+    _run_job(_numba_ncc.job(xb, window[0], window[1], tol, phase, out))
     return out.reshape(*lead, *out.shape[1:])
+
+
+def ncc_finish(xc: np.ndarray, num: np.ndarray, inv_t: np.ndarray, window: tuple[int, int],
+               tol: float) -> np.ndarray | None:
+    """``clip(num · inv_norm(xc) · inv_t, -1, 1)`` (``xcorr._ncc.finish``) in the compiled
+    pass that computes ``inv_norm``, written over ``num`` (the caller's own array): one pass
+    after the correlation instead of a float32 array per operation.  The same bits as the
+    expression.  None without Numba (or for a ``num`` not laid out for it)."""
+    if (_numba.kernel() is None or xc.dtype not in (np.float32, np.float64)
+            or num.dtype != xc.dtype or not num.flags.c_contiguous or not num.flags.writeable
+            or np.may_share_memory(num, xc)):
+        return None
+    from .. import _numba_ncc
+
+    *xlead, h, w = xc.shape
+    lead = num.shape[:-2]
+    xb = np.ascontiguousarray(xc.reshape(-1, h, w))
+    # which image each output batch normalises by (the leading dims broadcast)
+    xi = np.broadcast_to(np.arange(xb.shape[0]).reshape(*xlead, 1, 1), (*lead, 1, 1))
+    scale = np.broadcast_to(inv_t.astype(num.dtype, copy=False), (*lead, 1, 1))
+    _run_job(_numba_ncc.fused_job(xb, window[0], window[1], tol,
+                                  num.reshape(-1, *num.shape[-2:]),
+                                  np.ascontiguousarray(scale.reshape(-1)),
+                                  np.ascontiguousarray(xi.reshape(-1), dtype=np.intp)))
+    return num
+
+
+def _run_job(job: tuple[Any, tuple[Any, ...], int, int]) -> None:
+    """A ``_numba_ncc`` kernel call, in shares on the thread pool when it is large."""
+    loop, args, tasks, size = job
+    _in_shares(loop, args, tasks, size >= _NCC_PARALLEL_MIN)
 
 
 def conv_costs() -> dict[int, ConvCost]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..suite import Suite
 from .conv2d import CONV2D, POOL2D
 from .corr2d import SUITE as CORR2D
+from .ncc import SUITE as NCC
 from .surface import SUITE as SURFACE
 
-SUITES: dict[str, Suite] = {s.name: s for s in (CORR2D, SURFACE, CONV2D, POOL2D)}
+SUITES: dict[str, Suite] = {s.name: s for s in (CORR2D, SURFACE, CONV2D, POOL2D, NCC)}
