@@ -301,7 +301,7 @@ def test_auto_runs_overlap_where_the_model_says(backend: str,
 @pytest.mark.parametrize(("name", "shape", "kshape", "itemsize"), [
     ("numpy", (4096, 4096), (15, 15), 8), ("numpy", (4096, 4096), (17, 17), 4),
     ("torch", (400, 400), (9, 9), 4), ("torch", (2, 512, 512), (15, 15), 8),
-    ("jax", (2048, 2048), (15, 15), 4)])
+    ("jax", (2048, 2048), (31, 31), 4)])
 def test_fitted_models_pick_overlap(name: str, shape: tuple[int, ...], kshape: tuple[int, int],
                                     itemsize: int) -> None:
     """Where the fitted constants put overlap ahead of direct and the whole-image FFT."""

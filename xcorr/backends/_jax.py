@@ -33,8 +33,8 @@ METHODS = ("direct", "fft", "overlap", "native")
 
 # Cost-model constants (ns), keyed by dtype width, on the project machine (2 AMD EPYC Zen-4
 # cores shared with other jobs, JAX 0.10.2 CPU).  direct: fitted to bench/bench_jax.py, 0.03-0.07
-# ns per tap and output in float32 (twice that in float64; 1024² float32, quiet machine: 4.0 ms
-# at k11, 9.8 ms at k15).  fft and overlap (jitted): ``bench/fit_fft.py jax``, least squares
+# ns per tap and output (``bench/fit_direct.py jax``: jitted, wall time, 16²-1024², batches 1
+# and 8, k 1-15).  fft and overlap (jitted): ``bench/fit_fft.py jax``, least squares
 # over 256² to 4096² (and 8×128²), k 5-41, tiles 16-512, of CPU time with XLA on one thread
 # (process_time, min of 3-5: the machine was too loaded for wall clocks; XLA's CPU FFT runs on
 # one thread anyway), fixed parts from 8²-64² calls.  Measured 1024² float32: fft 9-13 ms
@@ -42,9 +42,9 @@ METHODS = ("direct", "fft", "overlap", "native")
 # (k5), 66 (k21, B=256); 4096²: fft 342, overlap 304 (k11, B=256), 325 (k31, B=384).
 # lax.conv is never cheaper than both (22-55 ms at k3, 0.2-0.44 s at k31).
 COSTS = {
-    4: Cost(tap=0.045, out=0.05, point=0.45, fixed=25_000.0,
+    4: Cost(tap=0.034, out=0.08, point=0.45, fixed=25_000.0,
             tile_point=0.25, tile_pix=4.0, tile_fixed=25_000.0),
-    8: Cost(tap=0.09, out=0.10, point=0.62, fixed=25_000.0,
+    8: Cost(tap=0.056, out=0.12, point=0.62, fixed=25_000.0,
             tile_point=0.78, tile_pix=0.95, tile_fixed=25_000.0),
 }
 

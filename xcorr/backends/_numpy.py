@@ -29,8 +29,8 @@ xp = np  # the array namespace the operations are written against
 METHODS = ("direct", "fft", "overlap")
 
 # Cost-model constants (ns), keyed by dtype width, on the project machine (2 AMD EPYC Zen-4
-# cores, NumPy 2.4, SciPy 1.17, Numba 0.68).  direct (tap, out): read off bench/bench_numpy.py
-# (1024² float32: 0.23/2.3/16.3 ms at k3/k11/k31).  fft and overlap: least squares over 256²
+# cores, NumPy 2.4, SciPy 1.17, Numba 0.68).  direct (tap, out): ``bench/fit_direct.py numpy``
+# (wall time on two threads, 16²-1024², batches 1 and 8, k 1-15; 17-19% median error).  fft and overlap: least squares over 256²
 # to 4096² (and 8×128²), k 5-41, tiles 16-512, of single-thread CPU time (process_time, min of
 # 3: the machine was shared, wall clocks were not usable), halved for the two FFT workers;
 # fixed parts from 8²-64² calls (``bench/fit_fft.py numpy``).
@@ -40,9 +40,9 @@ METHODS = ("direct", "fft", "overlap")
 # N·log2(N) as it leaves the caches (0.40 ns at 1024², 0.57 at 4096², one thread): ``point``
 # is the compromise over these sizes.
 COSTS = {
-    4: Cost(tap=0.017, out=0.07, point=0.196, fixed=20_000.0,
+    4: Cost(tap=0.019, out=0.097, point=0.196, fixed=20_000.0,
             tile_point=0.131, tile_pix=1.9, tile_fixed=30_000.0),
-    8: Cost(tap=0.033, out=0.14, point=0.318, fixed=20_000.0,
+    8: Cost(tap=0.032, out=0.17, point=0.318, fixed=20_000.0,
             tile_point=0.223, tile_pix=2.8, tile_fixed=30_000.0),
 }
 # Without Numba the blocked NumPy loop is ~10x slower per tap (25.9 ms at 1024² k11 float32);

@@ -41,13 +41,25 @@ METHODS = ("direct", "fft", "overlap", "native")
 # FFT's float64/float32 ratio (their own fit was degenerate); fixed parts from 8²-64² calls.
 # Measured 1024² float32: fft 10.7-11.6 ms whatever the kernel, overlap 6.2 ms at k5 (B=64),
 # 8.9 at k11 (B=128); 2048²: fft 55, overlap 28 (k5), 37 (k11, k21); 4096² (memory-bound on
-# the loaded machine): fft 539, overlap 482.  ``auto`` never picks F.conv2d (4.2 s for a
-# float64 1024² k31 on CPU); on CUDA both are reasonable, so the CPU constants serve there.
+# the loaded machine): fft 539, overlap 482.
+#
+# Refit on a quiet machine (``bench/fit_direct.py torch``, wall time on torch's two threads,
+# 16²-1024², batches 1 and 8, k 1-15): direct 0.059/0.114 ns per tap (float32/float64) and
+# ~6.8 µs per tap and call (two eager operations a tap: PyTorch's dispatch, not arithmetic);
+# F.conv2d 0.165 ns per tap, 2.1 ns per output, 19.5 µs per call in float32 (0.27, 0, 16 µs
+# in float64), 0.11/0.70 ns per tap for per-image kernels as one grouped call.  Its CPU
+# single-channel convolution is far from linear in size (64² k3: 28 µs; 1024² k3: 22 ms), so
+# the fit has 20-30% median error and is meant for where it decides: small images, where the
+# per-tap launches of the direct method dominate.  The FFT terms above were single-thread
+# CPU time, so they are halved here to the same two-thread wall time (checked: 1024² k11
+# float32 fft 4.97 ms, overlap 4.31 ms measured against 4.9 and 4.3 predicted).
 COSTS = {
-    4: Cost(tap=0.127, out=0.0, point=0.463, fixed=60_000.0,
-            tile_point=0.34, tile_pix=2.0, tile_fixed=85_000.0),
-    8: Cost(tap=0.175, out=0.005, point=0.741, fixed=60_000.0,
-            tile_point=0.54, tile_pix=3.2, tile_fixed=85_000.0),
+    4: Cost(tap=0.059, out=0.0, point=0.232, fixed=60_000.0,
+            tile_point=0.17, tile_pix=1.0, tile_fixed=85_000.0, tap_call=6_870.0,
+            native_tap=0.165, native_out=2.06, native_fixed=19_500.0, native_group_tap=0.115),
+    8: Cost(tap=0.114, out=0.0, point=0.371, fixed=60_000.0,
+            tile_point=0.27, tile_pix=1.6, tile_fixed=85_000.0, tap_call=6_780.0,
+            native_tap=0.274, native_out=0.0, native_fixed=16_200.0, native_group_tap=0.70),
 }
 COSTS[2] = COSTS[4]
 
