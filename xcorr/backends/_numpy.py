@@ -33,7 +33,8 @@ METHODS = ("direct", "fft", "overlap")
 # (wall time on two threads, 16²-1024², batches 1 and 8, k 1-15; 17-19% median error).
 # fft and overlap: least squares over 256² to 4096² (and 8×128²), k 5-41, tiles 16-512, of
 # single-thread CPU time (process_time, min of 3: the machine was shared, wall clocks were not
-# usable), halved for the two FFT workers; fixed parts from 8²-64² calls (``bench/fit_fft.py numpy``).
+# usable), halved for the two FFT workers; fixed parts from 8²-64² calls
+# (``bench/fit_fft.py numpy``).
 # Measured 1024² float32, one thread: fft 8.4 ms whatever the kernel, overlap 6.8 ms at k5
 # (B=64) and 9.0 at k11; 2048²: fft 47-51, overlap 31 (k5), 43 (k11), 42 (k21, B=256); 4096²:
 # fft 231, overlap 155 (k11, B=256), 172 (k31, B=256).  The whole-image FFT costs more per
