@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GALLERY = ROOT / "docs" / "gallery"
 SCRIPTS = sorted(GALLERY.glob("*.py"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# One worker runs this module (pytest-xdist's loadgroup), so the gallery is drawn once.
+pytestmark = pytest.mark.xdist_group("docs_site")
 
 
 def _env() -> dict[str, str]:
@@ -43,18 +46,51 @@ def _missing(*modules: str) -> str | None:
     return ", ".join(gone) or None
 
 
-def test_site_builds_strictly(tmp_path: Path) -> None:
+# Builds the site as `mkdocs build --strict` does, with ``docs_dir`` pointed at a copy of docs/
+# (mkdocs has no command-line option for it; every other path stays relative to mkdocs.yml).
+BUILD = """
+import sys
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+build(load_config(config_file=sys.argv[1], docs_dir=sys.argv[2], site_dir=sys.argv[3],
+                  strict=True))
+"""
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str | None]]:
+    """Each gallery script run once from scratch: ``{name: (its PNG, error or None)}``."""
+    if _missing("matplotlib"):
+        pytest.skip("the gallery needs matplotlib: pip install \"xcorr[plot]\"")
+    out = tmp_path_factory.mktemp("gallery")
+    result = {}
+    for script in SCRIPTS:
+        png = out / script.with_suffix(".png").name
+        p = subprocess.run([sys.executable, str(script), str(png)], cwd=out, env=_env(),
+                           capture_output=True, text=True, timeout=600)
+        result[script.name] = (png, None if p.returncode == 0 else p.stdout + p.stderr)
+    return result
+
+
+def test_site_builds_strictly(tmp_path: Path, drawn: dict[str, tuple[Path, str | None]]
+                              ) -> None:
     """``mkdocs build --strict``: a broken link, a page missing from the nav, an unresolved
-    reference or an API object that does not exist fails it.  It builds the committed gallery
-    pictures; each script's drawing is checked by ``test_gallery_script_draws_its_picture``."""
+    reference or an API object that does not exist fails it.  The gallery's pictures are the
+    ones its scripts have just drawn, not the committed ones."""
     gone = _missing("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python",
                     "pymdownx")
     if gone:
         pytest.skip(f"the docs tools are not installed ({gone}): pip install -e \".[docs]\"")
-    site = tmp_path / "site"
-    p = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
-                        str(site), "--config-file", str(ROOT / "mkdocs.yml")], cwd=ROOT,
-                       env=_env(), capture_output=True, text=True, timeout=600)
+    docs, site = tmp_path / "docs", tmp_path / "site"
+    shutil.copytree(ROOT / "docs", docs)
+    for old in (docs / "gallery").glob("*.png"):
+        old.unlink()
+    for name, (png, error) in drawn.items():
+        assert error is None, f"{name} failed:\n{error}"
+        shutil.copy(png, docs / "gallery" / png.name)
+    p = subprocess.run([sys.executable, "-c", BUILD, str(ROOT / "mkdocs.yml"), str(docs),
+                        str(site)], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                       timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     corr = (site / "reference" / "correlation" / "index.html").read_text()
     assert "boundary" in corr and "Examples" in corr  # corr2d's docstring (set at run time)
@@ -78,15 +114,12 @@ def test_every_gallery_script_is_in_the_gallery() -> None:
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
-def test_gallery_script_draws_its_picture(script: Path, tmp_path: Path) -> None:
-    if _missing("matplotlib"):
-        pytest.skip("the gallery needs matplotlib: pip install \"xcorr[plot]\"")
-    out = tmp_path / script.with_suffix(".png").name
-    p = subprocess.run([sys.executable, str(script), str(out)], cwd=tmp_path, env=_env(),
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stdout + p.stderr
-    data = out.read_bytes()
-    assert data[:8] == PNG_MAGIC and len(data) > 10_000, f"{out} is not a picture"
+def test_gallery_script_draws_its_picture(script: Path,
+                                          drawn: dict[str, tuple[Path, str | None]]) -> None:
+    png, error = drawn[script.name]
+    assert error is None, error
+    data = png.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000, f"{png} is not a picture"
 
 
 # -- the README ----------------------------------------------------------------------------------
