@@ -7,6 +7,9 @@ Each backend keeps its measured constants next to its code (``CONV_COSTS`` in
     copy    per byte written into the im2col matrix
     native  per multiply-add of the framework's layer, for dense channel contractions
     native_thin  the same for thin ones (one input channel per group: depthwise, 1 -> 1)
+    dense_planes  images × groups from which the layer runs thin ones at the dense rate
+                  (it parallelises over planes: PyTorch's depthwise 8×64 planes ran at 0.014
+                  ns per multiply-add, a single 1 -> 1 plane at 0.31); None: never
     fixed   per call of each method (launches, planning)
 
 Depthwise convolutions (one input channel per group) run as per-image 2-D correlations, so
@@ -31,6 +34,7 @@ class ConvCost:
     native: float | None
     native_thin: float | None
     fixed: float
+    dense_planes: int | None = None
 
 
 def choose(be: Any, xshape: tuple[int, ...], wshape: tuple[int, ...], geo: Any,
@@ -68,7 +72,9 @@ def estimate(be: Any, xshape: tuple[int, ...], wshape: tuple[int, ...], geo: Any
             transforms = (n * cin + n * cout + cout * cg) * corr.point * f * log2(max(f, 2))
             out["fft"] = transforms + 4 * n * cout * cg * (f // 2 + 1) * c.gemm + corr.fixed
     if c.native is not None and not integer and hasattr(be, "conv2d_native"):
-        rate = c.native_thin if (cg == 1 or cin * cout < 64) else c.native
+        thin = (cg == 1 or cin * cout < 64) and not (
+            c.dense_planes is not None and n * geo.groups >= c.dense_planes)
+        rate = c.native_thin if thin else c.native
         out["native"] = macs * rate + c.fixed
     return out
 

@@ -64,10 +64,14 @@ COSTS = {
 COSTS[2] = COSTS[4]
 
 # conv2d's constants (ns; see xcorr/_conv_cost.py).  F.conv2d (oneDNN) ran dense layers at
-# 160-190 GF/s on the project machine but a 1 -> 1 1024² k11 at 4 GF/s.
+# 160-190 GF/s on the project machine but a 1 -> 1 1024² k11 at 4 GF/s; thin layers over 16
+# planes or more (images × groups) run at the dense rate (the depthwise 8×64 planes at 145 GF/s,
+# LeNet's 16 one-channel images in 105 µs).
 CONV_COSTS = {
-    4: ConvCost(gemm=0.012, copy=0.15, native=0.0115, native_thin=0.5, fixed=15_000.0),
-    8: ConvCost(gemm=0.024, copy=0.15, native=0.05, native_thin=2.0, fixed=15_000.0),
+    4: ConvCost(gemm=0.012, copy=0.15, native=0.0115, native_thin=0.5, fixed=15_000.0,
+                dense_planes=16),
+    8: ConvCost(gemm=0.024, copy=0.15, native=0.05, native_thin=2.0, fixed=15_000.0,
+                dense_planes=16),
 }
 CONV_COSTS[2] = CONV_COSTS[4]
 
