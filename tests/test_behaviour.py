@@ -232,3 +232,12 @@ def _jax_x64() -> bool:
     import jax
 
     return bool(jax.config.jax_enable_x64)
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">i4", "<f4"])
+def test_any_byte_order_is_accepted(backend: str, dtype: str) -> None:
+    # Issue 16, defect 5: big-endian NumPy input raised TypeError on the JAX backend.
+    x = np.arange(30).reshape(5, 6).astype(dtype)
+    k = np.array([[1, -2], [3, 1]]).astype(dtype)
+    got = to_np(xcorr.corr2d(x, k, backend=backend))
+    np.testing.assert_array_equal(got, reference(x.astype(np.int64), k.astype(np.int64)))

@@ -55,6 +55,12 @@ def to_numpy(obj: Any, target: str) -> np.ndarray:
                         "pass a rectangular nested list or an array of numbers") from exc
 
 
+def native_order(a: np.ndarray) -> np.ndarray:
+    """``a`` in the machine's byte order (a copy only when it is not): JAX, CuPy and torch
+    accept no other (NumPy and SciPy compute any)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 def host_copy(a: Any) -> np.ndarray:
     """Explicitly copy any backend's array to a NumPy array on the host.
 

@@ -26,7 +26,7 @@ from .._boundary import NUMPY_MODES
 from .._broadcast import batch_index
 from .._dispatch import array_backend
 from .._fft import fft_valid, mul_conj_inplace, overlap_valid, tiles_by_view
-from .._interop import to_numpy
+from .._interop import native_order, to_numpy
 from .._methods import Cost, for_itemsize
 from .._validate import numpy_kind, numpy_result_dtype
 
@@ -176,7 +176,7 @@ def asarray(obj: Any) -> Any:
     if kind == "jax" and _on_jax_gpu(obj):
         return _from_dlpack(obj)
     # Host data (tracers, lazy Dask arrays and other devices raise TypeError in to_numpy).
-    return cupy.asarray(to_numpy(obj, NAME))
+    return cupy.asarray(native_order(to_numpy(obj, NAME)))
 
 
 def kind(arr: Any) -> str:

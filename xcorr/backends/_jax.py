@@ -23,7 +23,7 @@ from .._boundary import NUMPY_MODES
 from .._broadcast import group_plan
 from .._conv_cost import ConvCost
 from .._fft import fft_valid, overlap_valid, tiles_by_reshape
-from .._interop import to_numpy
+from .._interop import native_order, to_numpy
 from .._methods import Cost, for_itemsize
 from .._validate import numpy_kind
 
@@ -85,7 +85,7 @@ def asarray(obj: Any) -> Any:
             raise OverflowError("integer values outside the int32 range need JAX's 64-bit "
                                 "mode (jax.config.update('jax_enable_x64', True)); or cast "
                                 "the data to float")
-    return jnp.asarray(arr)
+    return jnp.asarray(native_order(arr))
 
 
 def kind(arr: Any) -> str:
