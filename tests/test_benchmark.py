@@ -392,7 +392,9 @@ def test_unavailable_backend_here_exits_1(tmp_path: Path) -> None:
                            name], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env=_env())
     assert proc.returncode == 1, proc.stdout
-    assert _unavailable(name) in proc.stderr
+    # The reason itself may differ between processes (CuPy 13's is_available() raises a
+    # driver error in a fresh process and answers False later in this one): its stable part.
+    assert f"backend {name!r} cannot run here: " in proc.stderr, proc.stderr
     assert proc.stdout == "" and not (tmp_path / "bench").exists()
 
 
