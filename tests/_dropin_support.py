@@ -7,16 +7,14 @@ in dtype, shape and value.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import to_np
+from conftest import to_np, x64
 
-from xcorr._compat import jax_x64
 from xcorr._dispatch import array_backend
 
 # The other frameworks have no extended precision.
@@ -27,17 +25,6 @@ LONG = (np.dtype(np.longdouble), np.dtype(np.clongdouble))
 def holds(backend: str, dtype: Any) -> bool:
     """Whether ``backend``'s framework has ``dtype``."""
     return not (backend in _NO_LONG and np.dtype(dtype) in LONG)
-
-
-@contextlib.contextmanager
-def x64(backend: str) -> Iterator[None]:
-    """JAX's 64-bit types inside the block only (the user's switch; never flipped for good)."""
-    if backend != "jax":
-        yield
-        return
-
-    with jax_x64(True):
-        yield
 
 
 def to_backend(backend: str, a: Any) -> Any:

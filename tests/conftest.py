@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import pytest
 
 import xcorr
+from xcorr._compat import jax_x64
 from xcorr._dispatch import BackendUnavailableError, load
 from xcorr._interop import host_copy
 
@@ -39,3 +42,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 to_np = host_copy  # explicit conversion of any backend's result, for comparisons in tests
+
+
+@contextlib.contextmanager
+def x64(backend: str, enabled: bool = True) -> Iterator[None]:
+    """JAX's 64-bit types inside the block only, on the JAX backend (the user's switch, set
+    through ``xcorr._compat.jax_x64`` and restored after: never flipped for good)."""
+    if backend != "jax":
+        yield
+        return
+    with jax_x64(enabled):
+        yield

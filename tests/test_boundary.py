@@ -3,14 +3,12 @@ kernels, ``axes``, and the gradients of all of them."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import scipy.signal
-from conftest import to_np
+from conftest import to_np, x64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
@@ -24,17 +22,6 @@ from xcorr._dispatch import load
 RNG = np.random.default_rng(12)
 FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow], deadline=None)
-
-
-@contextlib.contextmanager
-def x64(backend: str) -> Iterator[None]:
-    """JAX float64 inside the block only (the user's switch, never flipped for good)."""
-    if backend != "jax":
-        yield
-        return
-
-    with jax_x64(True):
-        yield
 
 
 def oracle(x: np.ndarray, k: np.ndarray, mode: str, boundary: str, fill: float = 0.0,

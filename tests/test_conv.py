@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import to_np
+from conftest import to_np, x64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,16 +23,6 @@ FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow], deadline=None)
 TORCH_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",
              "circular": "circular"}
-
-
-@contextlib.contextmanager
-def x64(backend: str) -> Iterator[None]:
-    if backend != "jax":
-        yield
-        return
-
-    with jax_x64(True):
-        yield
 
 
 def methods(backend: str) -> tuple[str, ...]:

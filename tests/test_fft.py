@@ -9,7 +9,6 @@ tested too.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import x64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,17 +40,6 @@ FLOATS = ["float16", "float32", "float64"]
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def x64(backend: str) -> Iterator[None]:
-    """JAX float64 inside the block only (the user's switch, never flipped for good)."""
-    if backend != "jax":
-        yield
-        return
-
-    with jax_x64(True):
-        yield
 
 
 def clear_jax() -> None:

@@ -7,13 +7,11 @@ scikit-image's own ``match_template`` tests are ported at the end of the NumPy-o
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import to_np
+from conftest import to_np, x64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
@@ -32,18 +30,6 @@ def skimage_match(*args: Any, **kw: Any) -> np.ndarray:
 RNG = np.random.default_rng(15)
 FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow], deadline=None)
-
-
-@contextlib.contextmanager
-def x64(backend: str) -> Iterator[None]:
-    """JAX float64 inside the block only (the user's switch, never flipped for good)."""
-    if backend != "jax":
-        yield
-        return
-    from xcorr._compat import jax_x64
-
-    with jax_x64(True):
-        yield
 
 
 def brute(x: Any, t: Any, mask: Any = None, mode: str = "valid") -> np.ndarray:

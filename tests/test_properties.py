@@ -9,14 +9,13 @@ here skip with the reason the conftest ``backend`` fixture gives.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import scipy.signal
+from conftest import x64
 from hypothesis import HealthCheck, assume, example, given, note, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
@@ -35,16 +34,6 @@ U64 = np.finfo(np.float64).eps / 2
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def x64(backend: str, enabled: bool = True) -> Iterator[None]:
-    """JAX float64 inside the block only (the user's switch, never flipped for good)."""
-    if backend != "jax":
-        yield
-        return
-    with jax_x64(enabled):
-        yield
 
 
 def run(backend: str, x: Any, k: Any, **kw: Any) -> np.ndarray:
