@@ -381,6 +381,88 @@ def test_torch_gradients() -> None:
                                     eps=1e-6, atol=1e-5)
 
 
+def _spy_compiled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the NumPy backend's compiled NCC kernels being called (by any backend)."""
+    be = load("numpy")
+    if be.ncc_inv_norm(np.ones((1, 4, 4)), (2, 2), 1e-12) is None:
+        pytest.skip("numba: not installed (the compiled normaliser is optional)")
+    calls: list[str] = []
+
+    def spy(name: str, kernel: Any) -> Any:
+        def call(*args: Any) -> Any:
+            calls.append(name)
+            return kernel(*args)
+        return call
+
+    for name in ("ncc_inv_norm", "ncc_finish"):
+        monkeypatch.setattr(be, name, spy(name, getattr(be, name)))
+    return calls
+
+
+def test_torch_cpu_without_autograd_uses_the_compiled_normaliser(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU tensors outside autograd are normalised by the NumPy backend's compiled pass (on
+    the tensor's memory); while autograd records, by torch operations; the same values."""
+    torch = pytest.importorskip("torch", reason="torch: not installed")
+    calls = _spy_compiled(monkeypatch)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+        x = torch.tensor(RNG.random((2, 40, 50)), dtype=dtype)
+        t = torch.tensor(RNG.random((7, 9)), dtype=dtype)
+        calls.clear()
+        fast = xcorr.match_template(x, t)
+        assert calls == ["ncc_finish"]
+        calls.clear()
+        recorded = xcorr.match_template(x.requires_grad_(), t)
+        assert calls == [] and recorded.requires_grad
+        np.testing.assert_allclose(fast.numpy(), recorded.detach().numpy(), rtol=0, atol=tol)
+        np.testing.assert_allclose(fast.numpy(), brute(x.detach().numpy(), t.numpy()), rtol=0,
+                                   atol=tol * 10)
+
+
+def test_jax_float32_on_the_cpu_uses_the_compiled_normaliser(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """JAX float32 on the CPU: values from the compiled pass through a callback (float64
+    sums), derivatives from the jitted program; eager, jit, vmap, grad and jvp all agree
+    with the double-word program JAX runs without it."""
+    jax = pytest.importorskip("jax", reason="jax: not installed")
+    import jax.numpy as jnp
+
+    calls = _spy_compiled(monkeypatch)
+    x = jnp.asarray(RNG.random((3, 30, 40)), jnp.float32)
+    t = jnp.asarray(RNG.random((6, 5)), jnp.float32)
+
+    def run() -> list[Any]:
+        def loss(a: Any, b: Any) -> Any:
+            return jnp.sum(xcorr.match_template(a, b) ** 2)
+
+        mt = jax.jit(lambda a, b: xcorr.match_template(a, b, mode="same"))
+        return [xcorr.match_template(x, t), mt(x, t),
+                jax.vmap(lambda a: xcorr.match_template(a, t))(x),
+                *jax.grad(loss, argnums=(0, 1))(x[0], t),
+                jax.jvp(lambda a: xcorr.match_template(a, t), (x[0],), (x[1],))[1]]
+
+    with _x64_off():
+        fast = run()
+        assert len(calls) >= 3 and set(calls) == {"ncc_inv_norm"}
+        monkeypatch.setattr(_numba, "DISABLED", True)
+        calls.clear()
+        generic = run()
+        assert calls == []
+    for got, want in zip(fast, generic, strict=True):
+        assert got.dtype == want.dtype == jnp.float32
+        scale = float(jnp.max(jnp.abs(want)))
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
+                                   atol=2e-5 * max(scale, 1))
+    np.testing.assert_allclose(np.asarray(fast[0]), brute(np.asarray(x), np.asarray(t)),
+                               rtol=0, atol=2e-5)
+
+
+def _x64_off() -> Any:
+    from xcorr._compat import jax_x64
+
+    return jax_x64(False)
+
+
 # -- Dask --------------------------------------------------------------------------------------
 
 

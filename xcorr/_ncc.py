@@ -145,7 +145,7 @@ def _match_template(image: Any, template: Any, mode: str, mask: Any, method: str
         return _masked(be, x, t, m, mode, method, wide)
     x = _pad_same(be, x, th, tw) if mode == "same" else x
     xc = x - center(be, x, wide)
-    tz, inv_t = _template_terms(be, t, wide)
+    tz, inv_t = template_terms(be, t, wide)
     num = _numerator(be, xc, tz, method, wide)
     return finish(be, xc, num, inv_t, (th, tw), wide)
 
@@ -385,7 +385,13 @@ def _pad_same(be: Any, x: Any, th: int, tw: int) -> Any:
     return be.pad(x, (th // 2, (th - 1) // 2, tw // 2, (tw - 1) // 2), "fill", 0)
 
 
-def _template_terms(be: Any, t: Any, wide: Any) -> tuple[Any, Any]:
+def template_terms(be: Any, t: Any, wide: Any) -> tuple[Any, Any]:
+    """``generic_template_terms``, or the backend's ``ncc_template_terms`` (JAX: jitted)."""
+    fast = getattr(be, "ncc_template_terms", None)
+    return fast(t) if fast is not None else generic_template_terms(be, t, wide)
+
+
+def generic_template_terms(be: Any, t: Any, wide: Any) -> tuple[Any, Any]:
     """``T - mean(T)`` and ``1 / ||T - mean(T)||`` (both 0 for a constant template).
 
     ``T - mean(T)`` sums to ``n·δ``, ``δ`` the rounding of the mean, and the correlation
@@ -536,7 +542,7 @@ def _masked(be: Any, x: Any, t: Any, m: Any, mode: str, method: str, wide: Any) 
         xp.min(xp.where(on, t, np.inf), axis=axes, keepdims=True)
     ok_t = ~const & (weight > 0)
     safe_weight = xp.where(weight > 0, weight, 1)
-    d = t - _sum(be, m, wide, t) / safe_weight  # centred twice, as in _template_terms
+    d = t - _sum(be, m, wide, t) / safe_weight  # centred twice, as in generic_template_terms
     d = d - _sum(be, m, wide, d) / safe_weight
     tz = xp.where(ok_t, m * d, 0)
     tss = _sum(be, tz, wide, d)
