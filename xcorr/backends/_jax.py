@@ -242,6 +242,19 @@ def _ncc_inv_norm(x: Any, window: tuple[int, int], tol: float) -> Any:
     return _ncc.generic_inv_norm(sys.modules[__name__], x, window, tol, wide)
 
 
+def ncc_finish(xc: Any, num: Any, inv_t: Any, window: tuple[int, int], tol: float) -> Any:
+    """``xcorr._ncc.finish`` as one jitted program: the normaliser, then one fused pass over
+    the numerator (eager, three passes over a batch of 16 1024² maps took 70 ms)."""
+    return _ncc_finish(xc, num, inv_t, window=window, tol=tol, host=_host_kernels(xc))
+
+
+@partial(jax.jit, static_argnames=("window", "tol", "host"))
+def _ncc_finish(xc: Any, num: Any, inv_t: Any, window: tuple[int, int], tol: float,
+                host: bool) -> Any:
+    inv = _host_inv_norm(xc, window) if host else _ncc_inv_norm(xc, window=window, tol=tol)
+    return jnp.clip(num * inv * inv_t, -1, 1)
+
+
 def _host_kernels(x: Any) -> bool:
     """Whether ``x`` is float32 on the CPU (a tracer: the program is, by default) and the
     NumPy backend has its compiled kernels: then a callback to them computes on the host's
@@ -251,15 +264,16 @@ def _host_kernels(x: Any) -> bool:
     thread where ``jax.enable_x64`` (a thread-local switch) is off, which hands it float64
     operands converted to float32 (seen with JAX 0.10).
     """
-    if x.dtype != jnp.float32:
-        return False
-    if isinstance(x, jax.core.Tracer):
-        on_cpu = jax.default_backend() == "cpu"
-    else:
-        on_cpu = all(d.platform == "cpu" for d in x.devices())
     from .. import _numba
 
-    return on_cpu and _numba.kernel() is not None
+    return x.dtype == jnp.float32 and _on_cpu(x) and _numba.kernel() is not None
+
+
+def _on_cpu(x: Any) -> bool:
+    """Whether ``x`` is on the CPU (a tracer: whether the program is, by default)."""
+    if isinstance(x, jax.core.Tracer):
+        return jax.default_backend() == "cpu"
+    return all(d.platform == "cpu" for d in x.devices())
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -272,7 +286,11 @@ def _host_inv_norm(x: Any, window: tuple[int, int]) -> Any:
     tol = _ncc._flat_tol(window[0] + window[1], _ncc._unit(np.float64))  # float64 sums
 
     def host(a: np.ndarray) -> np.ndarray:
-        return _numpy.ncc_inv_norm(np.asarray(a, np.float32), window, tol)
+        a = np.asarray(a, np.float32)
+        out = _numpy.ncc_inv_norm(a, window, tol)
+        if out is None:  # Numba switched off since this was traced: NumPy's own sums
+            out = _ncc.generic_inv_norm(_numpy, a, window, tol, np.dtype(np.float64))
+        return out
 
     shape = jax.ShapeDtypeStruct((*x.shape[:-2], h - window[0] + 1, w - window[1] + 1),
                                  x.dtype)
