@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch: not installed")
 
 import xcorr  # noqa: E402
-from xcorr import _grad, _validate, reference  # noqa: E402
+from xcorr import _auto, _grad, _numba, _validate, reference  # noqa: E402
 from xcorr._methods import SPECTRAL, choose  # noqa: E402
 from xcorr.backends import _numpy  # noqa: E402
 from xcorr.backends import _torch as tb  # noqa: E402
@@ -94,8 +94,10 @@ def test_integers_are_exact_int64_for_every_exact_method():
 
 
 def test_auto_calls_f_conv2d_where_it_wins_and_never_for_integers(monkeypatch):
-    # On small images the direct method's per-tap launches (~7 µs each) cost more than one
-    # F.conv2d; on large ones F.conv2d's single-channel path is slow (1024² k3: 22 ms).
+    # Without the NumPy backend's compiled loop (Numba), torch's direct method makes two
+    # dispatches per tap (~7 µs each), which on small images cost more than one F.conv2d; on
+    # large ones F.conv2d's single-channel path is slow (1024² k3: 22 ms).
+    monkeypatch.setattr(_numba, "DISABLED", True)
     calls = []
     native = tb._native
 
@@ -162,6 +164,46 @@ def test_grad_only_where_required():
     x, k = rand(6, 6).requires_grad_(), rand(3, 3, seed=1)
     xcorr.corr2d(x, k, method="direct").sum().backward()
     assert x.grad is not None and k.grad is None
+
+
+@pytest.mark.parametrize("method", ("direct", "fft", "overlap"))
+def test_cpu_tensors_run_the_numpy_backends_kernels(method, monkeypatch):
+    """float32/float64 CPU tensors are correlated by the NumPy backend's kernels on their
+    memory (its exact bits), with or without autograd; gradients by the analytic adjoint
+    (gradcheck, gradgradcheck); integers and torch.compile keep torch's own path."""
+    if method == "direct" and _numba.kernel() is None:
+        pytest.skip("numba: not installed (torch's own direct method runs instead)")
+    seen = []
+    real = _numpy.corr2d_valid
+    monkeypatch.setattr(_numpy, "corr2d_valid", lambda a, b, m: seen.append(m) or real(a, b, m))
+    for dtype in (torch.float32, torch.float64):
+        x, k = rand(2, 12, 11, dtype=dtype), rand(4, 3, seed=1, dtype=dtype)
+        want = real(x.numpy(), k.numpy(), method)
+        seen.clear()
+        got = xcorr.corr2d(x, k, method=method)
+        assert seen == [method] and got.dtype == dtype
+        np.testing.assert_array_equal(got.numpy(), want)
+        recorded = xcorr.corr2d(x.requires_grad_(), k, method=method)
+        assert recorded.requires_grad and torch.equal(recorded.detach(), got)
+    x, k = rand(9, 8).requires_grad_(), rand(3, 2, seed=1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: xcorr.corr2d(a, b, method=method), (x, k))
+    assert torch.autograd.gradgradcheck(lambda a, b: xcorr.corr2d(a, b, method=method), (x, k))
+    seen.clear()
+    xcorr.corr2d(torch.ones(6, 6, dtype=torch.int64), torch.ones(2, 2, dtype=torch.int64),
+                 method="direct")
+    assert seen == []
+
+
+def test_auto_on_cpu_tensors_uses_the_numpy_backends_model():
+    """On the CPU, auto weighs the kernels that run there: NumPy's constants, and torch's own
+    for F.conv2d (on other devices torch's)."""
+    x, k = torch.ones(64, 64), torch.ones(3, 3)
+    table = tb.costs_for(x, k)
+    assert table[4].point == _numpy.costs()[4].point
+    assert table[4].native_tap == tb.COSTS[4].native_tap
+    if _numba.kernel() is not None:
+        assert table[4].tap == _numpy.costs()[4].tap
+        assert _auto.choose(tb, x, k) == "direct"  # one compiled call, not F.conv2d
 
 
 @pytest.mark.parametrize("method", ("auto", *METHODS))

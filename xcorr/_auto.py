@@ -22,7 +22,9 @@ def choose(be: Any, x: Any, k: Any) -> str:
     xs, ks = tuple(x.shape), tuple(k.shape)
     shape = (*_broadcast_lead(xs[:-2], ks[:-2]), *xs[-2:])
     plan = group_plan(xs[:-2], ks[:-2]) if len(ks) > 2 else None
-    return _methods.choose(be.costs(), shape, ks[-2:], x.dtype.itemsize, be.kind(x) == "i",
+    costs_for = getattr(be, "costs_for", None)  # a backend whose kernels depend on the data's
+    table = costs_for(x, k) if costs_for is not None else be.costs()  # device (torch)
+    return _methods.choose(table, shape, ks[-2:], x.dtype.itemsize, be.kind(x) == "i",
                            grouped=plan is not None and plan.g > 1)
 
 

@@ -9,9 +9,12 @@ it use TF32 (faster, ~10 mantissa bits).  The other methods never use TF32.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -197,9 +200,9 @@ def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
     if dtype.is_floating_point and dtype.itemsize < 4 and not (
             method == "native" and x.is_cuda):
         x, k = x.float(), k.float()
-    if method in ("fft", "overlap") and _on_cpu(x, k):
-        out = (_HostFFT.apply(x, k, method) if _recording(x, k)
-               else _HostFFT.forward(x, k, method))
+    if _on_cpu(x, k) and method in _host_methods():
+        out = (_HostCorr.apply(x, k, method) if _recording(x, k)
+               else _HostCorr.forward(x, k, method))
     elif method == "fft":
         out = fft_valid(x, k, rfft2, irfft2, _mul_conj).contiguous()
     elif method == "overlap":
@@ -322,6 +325,44 @@ def costs() -> dict[int, Cost]:
     return COSTS
 
 
+def costs_for(x: torch.Tensor, k: torch.Tensor) -> dict[int, Cost]:
+    """The cost model for these tensors: on the CPU, where ``corr2d_valid`` runs the NumPy
+    backend's kernels, NumPy's constants for them and torch's own for ``F.conv2d``."""
+    return _host_costs(_host_methods()) if _on_cpu(x, k) else COSTS
+
+
+@functools.cache
+def _host_costs(host: tuple[str, ...]) -> dict[int, Cost]:
+    from . import _numpy
+
+    table = {}
+    for size, own in COSTS.items():
+        cost = for_itemsize(_numpy.costs(), size)
+        if "direct" not in host:
+            cost = replace(cost, tap=own.tap, out=own.out, tap_call=own.tap_call)
+        if "fft" not in host:
+            cost = replace(cost, point=own.point, fixed=own.fixed, tile_point=own.tile_point,
+                           tile_pix=own.tile_pix, tile_fixed=own.tile_fixed)
+        table[size] = replace(cost, native_tap=own.native_tap, native_out=own.native_out,
+                              native_fixed=own.native_fixed,
+                              native_group_tap=own.native_group_tap)
+    return table
+
+
+def _host_methods() -> tuple[str, ...]:
+    """The methods ``corr2d_valid`` hands to the NumPy backend for CPU tensors: the FFTs
+    where scipy.fft is installed, the direct loop where its compiled kernel (Numba) is."""
+    from .. import _numba
+
+    fft = ("fft", "overlap") if _have_scipy_fft() else ()
+    return fft + (("direct",) if _numba.kernel() is not None else ())
+
+
+@functools.cache
+def _have_scipy_fft() -> bool:
+    return importlib.util.find_spec("scipy") is not None
+
+
 # -- kernels ----------------------------------------------------------------------------------
 
 
@@ -417,12 +458,17 @@ class _Direct(torch.autograd.Function):
         return dx, dk
 
 
-class _HostFFT(torch.autograd.Function):
-    """The FFT methods of CPU tensors by the NumPy backend on their memory (scipy.fft's
-    threaded transforms, spectra multiplied in place: torch.fft, MKL's, took 2.4x as long
-    for a batch of 16 inverse 1024² transforms, 134 vs 55 ms, and 1.5x for one), with the
+class _HostCorr(torch.autograd.Function):
+    """Correlations of CPU tensors by the NumPy backend's kernels on their memory, with the
     analytic adjoint of ``xcorr._grad`` in torch operations (so double backward works), and
-    the same values whether autograd records or not."""
+    the same values whether autograd records or not.
+
+    The FFT methods run scipy.fft's threaded transforms with the spectra multiplied in place
+    (torch.fft, MKL's, took 2.4x as long for a batch of 16 inverse 1024² transforms, 134 vs
+    55 ms, and 1.5x for one); the direct method the compiled loop (Numba) in one call, where
+    torch's shift-and-accumulate makes two dispatches per tap (1024² k3: 3.1 ms against
+    0.36 ms).
+    """
 
     @staticmethod
     def forward(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
