@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from .._conv_cost import ConvCost
 from .._dispatch import array_backend
 from .._fft import fft_valid, overlap_valid, tiles_by_view
 from .._interop import to_numpy
-from .._methods import Cost, for_itemsize
+from .._methods import Cost, fft_len, for_itemsize
 from . import _torch_xp as xp
 
 NAME = "torch"
@@ -200,7 +201,7 @@ def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
     if dtype.is_floating_point and dtype.itemsize < 4 and not (
             method == "native" and x.is_cuda):
         x, k = x.float(), k.float()
-    if _on_cpu(x, k) and method in _host_methods():
+    if _on_cpu(x, k) and method in _host_methods(x, k):
         out = (_HostCorr.apply(x, k, method) if _recording(x, k)
                else _HostCorr.forward(x, k, method))
     elif method == "fft":
@@ -328,7 +329,7 @@ def costs() -> dict[int, Cost]:
 def costs_for(x: torch.Tensor, k: torch.Tensor) -> dict[int, Cost]:
     """The cost model for these tensors: on the CPU, where ``corr2d_valid`` runs the NumPy
     backend's kernels, NumPy's constants for them and torch's own for ``F.conv2d``."""
-    return _host_costs(_host_methods()) if _on_cpu(x, k) else COSTS
+    return _host_costs(_host_methods(x, k)) if _on_cpu(x, k) else COSTS
 
 
 @functools.cache
@@ -349,13 +350,24 @@ def _host_costs(host: tuple[str, ...]) -> dict[int, Cost]:
     return table
 
 
-def _host_methods() -> tuple[str, ...]:
-    """The methods ``corr2d_valid`` hands to the NumPy backend for CPU tensors: the FFTs
-    where scipy.fft is installed, the direct loop where its compiled kernel (Numba) is."""
+def _host_methods(x: torch.Tensor, k: torch.Tensor) -> tuple[str, ...]:
+    """The methods ``corr2d_valid`` hands to the NumPy backend for these CPU tensors: the
+    direct loop where its compiled kernel (Numba) is installed; the FFTs where scipy.fft is
+    and the transforms are large (``_HOST_FFT_POINTS``)."""
     from .. import _numba
 
-    fft = ("fft", "overlap") if _have_scipy_fft() else ()
-    return fft + (("direct",) if _numba.kernel() is not None else ())
+    direct = ("direct",) if _numba.kernel() is not None else ()
+    lead = torch.broadcast_shapes(x.shape[:-2], k.shape[:-2])
+    points = math.prod(lead) * fft_len(int(x.shape[-2])) * fft_len(int(x.shape[-1]))
+    big = points >= _HOST_FFT_POINTS and _have_scipy_fft()
+    return direct + (("fft", "overlap") if big else ())
+
+
+# Transform points (batch × padded image) from which scipy.fft beats torch.fft on the CPU:
+# 16 × 1024² took 55 against 134 ms for the inverse transforms alone, 4096² k31 147 against
+# 265 ms; but one 1024² k11 5.1 against 4.7 ms (overlap 5.2 against 3.9), 16 × 128² k7 0.9
+# against 0.6 ms, 8 × 64 × 64² with per-channel 31² kernels 5.6 against 5.6 (overlap).
+_HOST_FFT_POINTS = 1 << 22
 
 
 @functools.cache
