@@ -441,7 +441,7 @@ def test_jax_float32_on_the_cpu_uses_the_compiled_normaliser(
                 *jax.grad(loss, argnums=(0, 1))(x[0], t),
                 jax.jvp(lambda a: xcorr.match_template(a, t), (x[0],), (x[1],))[1]]
 
-    with _x64_off():
+    with x64("jax", enabled=False):
         fast = run()
         assert len(calls) >= 3 and set(calls) == {"ncc_inv_norm"}
         monkeypatch.setattr(_numba, "DISABLED", True)
@@ -455,12 +455,6 @@ def test_jax_float32_on_the_cpu_uses_the_compiled_normaliser(
                                    atol=2e-5 * max(scale, 1))
     np.testing.assert_allclose(np.asarray(fast[0]), brute(np.asarray(x), np.asarray(t)),
                                rtol=0, atol=2e-5)
-
-
-def _x64_off() -> Any:
-    from xcorr._compat import jax_x64
-
-    return jax_x64(False)
 
 
 # -- Dask --------------------------------------------------------------------------------------

@@ -230,7 +230,7 @@ def ncc_inv_norm(x: Any, window: tuple[int, int], tol: float,
     ``jax.grad``, ``jax.jvp``, ``jax.jit`` and ``jax.vmap`` all work as before.
     """
     if _host_kernels(x):
-        return _host_inv_norm(x, window)
+        return _host_inv_norm(x, window, tol)
     return _ncc_inv_norm(x, window=window, tol=tol)
 
 
@@ -251,7 +251,7 @@ def ncc_finish(xc: Any, num: Any, inv_t: Any, window: tuple[int, int], tol: floa
 @partial(jax.jit, static_argnames=("window", "tol", "host"))
 def _ncc_finish(xc: Any, num: Any, inv_t: Any, window: tuple[int, int], tol: float,
                 host: bool) -> Any:
-    inv = _host_inv_norm(xc, window) if host else _ncc_inv_norm(xc, window=window, tol=tol)
+    inv = _host_inv_norm(xc, window, tol) if host else _ncc_inv_norm(xc, window=window, tol=tol)
     return jnp.clip(num * inv * inv_t, -1, 1)
 
 
@@ -276,20 +276,22 @@ def _on_cpu(x: Any) -> bool:
     return all(d.platform == "cpu" for d in x.devices())
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(1,))
-@partial(jax.jit, static_argnums=(1,))
-def _host_inv_norm(x: Any, window: tuple[int, int]) -> Any:
+@partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+@partial(jax.jit, static_argnums=(1, 2))
+def _host_inv_norm(x: Any, window: tuple[int, int], tol: float) -> Any:
+    """``_ncc_inv_norm(x, window, tol)``'s values from the NumPy backend's compiled pass (its
+    own flatness bound, for float64 sums); its derivatives from ``_ncc_inv_norm``."""
     from .. import _ncc
     from . import _numpy
 
     h, w = x.shape[-2:]
-    tol = _ncc._flat_tol(window[0] + window[1], _ncc._unit(np.float64))  # float64 sums
+    tol64 = _ncc._flat_tol(window[0] + window[1], _ncc._unit(np.float64))  # float64 sums
 
     def host(a: np.ndarray) -> np.ndarray:
         a = np.asarray(a, np.float32)
-        out = _numpy.ncc_inv_norm(a, window, tol)
+        out = _numpy.ncc_inv_norm(a, window, tol64)
         if out is None:  # Numba switched off since this was traced: NumPy's own sums
-            out = _ncc.generic_inv_norm(_numpy, a, window, tol, np.dtype(np.float64))
+            out = _ncc.generic_inv_norm(_numpy, a, window, tol64, np.dtype(np.float64))
         return out
 
     shape = jax.ShapeDtypeStruct((*x.shape[:-2], h - window[0] + 1, w - window[1] + 1),
@@ -298,15 +300,10 @@ def _host_inv_norm(x: Any, window: tuple[int, int]) -> Any:
 
 
 @_host_inv_norm.defjvp
-def _host_inv_norm_jvp(window: tuple[int, int], primals: tuple[Any], tangents: tuple[Any]
-                       ) -> tuple[Any, Any]:
-    from .. import _ncc
-
-    (x,), (dx,) = primals, tangents
-    wide = jnp.asarray(np.zeros((), np.float64)).dtype
-    tol = _ncc._flat_tol(window[0] + window[1], _ncc._unit(wide))
-    _, dy = jax.jvp(partial(_ncc_inv_norm, window=window, tol=tol), (x,), (dx,))
-    return _host_inv_norm(x, window), dy
+def _host_inv_norm_jvp(window: tuple[int, int], tol: float, primals: tuple[Any],
+                       tangents: tuple[Any]) -> tuple[Any, Any]:
+    _, dy = jax.jvp(partial(_ncc_inv_norm, window=window, tol=tol), primals, tangents)
+    return _host_inv_norm(*primals, window, tol), dy
 
 
 # The callback takes leading batch dimensions, so vmap adds one to its input (jax >= 0.4.34;

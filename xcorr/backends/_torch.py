@@ -30,6 +30,7 @@ from .._dispatch import array_backend
 from .._fft import fft_valid, overlap_valid, tiles_by_view
 from .._interop import to_numpy
 from .._methods import Cost, fft_len, for_itemsize
+from .._validate import broadcast_batch
 from . import _torch_xp as xp
 
 NAME = "torch"
@@ -201,7 +202,7 @@ def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
     if dtype.is_floating_point and dtype.itemsize < 4 and not (
             method == "native" and x.is_cuda):
         x, k = x.float(), k.float()
-    if _on_cpu(x, k) and method in _host_methods(x, k):
+    if _on_cpu(x, k) and _runs_on_host(x, k, method):
         out = (_HostCorr.apply(x, k, method) if _recording(x, k)
                else _HostCorr.forward(x, k, method))
     elif method == "fft":
@@ -351,16 +352,24 @@ def _host_costs(host: tuple[str, ...]) -> dict[int, Cost]:
 
 
 def _host_methods(x: torch.Tensor, k: torch.Tensor) -> tuple[str, ...]:
-    """The methods ``corr2d_valid`` hands to the NumPy backend for these CPU tensors: the
-    direct loop where its compiled kernel (Numba) is installed; the FFTs where scipy.fft is
-    and the transforms are large (``_HOST_FFT_POINTS``)."""
-    from .. import _numba
+    """The methods ``corr2d_valid`` hands to the NumPy backend for these CPU tensors."""
+    return tuple(m for m in ("direct", "fft", "overlap") if _runs_on_host(x, k, m))
 
-    direct = ("direct",) if _numba.kernel() is not None else ()
-    lead = torch.broadcast_shapes(x.shape[:-2], k.shape[:-2])
+
+def _runs_on_host(x: torch.Tensor, k: torch.Tensor, method: str) -> bool:
+    """Whether ``corr2d_valid`` hands ``method`` on these CPU tensors to the NumPy backend:
+    the direct loop where its compiled kernel (Numba) is installed; the FFTs where scipy.fft
+    is and the transforms are large (``_HOST_FFT_POINTS``)."""
+    if method == "direct":
+        from .. import _numba
+
+        return _numba.kernel() is not None
+    if method not in ("fft", "overlap") or not _have_scipy_fft():
+        return False
+    # broadcast_batch, not torch.broadcast_shapes: 15 µs a call, on every correlation
+    lead = broadcast_batch(tuple(x.shape), tuple(k.shape))
     points = math.prod(lead) * fft_len(int(x.shape[-2])) * fft_len(int(x.shape[-1]))
-    big = points >= _HOST_FFT_POINTS and _have_scipy_fft()
-    return direct + (("fft", "overlap") if big else ())
+    return points >= _HOST_FFT_POINTS
 
 
 # Transform points (batch × padded image) from which scipy.fft beats torch.fft on the CPU:
