@@ -419,42 +419,52 @@ def test_torch_cpu_without_autograd_uses_the_compiled_normaliser(
                                    atol=tol * 10)
 
 
-def test_jax_float32_on_the_cpu_uses_the_compiled_normaliser(
+def test_jax_float32_on_the_cpu_runs_the_numpy_backend(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """JAX float32 on the CPU: values from the compiled pass through a callback (float64
-    sums), derivatives from the jitted program; eager, jit, vmap, grad and jvp all agree
-    with the double-word program JAX runs without it."""
+    """JAX float32 on the CPU: values from the NumPy backend through a callback (its fused,
+    compiled finishing pass), derivatives from the jitted program (whose normaliser is the
+    compiled pass again); eager, jit, vmap, grad and jvp all agree with the double-word
+    program JAX runs without them, in both modes and with a bank of templates."""
     jax = pytest.importorskip("jax", reason="jax: not installed")
     import jax.numpy as jnp
 
     calls = _spy_compiled(monkeypatch)
     x = jnp.asarray(RNG.random((3, 30, 40)), jnp.float32)
     t = jnp.asarray(RNG.random((6, 5)), jnp.float32)
+    bank = jnp.asarray(RNG.random((4, 1, 7, 6)), jnp.float32)
 
-    def run() -> list[Any]:
+    def values() -> list[Any]:
+        mt = jax.jit(lambda a, b: xcorr.match_template(a, b, mode="same"))
+        return [xcorr.match_template(x, t), mt(x, t), xcorr.match_template(x, bank),
+                jax.vmap(lambda a: xcorr.match_template(a, t))(x),
+                jax.vmap(lambda b: xcorr.match_template(x[0], b))(bank[:, 0])]
+
+    def derivatives() -> list[Any]:
         def loss(a: Any, b: Any) -> Any:
             return jnp.sum(xcorr.match_template(a, b) ** 2)
 
-        mt = jax.jit(lambda a, b: xcorr.match_template(a, b, mode="same"))
-        return [xcorr.match_template(x, t), mt(x, t),
-                jax.vmap(lambda a: xcorr.match_template(a, t))(x),
-                *jax.grad(loss, argnums=(0, 1))(x[0], t),
+        return [*jax.grad(loss, argnums=(0, 1))(x[0], t),
                 jax.jvp(lambda a: xcorr.match_template(a, t), (x[0],), (x[1],))[1]]
 
     with x64("jax", enabled=False):
-        fast = run()
-        assert len(calls) >= 3 and set(calls) == {"ncc_inv_norm"}
+        fast = values()
+        assert len(calls) >= 5 and set(calls) == {"ncc_finish"}
+        calls.clear()
+        fast += derivatives()
+        assert calls and set(calls) == {"ncc_inv_norm"}
         monkeypatch.setattr(_numba, "DISABLED", True)
         calls.clear()
-        generic = run()
+        generic = values() + derivatives()
         assert calls == []
     for got, want in zip(fast, generic, strict=True):
-        assert got.dtype == want.dtype == jnp.float32
+        assert got.dtype == want.dtype == jnp.float32 and got.shape == want.shape
         scale = float(jnp.max(jnp.abs(want)))
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
                                    atol=2e-5 * max(scale, 1))
     np.testing.assert_allclose(np.asarray(fast[0]), brute(np.asarray(x), np.asarray(t)),
                                rtol=0, atol=2e-5)
+    numpy_same = xcorr.match_template(np.asarray(x), np.asarray(t), mode="same")
+    np.testing.assert_array_equal(np.asarray(fast[1]), numpy_same)  # the same computation
 
 
 # -- Dask --------------------------------------------------------------------------------------
@@ -532,6 +542,35 @@ def test_double_word_sums_without_float64() -> None:
         s = _boxsum.box_sums(be, np.stack([plain, plain * plain]), window)
         var = s[1] - s[0] * (s[0] / (window[0] * window[1]))
         assert np.nanmax(np.abs(var[ok] * want[ok] ** 2 - 1)) > 1e-4
+
+
+def test_double_word_totals() -> None:
+    """``total_dd`` (template sums without float64): float64-grade, any shape, any batch."""
+    rng = np.random.default_rng(8)
+    for shape in ((1, 1), (3, 5), (31, 31), (4, 2, 64, 7)):
+        x = (rng.random(shape) - 0.5 + 1e3).astype(np.float32)  # cancels in float32
+        hi, lo = _boxsum.total_dd(np, x, np.zeros_like(x))
+        assert hi.shape == lo.shape == (*shape[:-2], 1, 1) and hi.dtype == np.float32
+        want = x.astype(np.float64).sum(axis=(-2, -1), keepdims=True)
+        got = hi.astype(np.float64) + lo.astype(np.float64)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_nan_stays_local_where_auto_would_take_the_fft() -> None:
+    """The image's mean tells the numerator's FFT guard that the image holds NaN/Inf, so
+    ``auto`` computes it directly and the NaN stays in its windows."""
+    be = load("numpy")
+    x = RNG.random((300, 300))
+    t = RNG.random((40, 40))
+    assert xcorr._auto.choose(be, x, t) in ("fft", "overlap")
+    for bad in (np.nan, np.inf):
+        y = x.copy()
+        y[150, 150] = bad
+        got = xcorr.match_template(y, t)
+        assert np.all(np.isnan(got[111:151, 111:151]))
+        assert np.isfinite(got).sum() == got.size - 40 * 40
+        with pytest.warns(RuntimeWarning, match="NaN/Inf"):  # an explicit FFT says so
+            xcorr.match_template(y, t, method="fft")
 
 
 def test_error_bound_constants_are_the_testing_modules() -> None:

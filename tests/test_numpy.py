@@ -335,3 +335,22 @@ def test_peak_memory_of_direct_k3_is_bounded():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak <= 2 * y.nbytes, (peak, y.nbytes)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int64"])
+def test_all_finite_tells_overflow_from_nan_and_inf(dtype):
+    """The quick sum in the array's own dtype decides only when it is finite; a sum that
+    overflows there (float16 and float32 here) is redone in float64."""
+    from xcorr.backends import _numpy as backend
+
+    big = {"float16": 6e4, "float32": 3e38, "float64": 1e308, "int64": 2**62}[dtype]
+    x = np.full((4, 5), big, dtype=dtype)
+    k = np.ones((2, 2), dtype=dtype)
+    assert backend.all_finite(x, k) is (dtype != "float64")  # float64: the sum overflows
+    assert backend.all_finite(np.ones((4, 5), dtype=dtype), k) is True
+    if dtype != "int64":
+        for bad in (np.nan, np.inf, -np.inf):
+            y = np.ones((4, 5), dtype=dtype)
+            y[2, 3] = bad
+            assert backend.all_finite(y, k) is False
+            assert backend.all_finite(k, y) is False

@@ -68,6 +68,30 @@ def box_sums_dd(hi: Any, lo: Any, window: tuple[int, int]) -> tuple[Any, Any]:
     return _doubling(pair, w, pair[0].shape[nd - 1], take(nd - 1), dd_add)
 
 
+def total_dd(xp: Any, hi: Any, lo: Any) -> tuple[Any, Any]:
+    """The double-word sum of ``hi + lo`` over the last two axes, kept (``(..., 1, 1)``).
+
+    Pairwise by halving the flattened axes (zero-padded to a power of two): the first half
+    plus the second, ``log2(n)`` contiguous additions.  ``box_sums_dd`` with the whole array
+    as its window gives a sum as accurate, but XLA's CPU compiler ran its offset slices 20x
+    slower when their input is itself computed from such a sum (a template centred twice:
+    4.2 ms against 0.27 for 16 templates 31²).
+    """
+    lead, n = hi.shape[:-2], int(hi.shape[-2]) * int(hi.shape[-1])
+    size = 1 << max(n - 1, 0).bit_length()
+    pair = []
+    for a in (hi, lo):
+        a = a.reshape(*lead, n)
+        if size > n:
+            a = xp.concatenate([a, xp.zeros((*lead, size - n), dtype=a.dtype)], axis=-1)
+        pair.append(a)
+    while size > 1:
+        size //= 2
+        pair = dd_add((pair[0][..., :size], pair[1][..., :size]),
+                      (pair[0][..., size:], pair[1][..., size:]))
+    return pair[0].reshape(*lead, 1, 1), pair[1].reshape(*lead, 1, 1)
+
+
 def _doubling(a: Any, w: int, n: int, take: Callable[[Any, int, int], Any],
               add: Callable[[Any, Any], Any]) -> Any:
     """The doubling tree along one axis of length ``n``: ``take(p, i, j)`` slices ``p``

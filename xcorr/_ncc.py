@@ -48,7 +48,7 @@ from . import _corr, _dispatch, _validate
 from ._api import prepare
 from ._auto import choose
 from ._boxsum import axis_sums, box_sums
-from ._methods import fft_len
+from ._methods import SPECTRAL, fft_len
 
 MODES = ("valid", "same")
 
@@ -143,25 +143,41 @@ def _match_template(image: Any, template: Any, mode: str, mask: Any, method: str
     x, t, wide = _float(be, x, t)
     if m is not None:
         return _masked(be, x, t, m, mode, method, wide)
+    fast = getattr(be, "ncc_match_template", None)  # JAX: values from the NumPy backend
+    out = fast(x, t, mode, method) if fast is not None else None
+    return out if out is not None else unmasked(be, x, t, mode, method, wide)
+
+
+def unmasked(be: Any, x: Any, t: Any, mode: str, method: str, wide: Any) -> Any:
+    """``match_template`` without a mask, of promoted ``x`` and ``t`` (see ``_float``)."""
+    th, tw = (int(n) for n in t.shape[-2:])
     x = _pad_same(be, x, th, tw) if mode == "same" else x
-    xc = x - center(be, x, wide)
+    mean = _mean(be, x, wide)
+    xc = x - _round_mean(be, mean, x.dtype)
     tz, inv_t = template_terms(be, t, wide)
-    num = _numerator(be, xc, tz, method, wide)
+    # The mean's sum is finite exactly when the image is (bar a float64 sum that overflows,
+    # which all_finite's own sum would overflow too): the FFT's guard for free.
+    num = _numerator(be, xc, tz, method, wide, be.all_finite(mean, tz))
     return finish(be, xc, num, inv_t, (th, tw), wide)
 
 
-def _numerator(be: Any, xc: Any, tz: Any, method: str, wide: Any) -> Any:
+def _numerator(be: Any, xc: Any, tz: Any, method: str, wide: Any,
+               finite: bool | None = None) -> Any:
     """``corr2d(xc, tz)`` (valid) by ``method``; a direct sum of float32 in ``wide``.
 
     A direct sum adds the window's products one by one, and a window far from the image's
     mean makes large terms that cancel: in float32 the error grows with the template (2e-4
     of the NCC for 21×21 on the camera photograph).  An FFT's error is relative to the
     whole image instead (1e-5 there), and float64 sums lose nothing that matters.
+    ``finite``: whether ``xc`` and ``tz`` are known to hold no NaN/Inf (None: unknown, and
+    ``_corr.valid`` checks before an FFT).
     """
     chosen = choose(be, xc, tz) if method == "auto" else method
     if chosen == "direct" and _unit(xc.dtype) > _unit(wide):
         out = _corr.valid(be, be.astype(xc, wide), be.astype(tz, wide), "direct", False)[0]
         return be.astype(out, xc.dtype)
+    if finite is True and chosen in SPECTRAL:  # a second pass over the image saved
+        return be.corr2d_valid(xc, tz, chosen)
     return _corr.valid(be, xc, tz, method, False)[0]
 
 
@@ -374,10 +390,18 @@ def center(be: Any, x: Any, wide: Any) -> Any:
     not finite (the image holds NaN or Inf).  Not differentiable (the NCC does not depend
     on it).
     """
+    return _round_mean(be, _mean(be, x, wide), x.dtype)
+
+
+def _mean(be: Any, x: Any, wide: Any) -> Any:
+    return be.xp.mean(x, axis=(-2, -1), keepdims=True, dtype=wide)
+
+
+def _round_mean(be: Any, mean: Any, dtype: Any) -> Any:
+    """``center``'s value from the mean: 16 significant bits, 0 where not finite."""
     xp = be.xp
-    mean = xp.mean(x, axis=(-2, -1), keepdims=True, dtype=wide)
     mant, expo = xp.frexp(xp.where(xp.isfinite(mean), mean, 0))
-    return be.astype(xp.ldexp(xp.round(mant * 65536), expo - 16), x.dtype)
+    return be.astype(xp.ldexp(xp.round(mant * 65536), expo - 16), dtype)
 
 
 def _pad_same(be: Any, x: Any, th: int, tw: int) -> Any:
@@ -419,10 +443,10 @@ def _sum(be: Any, a: Any, wide: Any, b: Any = None) -> Any:
         total = xp.sum(aw if b is None else aw * be.astype(b, wide), axis=(-2, -1),
                        keepdims=True)
         return be.astype(total, a.dtype)
-    from ._boxsum import box_sums_dd, two_prod
+    from ._boxsum import total_dd, two_prod
 
     hi, lo = (a, xp.zeros_like(a)) if b is None else two_prod(xp, a, b)
-    hi, lo = box_sums_dd(hi, lo, tuple(int(k) for k in a.shape[-2:]))
+    hi, lo = total_dd(xp, hi, lo)
     return hi + lo
 
 
