@@ -354,3 +354,29 @@ def test_all_finite_tells_overflow_from_nan_and_inf(dtype):
             y[2, 3] = bad
             assert backend.all_finite(y, k) is False
             assert backend.all_finite(k, y) is False
+
+
+@pytest.mark.parametrize(("xs", "ks"), [((3, 70, 90), (3, 9, 7)), ((70, 90), (4, 9, 7)),
+                                        ((2, 1, 70, 90), (1, 3, 9, 7)), ((70, 90), (9, 7))])
+def test_kernel_spectrum_in_column_blocks(monkeypatch, xs, ks):
+    """The FFT's kernel spectrum a block of columns at a time, on the pool's threads (tiny
+    blocks and a low threshold here, so both the blocks and the threads are exercised):
+    the same product as the whole spectrum, for one kernel per image, one for all, and a
+    bank that broadcasts the image's spectrum up."""
+    from xcorr import _fft
+    from xcorr.backends import _numpy as backend
+
+    rng = np.random.default_rng(3)
+    x, k = rng.random(xs), rng.random(ks)
+    s = (96, 100)
+    want = _fft.mul_conj(backend.rfft2(x, s), backend.rfft2(k, s))
+    monkeypatch.setattr(backend, "_PRODUCT_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(backend, "_FFT_THREADED_MIN", 1)
+    spectrum = backend.rfft2(x, s)
+    got = backend._product(spectrum, k, s)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    assert (got is spectrum) == (got.shape == spectrum.shape)  # in place where it fits
+    for method in ("fft", "overlap"):
+        np.testing.assert_allclose(xcorr.corr2d(x, k, method=method),
+                                   xcorr.corr2d(x, k, method="direct"), rtol=0, atol=1e-10)

@@ -5,10 +5,11 @@
 log2 of the tile, not of the image, and a kernel spectrum the size of a tile.  Both take the
 framework's transforms as callables acting on the last two axes, ``rfft2(a, s)`` and
 ``irfft2(a, s)`` (``s`` the transform shape; ``rfft2`` zero-pads ``a`` up to it), and
-optionally ``mul(a, b)`` for ``a * conj(b)`` (NumPy and CuPy pass one that writes in
-place).  ``k`` may carry leading dimensions (a kernel per channel, a bank of
-kernels): they broadcast against x's leading dimensions by NumPy rules, and the output has
-shape ``(*broadcast(x.shape[:-2], k.shape[:-2]), Ho, Wo)``.
+optionally ``mul(a, b)`` for ``a * conj(b)`` (CuPy's writes in place) or
+``product(spectrum, k, s)`` for the whole ``spectrum * conj(rfft2(k, s))`` (NumPy's).
+``k`` may carry leading dimensions (a kernel per channel, a bank of kernels): they
+broadcast against x's leading dimensions by NumPy rules, and the output has shape
+``(*broadcast(x.shape[:-2], k.shape[:-2]), Ho, Wo)``.
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ def mul_conj_inplace(xp: Any) -> Callable[[Any, Any], Any]:
     return mul
 
 
+Product = Callable[[Any, Any, Pair], Any]
+
+
 def fft_valid(x: Any, k: Any, rfft2: Transform, irfft2: Transform,
-              mul: Callable[[Any, Any], Any] = mul_conj) -> Any:
+              mul: Callable[[Any, Any], Any] = mul_conj, product: Product | None = None) -> Any:
     """Valid correlation ``irfft2(rfft2(x) * conj(rfft2(k)))[:Ho, :Wo]`` over the last two axes.
 
     A transform of size ``fft_len(H) × fft_len(W)`` suffices (no padding to H+kh-1): the
@@ -53,13 +57,19 @@ def fft_valid(x: Any, k: Any, rfft2: Transform, irfft2: Transform,
     h, w = x.shape[-2:]
     kh, kw = k.shape[-2:]
     s = (fft_len(h), fft_len(w))
-    spectrum = mul(rfft2(x, s), rfft2(k, s))
+    spectrum = _product(rfft2(x, s), k, s, rfft2, mul, product)
     return irfft2(spectrum, s)[..., : h - kh + 1, : w - kw + 1]
+
+
+def _product(xspec: Any, k: Any, s: Pair, rfft2: Transform, mul: Callable[[Any, Any], Any],
+             product: Product | None) -> Any:
+    return mul(xspec, rfft2(k, s)) if product is None else product(xspec, k, s)
 
 
 def overlap_valid(x: Any, k: Any, tile: Pair, rfft2: Transform, irfft2: Transform,
                   tiles: Callable[[Any, Pair, Pair, Pair], Any],
-                  mul: Callable[[Any, Any], Any] = mul_conj) -> Any:
+                  mul: Callable[[Any, Any], Any] = mul_conj, product: Product | None = None
+                  ) -> Any:
     """Valid correlation by overlap-save: FFTs of ``tile``-sized pieces of x, all in one batch.
 
     A ``bh × bw`` tile at ``(i·sh, j·sw)``, with steps ``sh = bh-kh+1`` and ``sw = bw-kw+1``,
@@ -77,10 +87,12 @@ def overlap_valid(x: Any, k: Any, tile: Pair, rfft2: Transform, irfft2: Transfor
     bh, bw = tile
     sh, sw = bh - kh + 1, bw - kw + 1
     nh, nw = ceil_div(ho, sh), ceil_div(wo, sw)
-    kspec = rfft2(k, tile)
-    # One spectrum for all tiles: (..., 1, 1, bh, bw//2+1) broadcasts over the (nh, nw) grid.
-    kspec = kspec.reshape(*kspec.shape[:-2], 1, 1, *kspec.shape[-2:])
-    y = irfft2(mul(rfft2(tiles(x, tile, (sh, sw), (nh, nw)), tile), kspec), tile)
+    # One kernel spectrum for all tiles: (..., 1, 1, bh, bw//2+1) broadcasts over the
+    # (nh, nw) grid.
+    k = k.reshape(*k.shape[:-2], 1, 1, kh, kw)
+    spectrum = _product(rfft2(tiles(x, tile, (sh, sw), (nh, nw)), tile), k, tile, rfft2, mul,
+                        product)
+    y = irfft2(spectrum, tile)
     # (..., nh, nw, sh, sw) -> (..., nh, sh, nw, sw) -> (..., nh·sh, nw·sw): tiles side by side.
     y = y[..., :sh, :sw].swapaxes(-3, -2)
     y = y.reshape(*y.shape[:-4], nh * sh, nw * sw)

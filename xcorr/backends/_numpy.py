@@ -5,6 +5,7 @@ This module also documents the backend surface every ``backends/_<name>.py`` off
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -19,10 +20,10 @@ import numpy as np
 from .. import _grad, _numba
 from .._boundary import NUMPY_MODES
 from .._conv_cost import ConvCost
-from .._fft import fft_valid, mul_conj_inplace, overlap_valid, tiles_by_view
+from .._fft import fft_valid, overlap_valid, tiles_by_view
 from .._interop import to_numpy
 from .._methods import Cost, for_itemsize
-from .._validate import numpy_kind, numpy_result_dtype
+from .._validate import broadcast_batch, numpy_kind, numpy_result_dtype
 
 NAME = "numpy"
 xp = np  # the array namespace the operations are written against
@@ -258,13 +259,57 @@ def _fft_module(size: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
 
 
 def _fft(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(fft_valid(x, k, rfft2, _irfft2_owned, _mul_conj))
+    return np.ascontiguousarray(fft_valid(x, k, rfft2, _irfft2_owned, product=_product))
 
 
 def _overlap(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
     return np.ascontiguousarray(overlap_valid(x, k, tile, rfft2, _irfft2_owned, _tiles,
-                                              _mul_conj))
+                                              product=_product))
+
+
+_PRODUCT_BLOCK_BYTES = 1 << 19  # the kernel spectrum's columns transformed at a time
+
+
+def _product(xs: np.ndarray, k: np.ndarray, s: tuple[int, int]) -> np.ndarray:
+    """``xs * conj(rfft2(k, s))`` over ``xs`` (a spectrum we own).
+
+    Where the product has ``xs``'s shape (one kernel per image, or one for all), the
+    kernel's spectrum is never made whole: its rows are transformed (a few), then its
+    columns a block of at most ``_PRODUCT_BLOCK_BYTES`` at a time, each block multiplied
+    in while in cache, the blocks shared among the pool's threads (each transform on one
+    thread).  A whole kernel spectrum is one more image-sized temporary, and fresh pages
+    cost on a trimmed heap: at 1024² with 31², 3.6 ms against 8.0 (2235 page faults a
+    call), and 2.7 against 2.7 on a warm heap; 2048² with 128²: 14.1 against 16.7 (warm).
+    A bank of kernels over fewer images makes the whole spectra (the product is larger
+    than ``xs`` anyway).
+    """
+    fft, opts, inplace = _fft_module(k.size // max(k.shape[-1], 1) * s[1])
+    rows = fft.rfft(k, s[1], axis=-1, **opts)
+    shape = (*broadcast_batch(xs.shape, rows.shape), *xs.shape[-2:])
+    if shape != xs.shape:
+        fft, _, inplace = _fft_module(rows.size // max(rows.shape[-2], 1) * s[0])
+        spec = fft.fft(rows, s[0], axis=-2, **inplace)
+        np.conjugate(spec, out=spec)
+        return np.multiply(xs, spec, out=spec if spec.shape == shape else None)
+    cols = rows.shape[-1]
+    lead = math.prod(rows.shape[:-2])
+    width = max(8, _PRODUCT_BLOCK_BYTES // (s[0] * rows.itemsize * lead))
+    blocks = -(-cols // width)
+    _in_shares(_product_blocks, (xs, rows, s[0], width), blocks,
+               lead * s[0] * cols >= _FFT_THREADED_MIN)
+    return xs
+
+
+def _product_blocks(xs: np.ndarray, rows: np.ndarray, n: int, width: int, first: int,
+                    last: int) -> None:
+    fft, opts, _ = _fft_module(0)  # one thread per block: the blocks are shared out already
+    for b in range(first, last):
+        part = slice(b * width, (b + 1) * width)
+        spec = fft.fft(rows[..., part], n, axis=-2, **opts)
+        np.conjugate(spec, out=spec)
+        target = xs[..., part]
+        np.multiply(target, spec, out=target)
 
 
 def _irfft2_owned(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
@@ -275,8 +320,6 @@ def _irfft2_owned(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
     fft, opts, inplace = _fft_module(a.size)
     return fft.irfft(fft.ifft(a, s[0], axis=-2, **inplace), s[1], axis=-1, **opts)
 
-
-_mul_conj = mul_conj_inplace(np)
 
 
 def _tiles(x: np.ndarray, tile: tuple[int, int], step: tuple[int, int],
