@@ -7,6 +7,7 @@ scikit-image's own ``match_template`` tests are ported at the end of the NumPy-o
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -213,8 +214,10 @@ def test_nan_and_inf_stay_in_their_windows(backend: str) -> None:
     x[5, 7] = np.nan
     x[12, 2] = np.inf
     t = RNG.random((3, 4))
-    with x64(backend):
+    with x64(backend), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # also what Dask's worker threads warn
         got = to_np(xcorr.match_template(x, t, backend=backend))
+    assert not [w for w in seen if issubclass(w.category, RuntimeWarning)], seen
     reached = np.zeros(got.shape, bool)
     reached[3:6, 4:8] = True  # windows holding (5, 7)
     reached[10:13, 0:3] = True  # windows holding (12, 2)

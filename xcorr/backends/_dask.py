@@ -357,6 +357,26 @@ def ncc_inv_norm(x: da.Array, window: tuple[int, int], tol: float,
                      phase=phase, ncc=_ncc)
 
 
+def ncc_finish(xc: da.Array, num: da.Array, inv_t: Any, window: tuple[int, int],
+               tol: float) -> da.Array:
+    """``xcorr._ncc.finish`` (the same operations, so the same bits) block by block under
+    ``np.errstate``: a window holding Inf gives NaN quietly, as on NumPy (as a lazy
+    expression, its multiply warned in Dask's worker threads, outside the caller's
+    ``errstate``)."""
+    from .. import _ncc
+
+    inv = _ncc.inv_norm(sys.modules[__name__], xc, window, np.dtype(np.float64))
+    inv = da.broadcast_to(inv, num.shape).rechunk(num.chunks)
+    scale = da.broadcast_to(da.asarray(inv_t), (*num.shape[:-2], 1, 1))
+    scale = scale.rechunk((*num.chunks[:-2], (1,), (1,)))
+    return da.map_blocks(_block_finish, num, inv, scale, dtype=num.dtype, meta=num._meta)
+
+
+def _block_finish(num: Any, inv: Any, scale: Any) -> Any:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.clip(num * inv * scale, -1, 1)
+
+
 def _windowed(fn: Any, x: da.Array, span: tuple[int, int], stride: tuple[int, int],
               lead_chunks: dict[int, tuple[int, ...]], **kw: Any) -> da.Array:
     """Map ``fn`` (a strided, valid, windowed operation) over blocks of ``x``.
