@@ -327,9 +327,8 @@ def ncc_match_template(x: Any, t: Any, mode: str, method: str) -> Any:
     """
     from . import _numpy
 
-    if (method != "auto" and method not in _numpy.METHODS) or t.dtype != x.dtype \
-            or not _host_kernels(x):
-        return None
+    if (method != "auto" and method not in _numpy.METHODS) or not _host_kernels(x):
+        return None  # (x and t are promoted to one dtype: _ncc._float)
     return _host_match(x, t, mode, method)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from .. import _grad, _numba
 from .._boundary import NUMPY_MODES
 from .._conv_cost import ConvCost
-from .._fft import fft_valid, overlap_valid, tiles_by_view
+from .._fft import fft_valid, mul_conj_inplace, overlap_valid, tiles_by_view
 from .._interop import to_numpy
 from .._methods import Cost, for_itemsize
 from .._validate import broadcast_batch, numpy_kind, numpy_result_dtype
@@ -171,10 +171,15 @@ def rfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
     """
     # Threads by the points each pass transforms, not by the input's: a 31² kernel's column
     # pass transforms s[0] × (s[1]//2 + 1) points (1.4 ms on one thread at 1024², 0.8 on two).
-    fft, opts, _ = _fft_module(a.size // max(a.shape[-1], 1) * s[1])
-    rows = fft.rfft(a, s[1], axis=-1, **opts)
+    rows = _rfft_rows(a, s[1])
     fft, _, inplace = _fft_module(rows.size // max(rows.shape[-2], 1) * s[0])
     return fft.fft(rows, s[0], axis=-2, **inplace)
+
+
+def _rfft_rows(a: np.ndarray, n: int) -> np.ndarray:
+    """``rfft2``'s first pass: the real transform of ``a``'s rows at length ``n``."""
+    fft, opts, _ = _fft_module(a.size // max(a.shape[-1], 1) * n)
+    return fft.rfft(a, n, axis=-1, **opts)
 
 
 def irfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
@@ -284,14 +289,9 @@ def _product(xs: np.ndarray, k: np.ndarray, s: tuple[int, int]) -> np.ndarray:
     A bank of kernels over fewer images makes the whole spectra (the product is larger
     than ``xs`` anyway).
     """
-    fft, opts, inplace = _fft_module(k.size // max(k.shape[-1], 1) * s[1])
-    rows = fft.rfft(k, s[1], axis=-1, **opts)
-    shape = (*broadcast_batch(xs.shape, rows.shape), *xs.shape[-2:])
-    if shape != xs.shape:
-        fft, _, inplace = _fft_module(rows.size // max(rows.shape[-2], 1) * s[0])
-        spec = fft.fft(rows, s[0], axis=-2, **inplace)
-        np.conjugate(spec, out=spec)
-        return np.multiply(xs, spec, out=spec if spec.shape == shape else None)
+    if (*broadcast_batch(xs.shape, k.shape), *xs.shape[-2:]) != xs.shape:
+        return _mul_conj(xs, rfft2(k, s))
+    rows = _rfft_rows(k, s[1])
     cols = rows.shape[-1]
     lead = math.prod(rows.shape[:-2])
     width = max(8, _PRODUCT_BLOCK_BYTES // (s[0] * rows.itemsize * lead))
@@ -320,6 +320,8 @@ def _irfft2_owned(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
     fft, opts, inplace = _fft_module(a.size)
     return fft.irfft(fft.ifft(a, s[0], axis=-2, **inplace), s[1], axis=-1, **opts)
 
+
+_mul_conj = mul_conj_inplace(np)  # a bank's whole kernel spectra: the product over them
 
 
 def _tiles(x: np.ndarray, tile: tuple[int, int], step: tuple[int, int],
