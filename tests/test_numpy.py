@@ -380,3 +380,96 @@ def test_kernel_spectrum_in_column_blocks(monkeypatch, xs, ks):
     for method in ("fft", "overlap"):
         np.testing.assert_allclose(xcorr.corr2d(x, k, method=method),
                                    xcorr.corr2d(x, k, method="direct"), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(70, 90), (3, 37, 21)])
+def test_inverse_transform_in_place(monkeypatch, dtype, shape):
+    """irfft2 of a spectrum we own writes its rows back into the spectrum's memory (a block
+    of rows at a time, on the pool's threads: tiny blocks and a low threshold here): the
+    result is a view of it, with the bits of scipy.fft's columns-then-rows inverse."""
+    scipy_fft = pytest.importorskip("scipy.fft", reason="scipy: not installed")
+    from xcorr.backends import _numpy as backend
+
+    if not backend._NUMPY_FFT_OUT:
+        pytest.skip(f"numpy {np.__version__}: numpy.fft has no out= (NumPy >= 2.0)")
+    monkeypatch.setattr(backend, "_ROW_BLOCK_BYTES", 1000)
+    monkeypatch.setattr(backend, "_FFT_THREADED_MIN", 1)
+    rng = np.random.default_rng(5)
+    s = shape[-2:]
+    spectrum = scipy_fft.rfft2(rng.random(shape).astype(dtype))
+    want = scipy_fft.irfft(scipy_fft.ifft(spectrum, s[0], axis=-2), s[1], axis=-1)
+    got = backend._irfft2_owned(spectrum, s)
+    assert got.dtype == dtype and got.shape == want.shape
+    assert np.shares_memory(got, spectrum)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("method", ["fft", "overlap"])
+@pytest.mark.parametrize(("xs", "ks"), [((70, 90), (9, 7)), ((3, 61, 45), (5, 6)),
+                                        ((2, 1, 40, 50), (3, 7, 7))])
+def test_centred_correlation_has_the_bits_of_the_centred_image(monkeypatch, method, xs, ks):
+    """corr2d_valid_centred(x, c, k) centres x a block of rows at a time as it transforms
+    it: the bits of corr2d_valid(x - c, k), whatever the blocks, tiles and threads (tiny
+    ones here; the overlap tiles pad past the image with the centre)."""
+    from xcorr.backends import _numpy as backend
+
+    rng = np.random.default_rng(6)
+    x = (rng.random(xs) + 1e3).astype(np.float32)
+    c = (1e3 + rng.random((*xs[:-2], 1, 1))).astype(np.float32)  # one per image
+    k = rng.random(ks).astype(np.float32) - 0.5
+    monkeypatch.setattr(backend, "_ROW_BLOCK_BYTES", 700)
+    monkeypatch.setattr(backend, "_FFT_THREADED_MIN", 1)
+    class SmallTiles:  # several tiles a side, the last ones past the image's end
+        def overlap_tile(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
+            return kh + 10, kw + 12
+
+    monkeypatch.setattr(backend, "for_itemsize", lambda *args: SmallTiles())
+    got = backend.corr2d_valid_centred(x, c, k, method)
+    want = backend.corr2d_valid(x - c, k, method)
+    np.testing.assert_array_equal(got, want)
+    direct = backend.corr2d_valid((x - c).astype(np.float64), k.astype(np.float64), "direct")
+    np.testing.assert_allclose(got, direct, rtol=0, atol=1e-4 * np.abs(direct).max())
+    assert backend.corr2d_valid_centred(x, c, k, "direct") is None
+
+
+def test_fft_results_are_views_unless_they_would_pin_much_more():
+    """An FFT correlation returns its crop of the transform's buffer (as
+    scipy.signal.fftconvolve does), unless the buffer is over 1.5x the result."""
+    from xcorr.backends import _numpy as backend
+
+    if not backend._NUMPY_FFT_OUT:
+        pytest.skip(f"numpy {np.__version__}: numpy.fft has no out= (NumPy >= 2.0)")
+    rng = np.random.default_rng(7)
+    x = rng.random((128, 128))
+    small = backend.corr2d_valid(x, rng.random((5, 5)), "fft")
+    large = backend.corr2d_valid(x, rng.random((64, 64)), "fft")
+    assert small.base is not None and not small.flags.c_contiguous
+    assert large.flags.c_contiguous and large.flags.owndata
+    for k in (rng.random((5, 5)), rng.random((64, 64))):
+        np.testing.assert_allclose(backend.corr2d_valid(x, k, "fft"),
+                                   backend.corr2d_valid(x, k, "direct"), rtol=1e-10)
+
+
+def test_match_template_makes_one_image_sized_array():
+    """NumPy's match_template (FFT) centres the image as it transforms it and as the
+    normaliser reads it, and transforms back in place: the peak extra memory is the one
+    spectrum that becomes the result, and each thread's cache-sized blocks (fresh pages
+    cost more than the FFT's passes; before, the image, its inverse transform and the crop's
+    copy came on top)."""
+    from xcorr.backends import _numpy as backend
+
+    if not backend._NUMPY_FFT_OUT or _numba.kernel() is None:
+        pytest.skip("needs numpy.fft's out= (NumPy >= 2.0) and Numba's compiled normaliser")
+    x, t = random((1024, 1000), np.float32) + 100, random((15, 15), np.float32)
+    xcorr.match_template(x[:40, :40], t, method="fft")  # compile outside the measurement
+    tracemalloc.start()
+    y = xcorr.match_template(x, t, method="fft")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    spectrum = 1024 * (1000 // 2 + 1) * 8
+    blocks = backend._thread_count() * max(3 * backend._ROW_BLOCK_BYTES,
+                                           4 * backend._PRODUCT_BLOCK_BYTES)
+    assert peak < spectrum + blocks + (1 << 16), (peak, spectrum, blocks)
+    want = xcorr.match_template(x.astype(np.float64), t.astype(np.float64), method="direct")
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-4)

@@ -153,31 +153,38 @@ def unmasked(be: Any, x: Any, t: Any, mode: str, method: str, wide: Any) -> Any:
     th, tw = (int(n) for n in t.shape[-2:])
     x = _pad_same(be, x, th, tw) if mode == "same" else x
     mean = _mean(be, x, wide)
-    xc = x - _round_mean(be, mean, x.dtype)
+    c = _round_mean(be, mean, x.dtype)
     tz, inv_t = template_terms(be, t, wide)
     # The mean's sum is finite exactly when the image is (bar a float64 sum that overflows,
     # which all_finite's own sum would overflow too): the FFT's guard for free.
-    num = _numerator(be, xc, tz, method, wide, be.all_finite(mean, tz))
-    return finish(be, xc, num, inv_t, (th, tw), wide)
+    num = _numerator(be, x, c, tz, method, wide, be.all_finite(mean, tz))
+    return finish(be, x, c, num, inv_t, (th, tw), wide)
 
 
-def _numerator(be: Any, xc: Any, tz: Any, method: str, wide: Any,
+def _numerator(be: Any, x: Any, c: Any, tz: Any, method: str, wide: Any,
                finite: bool | None = None) -> Any:
-    """``corr2d(xc, tz)`` (valid) by ``method``; a direct sum of float32 in ``wide``.
+    """``corr2d(x - c, tz)`` (valid) by ``method``; a direct sum of float32 in ``wide``.
+
+    A backend's ``corr2d_valid_centred(x, c, k, method)`` may subtract ``c`` as it
+    transforms ``x`` (NumPy: a block of rows at a time, so the centred image, one more
+    image-sized array, is never made).
 
     A direct sum adds the window's products one by one, and a window far from the image's
     mean makes large terms that cancel: in float32 the error grows with the template (2e-4
     of the NCC for 21×21 on the camera photograph).  An FFT's error is relative to the
     whole image instead (1e-5 there), and float64 sums lose nothing that matters.
-    ``finite``: whether ``xc`` and ``tz`` are known to hold no NaN/Inf (None: unknown, and
+    ``finite``: whether ``x`` and ``tz`` are known to hold no NaN/Inf (None: unknown, and
     ``_corr.valid`` checks before an FFT).
     """
-    chosen = choose(be, xc, tz) if method == "auto" else method
+    chosen = choose(be, x, tz) if method == "auto" else method
+    if finite is True and chosen in SPECTRAL:  # a second pass over the image saved
+        centred = getattr(be, "corr2d_valid_centred", None)
+        out = centred(x, c, tz, chosen) if centred is not None else None
+        return out if out is not None else be.corr2d_valid(x - c, tz, chosen)
+    xc = x - c
     if chosen == "direct" and _unit(xc.dtype) > _unit(wide):
         out = _corr.valid(be, be.astype(xc, wide), be.astype(tz, wide), "direct", False)[0]
         return be.astype(out, xc.dtype)
-    if finite is True and chosen in SPECTRAL:  # a second pass over the image saved
-        return be.corr2d_valid(xc, tz, chosen)
     return _corr.valid(be, xc, tz, method, False)[0]
 
 
@@ -490,16 +497,17 @@ def inv_norm(be: Any, xc: Any, window: tuple[int, int], wide: Any,
     return generic_inv_norm(be, xc, window, tol, wide)
 
 
-def finish(be: Any, xc: Any, num: Any, inv_t: Any, window: tuple[int, int], wide: Any) -> Any:
-    """``clip(num · inv_norm(xc) · inv_t, -1, 1)``: the NCC from its numerator (an array of
-    our own, which a backend's ``ncc_finish`` may overwrite: NumPy's fuses it all into the
-    compiled pass of ``inv_norm``, with the same bits)."""
+def finish(be: Any, x: Any, c: Any, num: Any, inv_t: Any, window: tuple[int, int],
+           wide: Any) -> Any:
+    """``clip(num · inv_norm(x - c) · inv_t, -1, 1)``: the NCC from its numerator (an array
+    of our own, which a backend's ``ncc_finish`` may overwrite: NumPy's fuses it all into
+    the compiled pass of ``inv_norm``, centring ``x`` as it reads it, with the same bits)."""
     fast = getattr(be, "ncc_finish", None)
     if fast is not None:
-        out = fast(xc, num, inv_t, window, _flat_tol(window[0] + window[1], _unit(wide)))
+        out = fast(x, c, num, inv_t, window, _flat_tol(window[0] + window[1], _unit(wide)))
         if out is not None:
             return out
-    return be.xp.clip(num * inv_norm(be, xc, window, wide) * inv_t, -1, 1)
+    return be.xp.clip(num * inv_norm(be, x - c, window, wide) * inv_t, -1, 1)
 
 
 def generic_inv_norm(be: Any, xc: Any, window: tuple[int, int], tol: float, wide: Any) -> Any:

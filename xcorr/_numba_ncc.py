@@ -1,10 +1,12 @@
 """Compiled NCC window normaliser for the NumPy backend (the ``fast`` extra: Numba).
 
-``run(x, h, w, tol, phase, out)`` writes, for every valid ``h × w`` window of ``x (B, H, W)``,
-``1 / sqrt(sum((v - mean)²))`` into ``out`` (0 where the window is flat: ``sum((v - mean)²)
-<= tol · sum(v²)``): the quantity ``xcorr._ncc.inv_norm`` computes from
+``job(x, h, w, tol, phase, out)`` is the call that writes, for every valid ``h × w`` window
+of ``x (B, H, W)``, ``1 / sqrt(sum((v - mean)²))`` into ``out`` (0 where the window is flat:
+``sum((v - mean)²) <= tol · sum(v²)``): the quantity ``xcorr._ncc.inv_norm`` computes from
 ``xcorr._boxsum``'s window sums.  That NumPy expression makes some twenty passes over float64
 arrays the size of the output, each a fresh allocation; this makes one pass over ``x``.
+``fused_job`` also finishes the NCC from its numerator in that pass, and centres ``x`` as it
+reads it.
 
 The window sums are accumulated in float64.  Down the columns, as van Herk and Gil & Werman
 compute running maxima: the rows are cut into blocks of the window's height, and a window,
@@ -44,27 +46,30 @@ import numpy as np
 # Python's error model a division cannot be vectorised at all.
 jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
+# x's entries enter the sums as float64(x - c), c = shift[b] the image's centre subtracted in
+# x's dtype: the bits of the centred array xcorr._ncc forms (x - c), without making it.
+
 @jit
-def suffix(x, b, i0, length, s1, s2):
-    # s[r] = sum of rows i0 + r .. i0 + length - 1 of x[b] (and of their squares)
+def suffix(x, c, b, i0, length, s1, s2):
+    # s[r] = sum of rows i0 + r .. i0 + length - 1 of x[b] - c (and of their squares)
     last = x[b, i0 + length - 1]
     e1, e2 = s1[length - 1], s2[length - 1]
     for j in range(last.shape[0]):
-        a = np.float64(last[j])
+        a = np.float64(last[j] - c)
         e1[j] = a
         e2[j] = a * a
     for r in range(length - 2, -1, -1):
         row, d1, d2, n1, n2 = x[b, i0 + r], s1[r], s2[r], s1[r + 1], s2[r + 1]
         for j in range(row.shape[0]):
-            a = np.float64(row[j])
+            a = np.float64(row[j] - c)
             d1[j] = a + n1[j]
             d2[j] = a * a + n2[j]
 
 @jit
-def add_row(x, b, i, p1, p2):
+def add_row(x, c, b, i, p1, p2):
     row = x[b, i]
     for j in range(row.shape[0]):
-        a = np.float64(row[j])
+        a = np.float64(row[j] - c)
         p1[j] += a
         p2[j] += a * a
 
@@ -150,12 +155,14 @@ def finish(inv64, inv, num, scale, order, starts, b, row, wo):
             v[j] = r  # NaN passes both tests and stays NaN
 
 @jit
-def kernel(x, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, starts, first, last):
+def kernel(x, shift, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, starts, first,
+           last):
     # Tasks first .. last-1 (a task: one block of h output rows of one image; see
-    # tasks()).  x (nb, H, W) centred image(s); out (nb, ho, wo) = (B, H-h+1, W-w+1) in x's
-    # dtype; oh the phase of the blocks of rows (see the module docstring).  fused: out is
-    # not written; instead each output batch order[starts[b]:starts[b + 1]] of num (K,
-    # H-h+1, W-w+1) becomes its NCC (see finish), with scale (K,) the template's inverse norm.
+    # tasks()).  x (nb, H, W) image(s), shift (nb,) their centres in x's dtype; out (nb,
+    # ho, wo) = (B, H-h+1, W-w+1) in x's dtype; oh the phase of the blocks of rows (see the
+    # module docstring).  fused: out is not written; instead each output batch
+    # order[starts[b]:starts[b + 1]] of num (K, H-h+1, W-w+1) becomes its NCC (see finish),
+    # with scale (K,) the template's inverse norm.
     width = x.shape[2]
     first_h = h - oh  # outputs in the first block of rows (a part of one if oh > 0)
     ngroups = 1 + (max(ho - first_h, 0) + h - 1) // h
@@ -176,14 +183,15 @@ def kernel(x, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, starts, 
         i0 = 0 if k == 0 else first_h + (k - 1) * h
         length = first_h if k == 0 else h
         rows = min(length, ho - i0)  # outputs i0 .. i0 + rows - 1
-        suffix(x, b, i0, length, s1, s2)
+        c = shift[b]
+        suffix(x, c, b, i0, length, s1, s2)
         p1[:] = 0.0
         p2[:] = 0.0
         for i in range(i0 + length, i0 + h):  # the next block's rows in window i0
-            add_row(x, b, i, p1, p2)
+            add_row(x, c, b, i, p1, p2)
         for r in range(rows):
             if r > 0:  # the prefix gains the window's last row
-                add_row(x, b, i0 + r + h - 1, p1, p2)
+                add_row(x, c, b, i0 + r + h - 1, p1, p2)
             column_sums(s1, s2, r, p1, p2, c1, c2)
             row_sums(c1, w, wo, t1, buf[0], buf[1])
             row_sums(c2, w, wo, t2, buf[2], buf[3])
@@ -207,26 +215,27 @@ def job(x: np.ndarray, h: int, w: int, tol: float, phase: tuple[int, int],
     """``kernel``'s call that fills ``out (B, H-h+1, W-w+1)`` from C-contiguous float ``x
     (B, H, W)``: the kernel, its arguments but the task range, the tasks, the outputs."""
     none = np.zeros(1, np.intp)
-    return _job(x, h, w, tol, phase, out, out.shape, False, out, np.ones(1, out.dtype), none,
-                none)
+    return _job(x, np.zeros(x.shape[0], x.dtype), h, w, tol, phase, out, out.shape, False, out,
+                np.ones(1, out.dtype), none, none)
 
 
-def fused_job(x: np.ndarray, h: int, w: int, tol: float, num: np.ndarray, scale: np.ndarray,
-              xi: np.ndarray) -> Job:
+def fused_job(x: np.ndarray, shift: np.ndarray, h: int, w: int, tol: float, num: np.ndarray,
+              scale: np.ndarray, xi: np.ndarray) -> Job:
     """``kernel``'s call that overwrites ``num (K, H-h+1, W-w+1)`` with ``clip(num · inv ·
     scale[k], -1, 1)``, ``inv`` the normaliser of image ``xi[k]`` of C-contiguous ``x (B, H,
-    W)`` (``num`` C-contiguous, ``scale (K,)`` of its dtype, ``xi (K,)`` intp)."""
+    W)`` less its centre ``shift[xi[k]]`` (``shift (B,)`` of x's dtype, ``num``'s rows
+    contiguous, ``scale (K,)`` of its dtype, ``xi (K,)`` intp)."""
     order = np.argsort(xi, kind="stable").astype(np.intp)
     starts = np.searchsorted(xi[order], np.arange(x.shape[0] + 1)).astype(np.intp)
     shape = (x.shape[0], num.shape[1], num.shape[2])
     out = np.empty((0, 0, 0), num.dtype)  # not written when fused
-    return _job(x, h, w, tol, (0, 0), out, shape, True, num, scale, order, starts)
+    return _job(x, shift, h, w, tol, (0, 0), out, shape, True, num, scale, order, starts)
 
 
-def _job(x: np.ndarray, h: int, w: int, tol: float, phase: tuple[int, int], out: np.ndarray,
-         shape: Any, fused: bool, num: np.ndarray, scale: np.ndarray, order: np.ndarray,
-         starts: np.ndarray) -> Job:
+def _job(x: np.ndarray, shift: np.ndarray, h: int, w: int, tol: float, phase: tuple[int, int],
+         out: np.ndarray, shape: Any, fused: bool, num: np.ndarray, scale: np.ndarray,
+         order: np.ndarray, starts: np.ndarray) -> Job:
     nb, ho, wo = shape
     oh = phase[0] % h
-    args = (x, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, starts)
+    args = (x, shift, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, starts)
     return kernel, args, tasks(nb, ho, h, oh), nb * ho * wo

@@ -357,7 +357,7 @@ def ncc_inv_norm(x: da.Array, window: tuple[int, int], tol: float,
                      phase=phase, ncc=_ncc)
 
 
-def ncc_finish(xc: da.Array, num: da.Array, inv_t: Any, window: tuple[int, int],
+def ncc_finish(x: da.Array, c: Any, num: da.Array, inv_t: Any, window: tuple[int, int],
                tol: float) -> da.Array:
     """``xcorr._ncc.finish`` (the same operations, so the same bits) block by block under
     ``np.errstate``: a window holding Inf gives NaN quietly, as on NumPy (as a lazy
@@ -365,7 +365,7 @@ def ncc_finish(xc: da.Array, num: da.Array, inv_t: Any, window: tuple[int, int],
     ``errstate``)."""
     from .. import _ncc
 
-    inv = _ncc.inv_norm(sys.modules[__name__], xc, window, np.dtype(np.float64))
+    inv = _ncc.inv_norm(sys.modules[__name__], x - c, window, np.dtype(np.float64))
     inv = da.broadcast_to(inv, num.shape).rechunk(num.chunks)
     scale = da.broadcast_to(da.asarray(inv_t), (*num.shape[:-2], 1, 1))
     scale = scale.rechunk((*num.chunks[:-2], (1,), (1,)))

@@ -5,6 +5,7 @@ This module also documents the backend surface every ``backends/_<name>.py`` off
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -155,6 +156,35 @@ def corr2d_valid(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
     return out.astype(out_dtype, copy=False)
 
 
+def corr2d_valid_centred(x: np.ndarray, c: np.ndarray, k: np.ndarray,
+                         method: str) -> np.ndarray | None:
+    """``corr2d_valid(x - c, k, method)`` for the FFT methods, ``c (..., 1, 1)`` one value
+    per image in x's dtype: the subtraction is made a block of rows at a time as the rows
+    are transformed, so that the only image-sized array is the spectrum, which then holds
+    the result (see ``_irfft2_owned``).  A call makes one fresh 4 MB at 1024² instead of
+    three, and fresh pages are what cost on a trimmed heap (~2.7 µs a page here).  None for
+    other methods and dtypes (the caller subtracts)."""
+    if method not in ("fft", "overlap") or x.dtype not in (np.float32, np.float64):
+        return None
+    rfft2 = partial(_rfft2_centred, c=np.asarray(c, x.dtype))
+    if method == "fft":
+        return _compact(fft_valid(x, k, rfft2, _irfft2_owned, product=_product))
+    tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
+
+    def pad_centre(a: np.ndarray, widths: tuple[int, int, int, int]) -> np.ndarray:
+        # tiles past the image's end are padded with its centre, which centring makes 0
+        # (zeros would become -c, which only wrapped outputs see but which sets the FFT's
+        # rounding, relative to the whole tile)
+        out = pad(a, widths)
+        h, w = a.shape[-2:]
+        out[..., h:, :] = c
+        out[..., :h, w:] = c
+        return out
+
+    tiles = partial(tiles_by_view, pad=pad_centre, windows=_windows)
+    return _compact(overlap_valid(x, k, tile, rfft2, _irfft2_owned, tiles, product=_product))
+
+
 def sse_value_and_grad(x: np.ndarray, y: np.ndarray, k: np.ndarray, b: Any | None,
                        geometry: Any = None) -> tuple[Any, np.ndarray, Any | None]:
     """Squared-error loss and its gradient for the trainer, through the analytic VJP
@@ -174,6 +204,32 @@ def rfft2(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
     rows = _rfft_rows(a, s[1])
     fft, _, inplace = _fft_module(rows.size // max(rows.shape[-2], 1) * s[0])
     return fft.fft(rows, s[0], axis=-2, **inplace)
+
+
+def _rfft2_centred(a: np.ndarray, s: tuple[int, int], c: np.ndarray) -> np.ndarray:
+    """``rfft2(a - c, s)``, ``c`` one value per image of ``a``'s leading dimensions (``a`` may
+    be the overlap-save tiles of the images, with two more): the rows a block at a time,
+    centred and transformed while in cache, on the pool's threads, into one spectrum."""
+    *lead, h, w = a.shape
+    c = np.broadcast_to(c.reshape(*c.shape[:-2], *(1,) * (a.ndim - c.ndim), 1, 1),
+                        (*lead, 1, 1))
+    spec = np.empty((*lead, s[0], s[1] // 2 + 1), np.result_type(a.dtype, np.complex64))
+    spec[..., h:, :] = 0  # the zero padding's rows transform to zeros
+    rows = max(1, _ROW_BLOCK_BYTES // (w * a.itemsize))
+    tasks = [(i, r) for i in np.ndindex(*lead) for r in range(0, h, rows)]
+    _in_shares(_centred_row_blocks, (a, c, spec, s[1], rows, tasks), len(tasks),
+               spec.size >= _FFT_THREADED_MIN)
+    fft, _, inplace = _fft_module(spec.size)
+    return fft.fft(spec, s[0], axis=-2, **inplace)
+
+
+def _centred_row_blocks(a: np.ndarray, c: np.ndarray, spec: np.ndarray, n: int, rows: int,
+                        tasks: list[tuple[tuple[int, ...], int]], first: int, last: int) -> None:
+    fft, opts, _ = _fft_module(0)  # one thread per block: the blocks are shared out already
+    h = a.shape[-2]
+    for i, r in tasks[first:last]:
+        part = (*i, slice(r, min(r + rows, h)))
+        spec[part] = fft.rfft(a[part] - c[(*i, 0)], n, axis=-1, **opts)
 
 
 def _rfft_rows(a: np.ndarray, n: int) -> np.ndarray:
@@ -202,27 +258,31 @@ def ncc_inv_norm(x: np.ndarray, window: tuple[int, int], tol: float,
     return out.reshape(*lead, *out.shape[1:])
 
 
-def ncc_finish(xc: np.ndarray, num: np.ndarray, inv_t: np.ndarray, window: tuple[int, int],
-               tol: float) -> np.ndarray | None:
-    """``clip(num · inv_norm(xc) · inv_t, -1, 1)`` (``xcorr._ncc.finish``) in the compiled
-    pass that computes ``inv_norm``, written over ``num`` (the caller's own array): one pass
-    after the correlation instead of a float32 array per operation.  The same bits as the
-    expression.  None without Numba (or for a ``num`` not laid out for it)."""
-    if (_numba.kernel() is None or xc.dtype not in (np.float32, np.float64)
-            or num.dtype != xc.dtype or not num.flags.c_contiguous or not num.flags.writeable
-            or np.may_share_memory(num, xc)):
+def ncc_finish(x: np.ndarray, c: np.ndarray, num: np.ndarray, inv_t: np.ndarray,
+               window: tuple[int, int], tol: float) -> np.ndarray | None:
+    """``clip(num · inv_norm(x - c) · inv_t, -1, 1)`` (``xcorr._ncc.finish``) in the
+    compiled pass that computes ``inv_norm``, written over ``num`` (the caller's own array):
+    one pass after the correlation instead of a float32 array per operation, and ``x - c``
+    formed as it is read.  The same bits as the expression.  None without Numba (or for a
+    ``num`` not laid out for it)."""
+    if (_numba.kernel() is None or x.dtype not in (np.float32, np.float64)
+            or num.dtype != x.dtype or num.strides[-1] != num.itemsize
+            or not num.flags.writeable or np.may_share_memory(num, x)):
         return None
+    flat = num.reshape(-1, *num.shape[-2:])  # rows contiguous: an FFT's crop (see _compact)
+    if not np.may_share_memory(flat, num):
+        return None  # the batch dimensions do not merge without a copy
     from .. import _numba_ncc
 
-    *xlead, h, w = xc.shape
+    *xlead, h, w = x.shape
     lead = num.shape[:-2]
-    xb = np.ascontiguousarray(xc.reshape(-1, h, w))
+    xb = np.ascontiguousarray(x.reshape(-1, h, w))
+    shift = np.broadcast_to(np.asarray(c, x.dtype), (*xlead, 1, 1)).reshape(-1)
     # which image each output batch normalises by (the leading dims broadcast)
     xi = np.broadcast_to(np.arange(xb.shape[0]).reshape(*xlead, 1, 1), (*lead, 1, 1))
     scale = np.broadcast_to(inv_t.astype(num.dtype, copy=False), (*lead, 1, 1))
-    _run_job(_numba_ncc.fused_job(xb, window[0], window[1], tol,
-                                  num.reshape(-1, *num.shape[-2:]),
-                                  np.ascontiguousarray(scale.reshape(-1)),
+    _run_job(_numba_ncc.fused_job(xb, np.ascontiguousarray(shift), window[0], window[1], tol,
+                                  flat, np.ascontiguousarray(scale.reshape(-1)),
                                   np.ascontiguousarray(xi.reshape(-1), dtype=np.intp)))
     return num
 
@@ -264,13 +324,23 @@ def _fft_module(size: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
 
 
 def _fft(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(fft_valid(x, k, rfft2, _irfft2_owned, product=_product))
+    return _compact(fft_valid(x, k, rfft2, _irfft2_owned, product=_product))
 
 
 def _overlap(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
-    return np.ascontiguousarray(overlap_valid(x, k, tile, rfft2, _irfft2_owned, _tiles,
-                                              product=_product))
+    return _compact(overlap_valid(x, k, tile, rfft2, _irfft2_owned, _tiles, product=_product))
+
+
+def _compact(y: np.ndarray) -> np.ndarray:
+    """``y``, a crop of a transform's buffer, as it is (a view, as ``scipy.signal.fftconvolve``
+    returns), or copied out where the buffer is more than 1.5x its size: a copy of 1024² is a
+    fresh 4 MB (~1000 page faults, 2.7 ms on a trimmed heap here, more than the FFT's row
+    pass), but a large kernel's small output should not pin the whole buffer."""
+    root = y
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    return y if 3 * y.nbytes >= 2 * root.nbytes else np.ascontiguousarray(y)
 
 
 _PRODUCT_BLOCK_BYTES = 1 << 19  # the kernel spectrum's columns transformed at a time
@@ -313,21 +383,50 @@ def _product_blocks(xs: np.ndarray, rows: np.ndarray, n: int, width: int, first:
 
 
 def _irfft2_owned(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
-    """``irfft2`` of a spectrum we own, its column pass in place: a transform that is not in
-    place took 2× as long here (fresh output pages).  ``scipy.fft.irfft2`` on a batch of
-    small tiles took 4× as long as these two calls (13 ms against 3.3 ms for 361 64×64 tiles).
+    """``irfft2`` of a spectrum we own, in place: the result is a view of ``a``'s memory.
+
+    The column pass by ``scipy.fft`` with ``overwrite_x``; the row pass by ``numpy.fft``,
+    which (NumPy >= 2) writes into ``out=``: each block of rows is copied to a cache-sized
+    scratch and transformed back into the rows' own memory (a real row of ``n`` points fits
+    in its ``n // 2 + 1`` complex ones), the blocks shared among the pool's threads.  A
+    transform that is not in place took 2x as long here (fresh output pages: at 1024² with
+    31², with the crop's copy, 8.1 ms against 4.5 for the whole correlation, 1725 page
+    faults a call against none).  ``scipy.fft.irfft2`` on a batch of small tiles took 4x as
+    long as these two passes (13 ms against 3.3 ms for 361 64×64 tiles).
     """
     fft, opts, inplace = _fft_module(a.size)
-    return fft.irfft(fft.ifft(a, s[0], axis=-2, **inplace), s[1], axis=-1, **opts)
+    cols = fft.ifft(a, s[0], axis=-2, **inplace)
+    if not _NUMPY_FFT_OUT or not cols.flags.c_contiguous:
+        return fft.irfft(cols, s[1], axis=-1, **opts)
+    spec = cols.reshape(-1, cols.shape[-1])
+    real = spec.view(np.float32 if spec.dtype == np.complex64 else np.float64)[:, : s[1]]
+    rows = max(1, _ROW_BLOCK_BYTES // (spec.shape[1] * spec.itemsize))
+    blocks = -(-spec.shape[0] // rows)
+    _in_shares(_irfft_row_blocks, (spec, real, rows), blocks, a.size >= _FFT_THREADED_MIN)
+    return real.reshape(*cols.shape[:-1], s[1])
+
+
+# numpy.fft's transforms take ``out=`` (and keep float32) from NumPy 2.0
+_NUMPY_FFT_OUT = "out" in inspect.signature(np.fft.irfft).parameters
+_ROW_BLOCK_BYTES = 1 << 17  # the scratch of one block of the in-place row pass
+
+
+def _irfft_row_blocks(spec: np.ndarray, real: np.ndarray, rows: int, first: int,
+                      last: int) -> None:
+    for b in range(first, last):
+        part = slice(b * rows, (b + 1) * rows)
+        np.fft.irfft(spec[part].copy(), real.shape[1], axis=-1, out=real[part])
 
 
 _mul_conj = mul_conj_inplace(np)  # a bank's whole kernel spectra: the product over them
 
 
+_windows = partial(np.lib.stride_tricks.sliding_window_view, axis=(-2, -1))
+
+
 def _tiles(x: np.ndarray, tile: tuple[int, int], step: tuple[int, int],
            count: tuple[int, int]) -> np.ndarray:
-    return tiles_by_view(x, tile, step, count, pad, partial(
-        np.lib.stride_tricks.sliding_window_view, axis=(-2, -1)))
+    return tiles_by_view(x, tile, step, count, pad, _windows)
 
 
 def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:

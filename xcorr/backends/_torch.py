@@ -285,15 +285,15 @@ def ncc_inv_norm(x: torch.Tensor, window: tuple[int, int], tol: float,
     return None if out is None else torch.from_numpy(out)
 
 
-def ncc_finish(xc: torch.Tensor, num: torch.Tensor, inv_t: torch.Tensor,
+def ncc_finish(x: torch.Tensor, c: torch.Tensor, num: torch.Tensor, inv_t: torch.Tensor,
                window: tuple[int, int], tol: float) -> torch.Tensor | None:
     """``xcorr._ncc.finish`` fused into ``ncc_inv_norm``'s compiled pass and written over
     ``num`` (the caller's own tensor), under the same conditions; None otherwise."""
-    if not _on_host(xc, num, inv_t):
+    if not _on_host(x, c, num, inv_t):
         return None
     from . import _numpy
 
-    out = _numpy.ncc_finish(_host(xc), _host(num), _host(inv_t), window, tol)
+    out = _numpy.ncc_finish(_host(x), _host(c), _host(num), _host(inv_t), window, tol)
     return None if out is None else num
 
 
