@@ -65,7 +65,9 @@ _COMMON_DOC = """
     array of the chosen backend's type
         Shape: the broadcast batch shape with the two image axes in place.  dtype: the
         framework's promotion of ``x`` and ``k`` for floats; integers give the exact result in
-        64-bit integers (32-bit in JAX without x64).
+        64-bit integers (32-bit in JAX without x64).  NumPy's FFT methods may return a view
+        of the transform's buffer (as ``scipy.signal.fftconvolve`` does): not C-contiguous,
+        but never pinning more than 1.5x the result's memory.
 
     Raises
     ------
