@@ -168,8 +168,7 @@ def corr2d_valid_centred(x: np.ndarray, c: np.ndarray, k: np.ndarray,
         return None
     rfft2 = partial(_rfft2_centred, c=np.asarray(c, x.dtype))
     if method == "fft":
-        return _compact(fft_valid(x, k, rfft2, _irfft2_owned, product=_product))
-    tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
+        return _fft(x, k, rfft2)
 
     def pad_centre(a: np.ndarray, widths: tuple[int, int, int, int]) -> np.ndarray:
         # tiles past the image's end are padded with its centre, which centring makes 0
@@ -181,8 +180,7 @@ def corr2d_valid_centred(x: np.ndarray, c: np.ndarray, k: np.ndarray,
         out[..., :h, w:] = c
         return out
 
-    tiles = partial(tiles_by_view, pad=pad_centre, windows=_windows)
-    return _compact(overlap_valid(x, k, tile, rfft2, _irfft2_owned, tiles, product=_product))
+    return _overlap(x, k, rfft2, partial(tiles_by_view, pad=pad_centre, windows=_windows))
 
 
 def sse_value_and_grad(x: np.ndarray, y: np.ndarray, k: np.ndarray, b: Any | None,
@@ -323,13 +321,17 @@ def _fft_module(size: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
 # -- kernels ----------------------------------------------------------------------------------
 
 
-def _fft(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    return _compact(fft_valid(x, k, rfft2, _irfft2_owned, product=_product))
+def _fft(x: np.ndarray, k: np.ndarray, forward: Any = None) -> np.ndarray:
+    """``fft_valid`` by this backend's transforms (``forward``: another ``rfft2``)."""
+    return _compact(fft_valid(x, k, forward or rfft2, _irfft2_owned, product=_product))
 
 
-def _overlap(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+def _overlap(x: np.ndarray, k: np.ndarray, forward: Any = None, tiles: Any = None
+             ) -> np.ndarray:
+    """``overlap_valid`` by this backend's transforms and tiles (or those given)."""
     tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
-    return _compact(overlap_valid(x, k, tile, rfft2, _irfft2_owned, _tiles, product=_product))
+    return _compact(overlap_valid(x, k, tile, forward or rfft2, _irfft2_owned, tiles or _tiles,
+                                  product=_product))
 
 
 def _compact(y: np.ndarray) -> np.ndarray:
