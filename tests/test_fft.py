@@ -134,7 +134,7 @@ def test_plan_uses_several_tiles(backend: str) -> None:
     """At a size where the model cuts the image into tiles, the result is still exact."""
     cost = _methods.for_itemsize(load(backend).costs(), 8)
     bh, bw = cost.overlap_tile(600, 500, 9, 9)
-    assert bh < 600 and bw < 500, "premise: the model tiles this shape"
+    assert bh < 600 or bw < 500, "premise: the model tiles this shape"
     check(backend, data((600, 500), "float64"), data((9, 9), "float64"))
 
 

@@ -89,10 +89,11 @@ def test_compiled_loop_is_bit_identical_to_numpy_for_every_width(monkeypatch, dt
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 @pytest.mark.parametrize("kshape", [(3, 3), (7, 7), (4, 17)])
 def test_parallel_loop_is_bit_identical_to_numpy(monkeypatch, dtype, kshape):
-    x = random((2, 400, 410), dtype)
+    x = random((2, 600, 610), dtype)
     k = random(kshape, dtype, 1.0)
     fast, slow = both_paths(monkeypatch, x, k)
-    assert fast.size * k.size >= be._PARALLEL_MIN_TAPS  # B·Ho·Wo·kh·kw: on threads, both paths
+    # B·Ho·Wo·kh·kw·itemsize: the compiled loop runs on threads
+    assert fast.size * k.size * fast.itemsize >= be._PARALLEL_MIN_TAP_BYTES
     np.testing.assert_array_equal(fast, slow)
 
 
@@ -473,3 +474,81 @@ def test_match_template_makes_one_image_sized_array():
     assert peak < spectrum + blocks + (1 << 16), (peak, spectrum, blocks)
     want = xcorr.match_template(x.astype(np.float64), t.astype(np.float64), method="direct")
     np.testing.assert_allclose(y, want, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("xs", "ks"), [((70, 90), (9, 7)), ((3, 61, 45), (5, 6)),
+                                        ((2, 1, 40, 50), (3, 7, 7)), ((33, 40), (33, 3))])
+def test_overlap_by_parts_has_the_bits_of_one_batch(monkeypatch, dtype, xs, ks):
+    """Overlap-save a few tiles at a time on the pool's threads (here one tile a part, every
+    part on its own, the last ones past the image's end) gives the bits of all tiles in one
+    batch, for plain and centred correlations, and for kernel banks that broadcast."""
+    rng = np.random.default_rng(7)
+    x = (rng.random(xs) + 10).astype(dtype)
+    c = np.full((*xs[:-2], 1, 1), 10, dtype)
+    k = rng.random(ks).astype(dtype) - 0.5
+
+    class SmallTiles:
+        def overlap_tile(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
+            return min(h, kh + 10), kw + 12
+
+    monkeypatch.setattr(be, "for_itemsize", lambda *args: SmallTiles())
+    results = []
+    for part_bytes in (1, 1 << 62):  # one tile a part, then all tiles at once
+        monkeypatch.setattr(be, "_OVERLAP_PART_BYTES", part_bytes)
+        results.append((be.corr2d_valid(x, k, "overlap"),
+                        be.corr2d_valid_centred(x, c, k, "overlap")))
+    (parts, parts_c), (whole, whole_c) = results
+    assert parts.shape == whole.shape and parts.dtype == whole.dtype == dtype
+    assert parts.flags.c_contiguous  # written into one output, not a view of a spectrum
+    np.testing.assert_array_equal(parts, whole)
+    np.testing.assert_array_equal(parts_c, whole_c)
+    direct = be.corr2d_valid(x.astype(np.float64), k.astype(np.float64), "direct")
+    np.testing.assert_allclose(parts, direct, rtol=0, atol=1e-4 * np.abs(direct).max())
+
+
+def test_overlap_parts_run_each_transform_on_one_thread(monkeypatch):
+    """Inside a part the FFTs and the inner loops do not hand work to the pool (each part is
+    one thread's work already; a nested share would wait on the pool it runs on)."""
+    seen = []
+    real = be._fft_module
+
+    def spy(size):
+        fft, opts, inplace = real(size)
+        seen.append((be._serial(), opts.get("workers", 1)))
+        return fft, opts, inplace
+
+    class Tiles:
+        def overlap_tile(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
+            return 64, 64
+
+    monkeypatch.setattr(be, "_fft_module", spy)
+    monkeypatch.setattr(be, "for_itemsize", lambda *args: Tiles())
+    monkeypatch.setattr(be, "_OVERLAP_PART_BYTES", 1)
+    monkeypatch.setattr(be, "_FFT_THREADED_MIN", 1)
+    x = np.random.default_rng(8).random((300, 300))
+    got = be.corr2d_valid(x, np.ones((21, 21)), "overlap")
+    np.testing.assert_allclose(got, be.corr2d_valid(x, np.ones((21, 21)), "direct"),
+                               rtol=1e-12, atol=1e-9)
+    inside = [workers for serial, workers in seen if serial]
+    assert inside and set(inside) == {1}
+    assert not be._serial()  # restored on the caller's thread
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_mean_equals_numpy(dtype):
+    """ncc_mean (compiled column totals, then NumPy's sum of them) is NumPy's float64 mean
+    up to the order of the additions; NaN/Inf come through."""
+    rng = np.random.default_rng(9)
+    for shape in ((1, 1), (7, 3), (2, 3, 130, 70), (1000, 33)):
+        x = (rng.random(shape) * 5 + 1e4).astype(dtype)
+        got = be.ncc_mean(x, np.float64)
+        want = np.mean(x, axis=(-2, -1), keepdims=True, dtype=np.float64)
+        assert got.shape == want.shape and got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
+    x = rng.random((2, 70, 80)).astype(dtype)
+    x[1, 3, 4] = np.nan
+    got = be.ncc_mean(x, np.float64)
+    assert np.isfinite(got[0, 0, 0]) and np.isnan(got[1, 0, 0])
+    assert be.ncc_mean(x, np.float32) is None  # other accumulators: the caller's xp.mean

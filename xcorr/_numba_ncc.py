@@ -202,6 +202,25 @@ def kernel(x, shift, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, s
                 normalise(t1, t2, h * w, tol, wo, out[b, i0 + r])
 
 
+@jit
+def column_totals(x, rows, out, first, last):
+    # out[t] = the float64 column sums of task t's rows of x (B, H, W): rows t % nblk · rows
+    # onwards (at most ``rows`` of them) of image t // nblk, nblk = ceil(H / rows).
+    # Whole rows at a time, so that the additions are vectorised (a running scalar sum is a
+    # chain of dependent additions, four times slower than NumPy's pairwise one)
+    height = x.shape[1]
+    nblk = (height + rows - 1) // rows
+    for t in range(first, last):
+        b = t // nblk
+        i0 = (t - b * nblk) * rows
+        acc = out[t]
+        acc[:] = 0.0
+        for i in range(i0, min(i0 + rows, height)):
+            row = x[b, i]
+            for j in range(row.shape[0]):
+                acc[j] += np.float64(row[j])
+
+
 def tasks(nb: int, ho: int, h: int, oh: int) -> int:
     """How many tasks ``kernel`` splits ``nb`` images of ``ho`` output rows into."""
     return nb * (1 + (max(ho - (h - oh), 0) + h - 1) // h)

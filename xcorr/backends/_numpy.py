@@ -23,7 +23,7 @@ from .._boundary import NUMPY_MODES
 from .._conv_cost import ConvCost
 from .._fft import fft_valid, mul_conj_inplace, overlap_valid, tiles_by_view
 from .._interop import to_numpy
-from .._methods import Cost, for_itemsize
+from .._methods import Cost, ceil_div, for_itemsize
 from .._validate import broadcast_batch, numpy_kind, numpy_result_dtype
 
 NAME = "numpy"
@@ -49,11 +49,19 @@ METHODS = ("direct", "fft", "overlap")
 # the tile terms by 1.3, and the fixed parts set to 60/84 µs: against that run's medians
 # (in-sample) no numpy cell is left where auto is over 1.2x the fastest method (there were
 # seven), and overlap-save is chosen for large images with kernels from 21.
+#
+# Overlap-save then went by parts of a few tiles through one core's cache (``_overlap``), and
+# its tile terms were refitted to wall time on two threads (medians of 5-9 interleaved calls,
+# 1024²-4096², k 7/15/31, tiles 64-1024): a flat cost per point (least squares gave no log2
+# term; 6-8% median error), tiles beyond ``tile_cache_points`` at the FFT's cost (float64
+# 1024² tiles ran at 6.3 ns a point against 5.1 for 512²).  With them auto's tile was within
+# 1.15x of the best measured one in 14 of those 18 cells (1.24x and 1.35x at k7, where the
+# direct loop is chosen anyway).
 COSTS = {
     4: Cost(tap=0.019, out=0.097, point=0.314, fixed=60_000.0,
-            tile_point=0.170, tile_pix=2.47, tile_fixed=84_000.0),
+            tile_point=0.0, tile_pix=3.34, tile_fixed=84_000.0, tile_cache_points=1 << 18),
     8: Cost(tap=0.032, out=0.17, point=0.509, fixed=60_000.0,
-            tile_point=0.290, tile_pix=3.64, tile_fixed=84_000.0),
+            tile_point=0.0, tile_pix=5.40, tile_fixed=84_000.0, tile_cache_points=1 << 18),
 }
 # Without Numba the blocked NumPy loop is ~10x slower per tap (25.9 ms at 1024² k11 float32);
 # the FFTs do not use Numba.
@@ -72,9 +80,13 @@ CONV_COSTS = {
 GEMM_PANEL = 512
 
 _BLOCK_BYTES = 1 << 18  # ~256 KiB per fallback block: it and its temporary stay in L2
-# B·Ho·Wo·kh·kw from which the direct loops use threads (≈ 50 µs of work; a thread costs
-# ~10 µs to wake, and far more on a loaded machine)
-_PARALLEL_MIN_TAPS = 1 << 21
+# B·Ho·Wo·kh·kw·itemsize from which the compiled direct loop uses threads.  Measured on the
+# project machine (2 cores, serial against two shares, medians of 400 interleaved calls):
+# float32 256² k7 (3.1M taps) took 122 µs on one thread and 164 on two, k9 176 against 209,
+# k11 258 against 218; float64, whose taps cost twice as much, gained from 3M taps (256² k7:
+# 179 against 161).  So about 24 MB of taps: ~150-250 µs of work, against a pool thread's
+# wake-up and the shared caches' cost on a busy machine.
+_PARALLEL_MIN_TAP_BYTES = 3 << 23
 _NCC_PARALLEL_MIN = 1 << 16  # NCC outputs below which one thread computes the statistics
 _FALLBACK_PARALLEL_TAPS = 1 << 18
 
@@ -260,6 +272,32 @@ def ncc_inv_norm(x: np.ndarray, window: tuple[int, int], tol: float,
     return out.reshape(*lead, *out.shape[1:])
 
 
+def ncc_mean(x: np.ndarray, wide: Any) -> np.ndarray | None:
+    """``mean(x, axis=(-2, -1), keepdims=True, dtype=wide)`` of float ``x`` by the compiled
+    column totals of ``_ROW_TOTAL_ROWS`` rows at a time (on the pool's threads from 4M
+    pixels: at 1024², 0.09 ms on one thread and 0.10 on two), then NumPy's pairwise sum of
+    them: NumPy's float64 sum of float32 goes through its casting buffers, 0.48 ms here.
+    None without Numba, or unless ``wide`` is float64 (the caller's ``xp.mean``).  The
+    order of the additions differs from NumPy's; ``xcorr._ncc`` rounds the mean to 16 bits
+    anyway."""
+    if (_numba.kernel() is None or x.dtype not in (np.float32, np.float64)
+            or np.dtype(wide) != np.float64 or x.size == 0):
+        return None
+    from .. import _numba_ncc
+
+    *lead, h, w = x.shape
+    xb = np.ascontiguousarray(x.reshape(-1, h, w))
+    blocks = -(-h // _ROW_TOTAL_ROWS)
+    totals = np.empty((xb.shape[0] * blocks, w))
+    _in_shares(_numba_ncc.column_totals, (xb, _ROW_TOTAL_ROWS, totals), len(totals),
+               x.size >= 1 << 22)
+    sums = totals.reshape(xb.shape[0], -1).sum(axis=1)
+    return (sums / (h * w)).reshape(*lead, 1, 1)
+
+
+_ROW_TOTAL_ROWS = 64  # rows whose column totals one task of ncc_mean adds up
+
+
 def ncc_finish(x: np.ndarray, c: np.ndarray, num: np.ndarray, inv_t: np.ndarray,
                window: tuple[int, int], tol: float) -> np.ndarray | None:
     """``clip(num · inv_norm(x - c) · inv_t, -1, 1)`` (``xcorr._ncc.finish``) in the
@@ -318,7 +356,7 @@ def _fft_module(size: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         import scipy.fft as fft
     except ImportError:
         return np.fft, {}, {}
-    workers = -1 if size >= _FFT_THREADED_MIN else 1
+    workers = -1 if size >= _FFT_THREADED_MIN and not _serial() else 1
     return fft, {"workers": workers}, {"workers": workers, "overwrite_x": True}
 
 
@@ -332,10 +370,72 @@ def _fft(x: np.ndarray, k: np.ndarray, forward: Any = None) -> np.ndarray:
 
 def _overlap(x: np.ndarray, k: np.ndarray, forward: Any = None, tiles: Any = None
              ) -> np.ndarray:
-    """``overlap_valid`` by this backend's transforms and tiles (or those given)."""
-    tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(*x.shape[-2:], *k.shape[-2:])
-    return _compact(overlap_valid(x, k, tile, forward or rfft2, _irfft2_owned, tiles or _tiles,
-                                  product=_product))
+    """``overlap_valid`` by this backend's transforms and tiles (or those given).
+
+    Where the tiles' spectra exceed ``_OVERLAP_PART_BYTES``, the tiles are taken a few at a
+    time (a part of a row of tiles), the parts shared among the pool's threads, each part
+    transformed, multiplied by the kernel's spectrum (computed once), transformed back and
+    copied into the output by one thread while it is in that core's cache, as OpenCV's
+    ``crossCorr`` does.  The tiles, and each tile's arithmetic, are those of the whole batch,
+    so the bits are too.  At 4096² with 31² and tiles of 256 × 640 (medians of 5 calls on
+    two threads here), all tiles at once took 174 ms in float64 (their spectra are 171 MB,
+    each pass goes through memory) and by parts 106 ms; float32 95 against 65 ms.  Parts
+    of 0.5-2 MB ran alike, 4 MB lost most of the gain; at 1024²-2048² parts and one batch
+    were level.  The price is an output of its own instead of a view of the spectrum.
+    """
+    (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
+    tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(h, w, kh, kw)
+    run = partial(overlap_valid, tile=tile, rfft2=forward or rfft2, irfft2=_irfft2_owned,
+                  tiles=tiles or _tiles)
+    (bh, bw), ho, wo = tile, h - kh + 1, w - kw + 1
+    sh, sw = bh - kh + 1, bw - kw + 1
+    lead = broadcast_batch(x.shape, k.shape)
+    tile_bytes = math.prod(lead) * bh * (bw // 2 + 1) * 2 * x.itemsize  # one tile's spectra
+    per_part = max(1, _OVERLAP_PART_BYTES // tile_bytes)  # tiles per part, along a row
+    groups = ceil_div(ceil_div(wo, sw), per_part)  # parts per row of tiles
+    parts = ceil_div(ho, sh) * groups
+    if parts == 1:
+        return _compact(run(x, k, product=_product))
+    kspec = rfft2(k.reshape(*k.shape[:-2], 1, 1, kh, kw), tile)
+    np.conjugate(kspec, out=kspec)
+    out = np.empty((*lead, ho, wo), x.dtype)
+    _in_shares(_overlap_parts, (x, k, partial(run, product=partial(_times, kspec=kspec)), out,
+                                (sh, sw), per_part, groups), parts, True)
+    return out
+
+
+def _overlap_parts(x: np.ndarray, k: np.ndarray, run: Callable[..., np.ndarray],
+                   out: np.ndarray, step: tuple[int, int], per_part: int, groups: int,
+                   first: int, last: int) -> None:
+    """Parts ``first .. last-1`` of ``_overlap``, each on this thread alone."""
+    (kh, kw), (ho, wo), (sh, sw) = k.shape[-2:], out.shape[-2:], step
+    was, _local.serial = _serial(), True
+    try:
+        for t in range(first, last):
+            i, g = divmod(t, groups)
+            r0, c0 = i * sh, g * per_part * sw
+            r1, c1 = min(ho, r0 + sh), min(wo, c0 + per_part * sw)
+            out[..., r0:r1, c0:c1] = run(x[..., r0:r1 + kh - 1, c0:c1 + kw - 1], k)
+    finally:
+        _local.serial = was
+
+
+def _times(xs: np.ndarray, k: np.ndarray, s: tuple[int, int], kspec: np.ndarray
+           ) -> np.ndarray:
+    """``xs * kspec`` (the conjugated kernel spectrum), over ``xs`` where it has the shape."""
+    if (*broadcast_batch(xs.shape, kspec.shape), *xs.shape[-2:]) != xs.shape:
+        return xs * kspec
+    return np.multiply(xs, kspec, out=xs)
+
+
+# The tile spectra above which _overlap goes by parts, and their size (a core's L2 cache is
+# 1 MB here).
+_OVERLAP_PART_BYTES = 1 << 20
+_local = threading.local()  # .serial: in a share of a parallel loop, one thread per call
+
+
+def _serial() -> bool:
+    return getattr(_local, "serial", False)
 
 
 def _compact(y: np.ndarray) -> np.ndarray:
@@ -402,7 +502,8 @@ def _irfft2_owned(a: np.ndarray, s: tuple[int, int]) -> np.ndarray:
     """
     fft, opts, inplace = _fft_module(a.size)
     cols = fft.ifft(a, s[0], axis=-2, **inplace)
-    if not _NUMPY_FFT_OUT or not cols.flags.c_contiguous:
+    if not _NUMPY_FFT_OUT or not cols.flags.c_contiguous or _serial():
+        # (a part of _overlap: in cache, and its output's pages are the heap's own)
         return fft.irfft(cols, s[1], axis=-1, **opts)
     spec = cols.reshape(-1, cols.shape[-1])
     real = spec.view(np.float32 if spec.dtype == np.complex64 else np.float64)[:, : s[1]]
@@ -450,7 +551,7 @@ def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     prepare = _numba.kernel() if _numba.supports(out.dtype) else None
     if prepare is not None:
         loop, rows = prepare(kh, kw, out.dtype)
-        parallel = out.size * kh * kw >= _PARALLEL_MIN_TAPS
+        parallel = out.size * kh * kw * out.itemsize >= _PARALLEL_MIN_TAP_BYTES
     else:
         loop, rows = _shift_add, _fallback_rows(x3.shape[2], out.itemsize, ho)
         parallel = out.size * kh * kw >= _FALLBACK_PARALLEL_TAPS
@@ -464,7 +565,7 @@ def _in_shares(loop: Callable[..., None], args: tuple[Any, ...], blocks: int,
                parallel: bool) -> None:
     """``loop(*args, first, last)`` over blocks ``0 .. blocks-1``: in one go, or in one
     contiguous share per thread (the loops release the GIL), the caller's thread included."""
-    shares = min(_thread_count(), blocks) if parallel else 1
+    shares = min(_thread_count(), blocks) if parallel and not _serial() else 1
     if shares <= 1:
         loop(*args, 0, blocks)
         return
