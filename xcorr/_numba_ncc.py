@@ -6,7 +6,7 @@ of ``x (B, H, W)``, ``1 / sqrt(sum((v - mean)²))`` into ``out`` (0 where the wi
 ``xcorr._boxsum``'s window sums.  That NumPy expression makes some twenty passes over float64
 arrays the size of the output, each a fresh allocation; this makes one pass over ``x``.
 ``fused_job`` also finishes the NCC from its numerator in that pass, and centres ``x`` as it
-reads it.
+reads it.  ``column_totals`` gives the image's float64 mean its sums (``ncc_mean``).
 
 The window sums are accumulated in float64.  Down the columns, as van Herk and Gil & Werman
 compute running maxima: the rows are cut into blocks of the window's height, and a window,

@@ -54,14 +54,16 @@ METHODS = ("direct", "fft", "overlap")
 # its tile terms were refitted to wall time on two threads (medians of 5-9 interleaved calls,
 # 1024²-4096², k 7/15/31, tiles 64-1024): a flat cost per point (least squares gave no log2
 # term; 6-8% median error), tiles beyond ``tile_cache_points`` at the FFT's cost (float64
-# 1024² tiles ran at 6.3 ns a point against 5.1 for 512²).  With them auto's tile was within
-# 1.15x of the best measured one in 14 of those 18 cells (1.24x and 1.35x at k7, where the
-# direct loop is chosen anyway).
+# 1024² tiles ran at 6.3 ns a point against 5.1 for 512²), and a fixed part of 1.4/0.9 ms
+# (float32/float64: parts and threads cost more per call than one batch; the benchmark's
+# 1024² k15 float32 overlap took 5.0 ms, 3.8 predicted without it, and auto took it over
+# the direct loop's 3.9).  With them auto's tile was within 1.15x of the best measured one
+# in 14 of those 18 cells (1.24x and 1.35x at k7, where the direct loop is chosen anyway).
 COSTS = {
     4: Cost(tap=0.019, out=0.097, point=0.314, fixed=60_000.0,
-            tile_point=0.0, tile_pix=3.34, tile_fixed=84_000.0, tile_cache_points=1 << 18),
+            tile_point=0.0, tile_pix=3.34, tile_fixed=1_380_000.0, tile_cache_points=1 << 18),
     8: Cost(tap=0.032, out=0.17, point=0.509, fixed=60_000.0,
-            tile_point=0.0, tile_pix=5.40, tile_fixed=84_000.0, tile_cache_points=1 << 18),
+            tile_point=0.0, tile_pix=5.40, tile_fixed=860_000.0, tile_cache_points=1 << 18),
 }
 # Without Numba the blocked NumPy loop is ~10x slower per tap (25.9 ms at 1024² k11 float32);
 # the FFTs do not use Numba.
