@@ -8,6 +8,7 @@ import sys
 import threading
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,13 @@ def both_paths(monkeypatch: pytest.MonkeyPatch, x: np.ndarray, k: np.ndarray
         assert _numba.kernel() is None
         slow = _direct(x, k)
     return fast, slow
+
+
+def force_tile(monkeypatch: pytest.MonkeyPatch, rule: Any) -> None:
+    """Every overlap-save tile from ``rule(h, w, kh, kw) -> (bh, bw)`` instead of the cost
+    model's (as ``tests/test_fft.py``'s fixture)."""
+    monkeypatch.setattr(_methods.Cost, "overlap_tile",
+                        lambda self, h, w, kh, kw: rule(h, w, kh, kw))
 
 
 def looped_reference(x: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -421,11 +429,8 @@ def test_centred_correlation_has_the_bits_of_the_centred_image(monkeypatch, meth
     k = rng.random(ks).astype(np.float32) - 0.5
     monkeypatch.setattr(backend, "_ROW_BLOCK_BYTES", 700)
     monkeypatch.setattr(backend, "_FFT_THREADED_MIN", 1)
-    class SmallTiles:  # several tiles a side, the last ones past the image's end
-        def overlap_tile(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
-            return kh + 10, kw + 12
-
-    monkeypatch.setattr(backend, "for_itemsize", lambda *args: SmallTiles())
+    # several tiles a side, the last ones past the image's end
+    force_tile(monkeypatch, lambda h, w, kh, kw: (kh + 10, kw + 12))
     got = backend.corr2d_valid_centred(x, c, k, method)
     want = backend.corr2d_valid(x - c, k, method)
     np.testing.assert_array_equal(got, want)
@@ -488,11 +493,7 @@ def test_overlap_by_parts_has_the_bits_of_one_batch(monkeypatch, dtype, xs, ks):
     c = np.full((*xs[:-2], 1, 1), 10, dtype)
     k = rng.random(ks).astype(dtype) - 0.5
 
-    class SmallTiles:
-        def overlap_tile(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
-            return min(h, kh + 10), kw + 12
-
-    monkeypatch.setattr(be, "for_itemsize", lambda *args: SmallTiles())
+    force_tile(monkeypatch, lambda h, w, kh, kw: (min(h, kh + 10), kw + 12))
     results = []
     for part_bytes in (1, 1 << 62):  # one tile a part, then all tiles at once
         monkeypatch.setattr(be, "_OVERLAP_PART_BYTES", part_bytes)
@@ -518,12 +519,8 @@ def test_overlap_parts_run_each_transform_on_one_thread(monkeypatch):
         seen.append((be._serial(), opts.get("workers", 1)))
         return fft, opts, inplace
 
-    class Tiles:
-        def overlap_tile(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
-            return 64, 64
-
     monkeypatch.setattr(be, "_fft_module", spy)
-    monkeypatch.setattr(be, "for_itemsize", lambda *args: Tiles())
+    force_tile(monkeypatch, lambda h, w, kh, kw: (64, 64))
     monkeypatch.setattr(be, "_OVERLAP_PART_BYTES", 1)
     monkeypatch.setattr(be, "_FFT_THREADED_MIN", 1)
     x = np.random.default_rng(8).random((300, 300))

@@ -289,15 +289,15 @@ def ncc_mean(x: np.ndarray, wide: Any) -> np.ndarray | None:
 
     *lead, h, w = x.shape
     xb = np.ascontiguousarray(x.reshape(-1, h, w))
-    blocks = -(-h // _ROW_TOTAL_ROWS)
-    totals = np.empty((xb.shape[0] * blocks, w))
+    totals = np.empty((xb.shape[0] * ceil_div(h, _ROW_TOTAL_ROWS), w))
     _in_shares(_numba_ncc.column_totals, (xb, _ROW_TOTAL_ROWS, totals), len(totals),
-               x.size >= 1 << 22)
+               x.size >= _MEAN_PARALLEL_MIN)
     sums = totals.reshape(xb.shape[0], -1).sum(axis=1)
     return (sums / (h * w)).reshape(*lead, 1, 1)
 
 
 _ROW_TOTAL_ROWS = 64  # rows whose column totals one task of ncc_mean adds up
+_MEAN_PARALLEL_MIN = 1 << 22  # pixels from which ncc_mean's tasks go to the threads
 
 
 def ncc_finish(x: np.ndarray, c: np.ndarray, num: np.ndarray, inv_t: np.ndarray,
@@ -425,9 +425,13 @@ def _overlap_parts(x: np.ndarray, k: np.ndarray, run: Callable[..., np.ndarray],
 def _times(xs: np.ndarray, k: np.ndarray, s: tuple[int, int], kspec: np.ndarray
            ) -> np.ndarray:
     """``xs * kspec`` (the conjugated kernel spectrum), over ``xs`` where it has the shape."""
-    if (*broadcast_batch(xs.shape, kspec.shape), *xs.shape[-2:]) != xs.shape:
-        return xs * kspec
-    return np.multiply(xs, kspec, out=xs)
+    return np.multiply(xs, kspec, out=xs if _holds_product(xs, kspec) else None)
+
+
+def _holds_product(xs: np.ndarray, k: np.ndarray) -> bool:
+    """Whether ``xs`` has the shape of its product with ``k`` (whose leading dimensions
+    broadcast against its own): one kernel per image or one for all, not a bank."""
+    return (*broadcast_batch(xs.shape, k.shape), *xs.shape[-2:]) == xs.shape
 
 
 # The tile spectra above which _overlap goes by parts, and their size (a core's L2 cache is
@@ -467,7 +471,7 @@ def _product(xs: np.ndarray, k: np.ndarray, s: tuple[int, int]) -> np.ndarray:
     A bank of kernels over fewer images makes the whole spectra (the product is larger
     than ``xs`` anyway).
     """
-    if (*broadcast_batch(xs.shape, k.shape), *xs.shape[-2:]) != xs.shape:
+    if not _holds_product(xs, k):
         return _mul_conj(xs, rfft2(k, s))
     rows = _rfft_rows(k, s[1])
     cols = rows.shape[-1]
