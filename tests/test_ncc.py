@@ -470,6 +470,7 @@ def test_jax_float32_on_the_cpu_runs_the_numpy_backend(
                                    atol=2e-5 * max(scale, 1))
     np.testing.assert_allclose(np.asarray(fast[0]), brute(np.asarray(x), np.asarray(t)),
                                rtol=0, atol=2e-5)
+    monkeypatch.setattr(_numba, "DISABLED", False)  # the NumPy backend as the callback ran it
     numpy_same = xcorr.match_template(np.asarray(x), np.asarray(t), mode="same")
     np.testing.assert_array_equal(np.asarray(fast[1]), numpy_same)  # the same computation
 
@@ -529,6 +530,23 @@ def test_compiled_normaliser_equals_generic(monkeypatch: pytest.MonkeyPatch) -> 
     assert np.all(inv[0, 6:9, 8:12] == 0)  # NaN windows: 0 here, NaN after the multiply
     inv[0, 6:9, 8:12] = 1
     assert np.all(np.isfinite(inv)) and np.all(inv > 0)
+
+
+def test_compiled_float32_roots_outside_float32s_range() -> None:
+    """The compiled normaliser takes float32 roots only where every variance of the row lies
+    well inside float32's range; an image scaled by 1e±30 (variances near 1e±60) gives the
+    NCC of the unscaled one, not 0 (an overflowed variance) or ±1 (an underflowed one)."""
+    be = load("numpy")
+    if be.ncc_inv_norm(np.ones((1, 4, 4)), (2, 2), 1e-12) is None:
+        pytest.skip("numba: not installed (the compiled normaliser is optional)")
+    rng = np.random.default_rng(12)
+    x = rng.random((40, 50)).astype(np.float32)
+    t = rng.random((7, 6)).astype(np.float32)
+    want = xcorr.match_template(x, t)
+    for scale in (1e-30, 1e30):
+        got = xcorr.match_template(x * np.float32(scale), t)
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
 def test_double_word_sums_without_float64() -> None:

@@ -83,20 +83,31 @@ def overlap_valid(x: Any, k: Any, tile: Pair, rfft2: Transform, irfft2: Transfor
     """
     h, w = x.shape[-2:]
     kh, kw = k.shape[-2:]
-    ho, wo = h - kh + 1, w - kw + 1
+    y = overlap_tiles(x, k, tile, rfft2, irfft2, tiles, mul, product)
+    # (..., nh, nw, sh, sw) -> (..., nh, sh, nw, sw) -> (..., nh·sh, nw·sw): tiles side by side.
+    nh, nw, sh, sw = y.shape[-4:]
+    y = y.swapaxes(-3, -2).reshape(*y.shape[:-4], nh * sh, nw * sw)
+    return y[..., : h - kh + 1, : w - kw + 1]
+
+
+def overlap_tiles(x: Any, k: Any, tile: Pair, rfft2: Transform, irfft2: Transform,
+                  tiles: Callable[[Any, Pair, Pair, Pair], Any],
+                  mul: Callable[[Any, Any], Any] = mul_conj, product: Product | None = None
+                  ) -> Any:
+    """``overlap_valid``'s outputs tile by tile, ``(..., nh, nw, sh, sw)`` (a view of the
+    inverse transform; the last row and column of tiles may pass the output's end): for a
+    caller that places them itself, without merging them into one array first."""
+    h, w = x.shape[-2:]
+    kh, kw = k.shape[-2:]
     bh, bw = tile
     sh, sw = bh - kh + 1, bw - kw + 1
-    nh, nw = ceil_div(ho, sh), ceil_div(wo, sw)
+    nh, nw = ceil_div(h - kh + 1, sh), ceil_div(w - kw + 1, sw)
     # One kernel spectrum for all tiles: (..., 1, 1, bh, bw//2+1) broadcasts over the
     # (nh, nw) grid.
     k = k.reshape(*k.shape[:-2], 1, 1, kh, kw)
     spectrum = _product(rfft2(tiles(x, tile, (sh, sw), (nh, nw)), tile), k, tile, rfft2, mul,
                         product)
-    y = irfft2(spectrum, tile)
-    # (..., nh, nw, sh, sw) -> (..., nh, sh, nw, sw) -> (..., nh·sh, nw·sw): tiles side by side.
-    y = y[..., :sh, :sw].swapaxes(-3, -2)
-    y = y.reshape(*y.shape[:-4], nh * sh, nw * sw)
-    return y[..., :ho, :wo]
+    return irfft2(spectrum, tile)[..., :sh, :sw]
 
 
 def tiles_by_view(x: Any, tile: Pair, step: Pair, count: Pair,

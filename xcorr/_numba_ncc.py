@@ -124,24 +124,65 @@ def row_sums(c, w, wo, acc, buf_a, buf_b):
         level += 1
         m *= 2
 
-@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def norm(t1, t2, n, tol):
-    var = t2 - t1 * (t1 / n)
-    return 1.0 / np.sqrt(var) if var > tol * t2 else 0.0
+# The normaliser 1 / sqrt(var) of a window, var = t2 - t1·(t1/n) from its sums: 0 where the
+# window is flat (var <= tol · t2, which also catches NaN).  Where the result is float32, the
+# root and the division are taken in float32 (1.25 ulp of it, against 0.5 for the float64
+# route rounded), twice as wide and at a fraction of the latency, and taken again in float64
+# for a row where a variance lies outside float32's comfortable range.  A float64 division
+# and square root per window cost more than the window sums' additions: 1024² with 64², the
+# whole pass took 4.4 ms on one thread with them and 3.5 without.  ``n`` enters as its
+# reciprocal, a multiplication instead of a division.  The unfused and fused calls share this
+# code, so they give the same bits.
+_F32_LO, _F32_HI = 2.0**-120, 2.0**120  # variances whose float32 root has room to spare
+
 
 @jit
-def normalise(t1, t2, n, tol, wo, inv):
-    # inv[j] = the normaliser of window j from its sums (in inv's dtype)
+def variances(t1, t2, inv_n, tol, wo, var):
+    # var[j] = the centred sum of squares of window j, 0 where flat
     for j in range(wo):
-        inv[j] = norm(t1[j], t2[j], n, tol)
+        v = t2[j] - t1[j] * (t1[j] * inv_n)
+        var[j] = v if v > tol * t2[j] else 0.0
+
 
 @jit
-def finish(inv64, inv, num, scale, order, starts, b, row, wo):
+def roots32(t1, t2, inv_n, tol, wo, var, inv):
+    # variances() and their float32 roots in one loop; returns how many variances lie
+    # outside [_F32_LO, _F32_HI] (whose roots are then taken again in float64)
+    outside = 0
+    for j in range(wo):
+        v = t2[j] - t1[j] * (t1[j] * inv_n)
+        ok = v > tol * t2[j]
+        var[j] = v if ok else 0.0
+        outside += 1 if ok and (v < _F32_LO or v > _F32_HI) else 0
+        r = np.float32(1.0) / np.sqrt(np.float32(v))
+        inv[j] = r if ok else np.float32(0.0)
+    return outside
+
+
+@jit
+def roots64(var, wo, inv):
+    for j in range(wo):
+        v = var[j]
+        r = 1.0 / np.sqrt(v)
+        inv[j] = r if v > 0 else 0.0  # rounds to inv's dtype
+
+
+@jit
+def normalise(t1, t2, inv_n, tol, wo, var, inv):
+    # inv[:wo] = the normalisers of the windows from their sums t1, t2 (in inv's dtype)
+    if inv.itemsize == 4:
+        if roots32(t1, t2, inv_n, tol, wo, var, inv) == 0:
+            return
+    else:
+        variances(t1, t2, inv_n, tol, wo, var)
+    roots64(var, wo, inv)
+
+
+@jit
+def finish(inv, num, scale, order, starts, b, row, wo):
     # The NCC of every output batch k of image b, in place in num's row: clip((num · inv) ·
-    # scale[k]) with inv rounded to num's dtype first and each product rounded (the bits of
-    # the NumPy expression in xcorr._ncc, which Dask's blocks compute).
-    for j in range(wo):
-        inv[j] = inv64[j]  # rounds to num's dtype
+    # scale[k]) with each product rounded (the bits of the NumPy expression in xcorr._ncc,
+    # which Dask's blocks compute from the unfused normaliser).
     for kk in range(starts[b], starts[b + 1]):
         k = order[kk]
         s = scale[k]
@@ -153,6 +194,7 @@ def finish(inv64, inv, num, scale, order, starts, b, row, wo):
             elif r < -1.0:
                 r = -1.0
             v[j] = r  # NaN passes both tests and stays NaN
+
 
 @jit
 def kernel(x, shift, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, starts, first,
@@ -175,8 +217,9 @@ def kernel(x, shift, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, s
     t1 = np.empty(width)  # window sums of one output row
     t2 = np.empty(width)
     buf = np.empty((4, width))  # the doubling tree's levels
-    inv64 = np.empty(width)
+    var = np.empty(width)
     inv = np.empty(width, num.dtype)
+    inv_n = 1.0 / (h * w)
     for task in range(first, last):
         b = task // ngroups
         k = task - b * ngroups
@@ -196,10 +239,10 @@ def kernel(x, shift, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, s
             row_sums(c1, w, wo, t1, buf[0], buf[1])
             row_sums(c2, w, wo, t2, buf[2], buf[3])
             if fused:
-                normalise(t1, t2, h * w, tol, wo, inv64)
-                finish(inv64, inv, num, scale, order, starts, b, i0 + r, wo)
+                normalise(t1, t2, inv_n, tol, wo, var, inv)
+                finish(inv, num, scale, order, starts, b, i0 + r, wo)
             else:
-                normalise(t1, t2, h * w, tol, wo, out[b, i0 + r])
+                normalise(t1, t2, inv_n, tol, wo, var, out[b, i0 + r])
 
 
 @jit

@@ -21,7 +21,7 @@ import numpy as np
 from .. import _grad, _numba
 from .._boundary import NUMPY_MODES
 from .._conv_cost import ConvCost
-from .._fft import fft_valid, mul_conj_inplace, overlap_valid, tiles_by_view
+from .._fft import fft_valid, mul_conj_inplace, overlap_tiles, overlap_valid, tiles_by_view
 from .._interop import to_numpy
 from .._methods import Cost, ceil_div, for_itemsize
 from .._validate import broadcast_batch, numpy_kind, numpy_result_dtype
@@ -223,6 +223,9 @@ def _rfft2_centred(a: np.ndarray, s: tuple[int, int], c: np.ndarray) -> np.ndarr
     *lead, h, w = a.shape
     c = np.broadcast_to(c.reshape(*c.shape[:-2], *(1,) * (a.ndim - c.ndim), 1, 1),
                         (*lead, 1, 1))
+    if _serial() and h == s[0]:  # a part of _overlap, in cache: one transform, no copy
+        fft, opts, _ = _fft_module(0)
+        return _fft_columns(fft.rfft(a - c, s[1], axis=-1, **opts), s[0])
     spec = np.empty((*lead, s[0], s[1] // 2 + 1), np.result_type(a.dtype, np.complex64))
     spec[..., h:, :] = 0  # the zero padding's rows transform to zeros
     rows = max(1, _ROW_BLOCK_BYTES // (w * a.itemsize))
@@ -387,8 +390,8 @@ def _overlap(x: np.ndarray, k: np.ndarray, forward: Any = None, tiles: Any = Non
     """
     (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
     tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(h, w, kh, kw)
-    run = partial(overlap_valid, tile=tile, rfft2=forward or rfft2, irfft2=_irfft2_owned,
-                  tiles=tiles or _tiles)
+    transforms = {"tile": tile, "rfft2": forward or rfft2, "irfft2": _irfft2_owned,
+                  "tiles": tiles or _tiles}
     (bh, bw), ho, wo = tile, h - kh + 1, w - kw + 1
     sh, sw = bh - kh + 1, bw - kw + 1
     lead = broadcast_batch(x.shape, k.shape)
@@ -397,12 +400,12 @@ def _overlap(x: np.ndarray, k: np.ndarray, forward: Any = None, tiles: Any = Non
     groups = ceil_div(ceil_div(wo, sw), per_part)  # parts per row of tiles
     parts = ceil_div(ho, sh) * groups
     if parts == 1:
-        return _compact(run(x, k, product=_product))
+        return _compact(overlap_valid(x, k, product=_product, **transforms))
     kspec = rfft2(k.reshape(*k.shape[:-2], 1, 1, kh, kw), tile)
     np.conjugate(kspec, out=kspec)
     out = np.empty((*lead, ho, wo), x.dtype)
-    _in_shares(_overlap_parts, (x, k, partial(run, product=partial(_times, kspec=kspec)), out,
-                                (sh, sw), per_part, groups), parts, True)
+    run = partial(overlap_tiles, product=partial(_times, kspec=kspec), **transforms)
+    _in_shares(_overlap_parts, (x, k, run, out, (sh, sw), per_part, groups), parts, True)
     return out
 
 
@@ -417,9 +420,23 @@ def _overlap_parts(x: np.ndarray, k: np.ndarray, run: Callable[..., np.ndarray],
             i, g = divmod(t, groups)
             r0, c0 = i * sh, g * per_part * sw
             r1, c1 = min(ho, r0 + sh), min(wo, c0 + per_part * sw)
-            out[..., r0:r1, c0:c1] = run(x[..., r0:r1 + kh - 1, c0:c1 + kw - 1], k)
+            _place(out[..., r0:r1, c0:c1], run(x[..., r0:r1 + kh - 1, c0:c1 + kw - 1], k))
     finally:
         _local.serial = was
+
+
+def _place(dst: np.ndarray, y: np.ndarray) -> None:
+    """Copy a row of tiles' outputs ``y (..., 1, nw, sh, sw)`` into ``dst (..., rows, cols)``
+    (a part of the output: its rows contiguous), cropping the tiles that pass its end: one
+    copy, where merging the tiles first and then copying made two."""
+    rows, cols = dst.shape[-2:]
+    sw = y.shape[-1]
+    full = cols // sw  # tiles that fit whole along the row
+    if full:  # dst's columns as (full, sw): a view, since its rows are contiguous
+        np.copyto(dst[..., : full * sw].reshape(*dst.shape[:-1], full, sw),
+                  y[..., 0, :full, :rows, :].swapaxes(-3, -2))
+    if full * sw < cols:
+        dst[..., full * sw:] = y[..., 0, full, :rows, : cols - full * sw]
 
 
 def _times(xs: np.ndarray, k: np.ndarray, s: tuple[int, int], kspec: np.ndarray
