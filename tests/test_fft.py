@@ -54,7 +54,7 @@ def force_tile(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Any], None
     """``force_tile(rule)``: every backend's overlap uses ``rule(h, w, kh, kw) -> (bh, bw)``."""
     def install(rule: Any) -> None:
         monkeypatch.setattr(_methods.Cost, "overlap_tile",
-                            lambda self, h, w, kh, kw: rule(h, w, kh, kw))
+                            lambda self, h, w, kh, kw, threads=1: rule(h, w, kh, kw))
         clear_jax()
 
     yield install
@@ -329,12 +329,40 @@ def test_tile_plan_is_legal(name: str) -> None:
     def prop(h: int, w: int, kh: int, kw: int) -> None:
         kh, kw = min(kh, h), min(kw, w)
         for cost in costs:
-            bh, bw = cost.overlap_tile(h, w, kh, kw)
-            assert bh >= h or bh - kh + 1 >= max(kh - 1, 1)
-            assert bw >= w or bw - kw + 1 >= max(kw - 1, 1)
-            assert bh >= kh and bw >= kw
+            for threads in (1, 2, 3):
+                bh, bw = cost.overlap_tile(h, w, kh, kw, threads)
+                assert bh >= h or bh - kh + 1 >= max(kh - 1, 1)
+                assert bw >= w or bw - kw + 1 >= max(kw - 1, 1)
+                assert bh >= kh and bw >= kw
 
     prop()
+
+
+def test_tile_plan_for_threads() -> None:
+    """A plan for tiles shared among threads (NumPy's overlap-save by parts) counts the
+    threads' rounds: at 1024² with 64², 224-row strips (6, two rounds of two threads) instead
+    of 256 (5, three rounds with one thread idle in the last); one thread keeps the plan."""
+    cost = _methods.for_itemsize(load("numpy").COSTS, 4)
+    assert cost.overlap_tile(1024, 1024, 64, 64) == (256, 1024)
+    assert cost.overlap_tile(1024, 1024, 64, 64, 2) == (224, 1024)
+
+
+def test_numpy_overlap_plans_for_its_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NumPy's overlap-save asks for a plan for its threads where it goes by parts, and for
+    one thread where all its tiles go in one batch."""
+    be = load("numpy")
+    asked: list[int] = []
+    plan = _methods.Cost.overlap_tile
+
+    def spy(self: Any, h: int, w: int, kh: int, kw: int, threads: int = 1) -> Any:
+        asked.append(threads)
+        return plan(self, h, w, kh, kw, threads)
+
+    monkeypatch.setattr(_methods.Cost, "overlap_tile", spy)
+    monkeypatch.setattr(be, "_thread_count", lambda: 3)
+    be.corr2d_valid(data((1024, 1024), "float32"), data((31, 31), "float32"), "overlap")
+    be.corr2d_valid(data((64, 64), "float32"), data((5, 5), "float32"), "overlap")
+    assert asked == [3, 1]
 
 
 def test_fft_len_is_memoised_without_lru_cache() -> None:

@@ -39,7 +39,7 @@ def force_tile(monkeypatch: pytest.MonkeyPatch, rule: Any) -> None:
     """Every overlap-save tile from ``rule(h, w, kh, kw) -> (bh, bw)`` instead of the cost
     model's (as ``tests/test_fft.py``'s fixture)."""
     monkeypatch.setattr(_methods.Cost, "overlap_tile",
-                        lambda self, h, w, kh, kw: rule(h, w, kh, kw))
+                        lambda self, h, w, kh, kw, threads=1: rule(h, w, kh, kw))
 
 
 def looped_reference(x: np.ndarray, k: np.ndarray) -> np.ndarray:

@@ -387,14 +387,17 @@ def _overlap(x: np.ndarray, k: np.ndarray, forward: Any = None, tiles: Any = Non
     each pass goes through memory) and by parts 106 ms; float32 95 against 65 ms.  Parts
     of 0.5-2 MB ran alike, 4 MB lost most of the gain; at 1024²-2048² parts and one batch
     were level.  The price is an output of its own instead of a view of the spectrum.
+    Going by parts, the tile is chosen for the threads (``Cost.overlap_tile``).
     """
     (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
-    tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(h, w, kh, kw)
+    lead = broadcast_batch(x.shape, k.shape)
+    whole = math.prod(lead) * h * (w // 2 + 1) * 2 * x.itemsize  # about all tiles' spectra
+    threads = _thread_count() if whole > _OVERLAP_PART_BYTES and not _serial() else 1
+    tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(h, w, kh, kw, threads)
     transforms = {"tile": tile, "rfft2": forward or rfft2, "irfft2": _irfft2_owned,
                   "tiles": tiles or _tiles}
     (bh, bw), ho, wo = tile, h - kh + 1, w - kw + 1
     sh, sw = bh - kh + 1, bw - kw + 1
-    lead = broadcast_batch(x.shape, k.shape)
     tile_bytes = math.prod(lead) * bh * (bw // 2 + 1) * 2 * x.itemsize  # one tile's spectra
     per_part = max(1, _OVERLAP_PART_BYTES // tile_bytes)  # tiles per part, along a row
     groups = ceil_div(ceil_div(wo, sw), per_part)  # parts per row of tiles
