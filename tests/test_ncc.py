@@ -426,6 +426,36 @@ def test_torch_cpu_without_autograd_uses_the_compiled_normaliser(
                                    atol=tol * 10)
 
 
+def test_torch_cpu_without_autograd_takes_numpys_centred_fft_and_mean(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large CPU tensors outside autograd: the numerator by the NumPy backend's centred FFT
+    (the centred image never made) and the mean by its compiled column totals, on the
+    tensor's memory; while autograd records, torch operations throughout."""
+    torch = pytest.importorskip("torch", reason="torch: not installed")
+    _spy_compiled(monkeypatch)  # (skips without Numba)
+    be = load("numpy")
+    calls: list[str] = []
+
+    def spy(name: str, fn: Any) -> Any:
+        def call(*args: Any) -> Any:
+            calls.append(name)
+            return fn(*args)
+        return call
+
+    for name in ("corr2d_valid_centred", "ncc_mean"):
+        monkeypatch.setattr(be, name, spy(name, getattr(be, name)))
+    x = RNG.random((1024, 1024)).astype(np.float32)
+    t = RNG.random((31, 31)).astype(np.float32)
+    fast = xcorr.match_template(torch.from_numpy(x), torch.from_numpy(t), method="overlap")
+    assert sorted(calls) == ["corr2d_valid_centred", "ncc_mean"]
+    np.testing.assert_allclose(fast.numpy(), xcorr.match_template(x, t, method="overlap"),
+                               rtol=0, atol=1e-6)
+    calls.clear()
+    xt = torch.from_numpy(x[:300, :300].copy()).requires_grad_()
+    recorded = xcorr.match_template(xt, torch.from_numpy(t), method="overlap")
+    assert calls == [] and recorded.requires_grad
+
+
 def test_jax_float32_on_the_cpu_runs_the_numpy_backend(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """JAX float32 on the CPU: values from the NumPy backend through a callback (its fused,

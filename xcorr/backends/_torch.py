@@ -270,6 +270,31 @@ def pool2d_native(x: torch.Tensor, win: Any, mode: str) -> torch.Tensor:
     return y.reshape(*x.shape[:-2], *y.shape[-2:])
 
 
+def corr2d_valid_centred(x: torch.Tensor, c: torch.Tensor, k: torch.Tensor,
+                         method: str) -> torch.Tensor | None:
+    """``corr2d_valid(x - c, k, method)`` by the NumPy backend's centred FFTs (the centred
+    image never made whole) where ``corr2d_valid`` would hand the FFT to it anyway: CPU
+    tensors outside autograd.  None otherwise (the caller subtracts)."""
+    if not (_on_host(x, c, k) and _runs_on_host(x, k, method)):
+        return None
+    from . import _numpy
+
+    out = _numpy.corr2d_valid_centred(_host(x), _host(c), _host(k), method)
+    return None if out is None else torch.from_numpy(out)
+
+
+def ncc_mean(x: torch.Tensor, wide: torch.dtype) -> torch.Tensor | None:
+    """The image's mean by the NumPy backend's compiled column totals (``xcorr._ncc`` rounds
+    it to 16 bits and takes no derivative through it): a CPU tensor outside autograd, else
+    None (torch's own mean)."""
+    if not _on_host(x) or wide != torch.float64:
+        return None
+    from . import _numpy
+
+    out = _numpy.ncc_mean(_host(x), np.float64)
+    return None if out is None else torch.from_numpy(out)
+
+
 def ncc_inv_norm(x: torch.Tensor, window: tuple[int, int], tol: float,
                  phase: tuple[int, int] = (0, 0)) -> torch.Tensor | None:
     """``xcorr._ncc.inv_norm`` of a CPU tensor outside autograd: the NumPy backend's compiled
@@ -372,11 +397,12 @@ def _runs_on_host(x: torch.Tensor, k: torch.Tensor, method: str) -> bool:
     return points >= _HOST_FFT_POINTS
 
 
-# Transform points (batch × padded image) from which scipy.fft beats torch.fft on the CPU:
-# 16 × 1024² took 55 against 134 ms for the inverse transforms alone, 4096² k31 147 against
-# 265 ms; but one 1024² k11 5.1 against 4.7 ms (overlap 5.2 against 3.9), 16 × 128² k7 0.9
-# against 0.6 ms, 8 × 64 × 64² with per-channel 31² kernels 5.6 against 5.6 (overlap).
-_HOST_FFT_POINTS = 1 << 22
+# Transform points (batch × padded image) from which the NumPy backend's FFTs (scipy.fft)
+# beat torch.fft on the CPU: 16 × 1024² took 55 against 134 ms for the inverse transforms
+# alone, 4096² k31 147 against 265 ms; one 1024² image, since NumPy's overlap-save goes by
+# parts, k11 4.9 against 6.4 ms (fft) and k31 in float64 8.0 against 16.3 (overlap; medians
+# of 25, two threads); but 512² k11 2.2 against 1.6 ms, 16 × 128² k11 1.3 against 0.6.
+_HOST_FFT_POINTS = 1 << 20
 
 
 @functools.cache
