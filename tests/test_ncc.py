@@ -577,6 +577,15 @@ def test_compiled_float32_roots_outside_float32s_range() -> None:
         got = xcorr.match_template(x * np.float32(scale), t)
         assert np.all(np.isfinite(got))
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    # window by window: rows that mix both kinds give Dask's blocks the whole array's bits
+    da = pytest.importorskip("dask.array", reason="dask: not installed")
+    half = rng.standard_normal((20, 50)).astype(np.float32)
+    mixed = np.concatenate([half, -half])  # mean exactly 0: the tiny part stays tiny centred
+    mixed[:, :25] *= np.float32(1e-25)  # variances near 1e-49, outside float32's range
+    whole = xcorr.match_template(mixed, t, method="direct")
+    for chunks in ((40, 20), (13, 31)):
+        lazy = xcorr.match_template(da.from_array(mixed, chunks=chunks), t, method="direct")
+        np.testing.assert_array_equal(lazy.compute(), whole)
 
 
 def test_double_word_sums_without_float64() -> None:

@@ -127,14 +127,14 @@ def row_sums(c, w, wo, acc, buf_a, buf_b):
 # The normaliser 1 / sqrt(var) of a window, var = t2 - t1·(t1/n) from its sums: 0 where the
 # window is flat (var <= tol · t2, which also catches NaN).  Where the result is float32, the
 # root and the division are taken in float32 (1.25 ulp of it, against 0.5 for the float64
-# route rounded), twice as wide and at a fraction of the latency, and taken again in float64
-# for a row where a variance lies outside float32's comfortable range.  A float64 division
-# and square root per window cost more than the window sums' additions: 1024² with 64², the
-# whole pass took 4.4 ms on one thread with them and 3.5 without.  ``n`` enters as its
-# reciprocal, a multiplication instead of a division.  The unfused and fused calls share this
-# code, so they give the same bits.
+# route rounded), twice as wide and at a fraction of the latency, save for the windows whose
+# variance lies outside float32's comfortable range, taken again in float64 (window by
+# window, so a window's bits do not depend on its row's other windows: Dask's blocks).  A
+# float64 division and square root per window cost more than the window sums' additions:
+# 1024² with 64², the whole pass took 4.4 ms on one thread with them and 3.5 without.  ``n``
+# enters as its reciprocal, a multiplication instead of a division.  The unfused and fused
+# calls share this code, so they give the same bits.
 _F32_LO, _F32_HI = 2.0**-120, 2.0**120  # variances whose float32 root has room to spare
-
 
 @jit
 def variances(t1, t2, inv_n, tol, wo, var):
@@ -143,11 +143,10 @@ def variances(t1, t2, inv_n, tol, wo, var):
         v = t2[j] - t1[j] * (t1[j] * inv_n)
         var[j] = v if v > tol * t2[j] else 0.0
 
-
 @jit
 def roots32(t1, t2, inv_n, tol, wo, var, inv):
     # variances() and their float32 roots in one loop; returns how many variances lie
-    # outside [_F32_LO, _F32_HI] (whose roots are then taken again in float64)
+    # outside [_F32_LO, _F32_HI]
     outside = 0
     for j in range(wo):
         v = t2[j] - t1[j] * (t1[j] * inv_n)
@@ -158,25 +157,26 @@ def roots32(t1, t2, inv_n, tol, wo, var, inv):
         inv[j] = r if ok else np.float32(0.0)
     return outside
 
-
 @jit
-def roots64(var, wo, inv):
+def roots64(var, wo, inv, outside_only):
+    # inv[j] = 1 / sqrt(var[j]) in float64, rounded to inv's dtype (0 where var is 0); with
+    # outside_only, only for the variances outside [_F32_LO, _F32_HI]
     for j in range(wo):
         v = var[j]
+        if outside_only and _F32_LO <= v <= _F32_HI:
+            continue
         r = 1.0 / np.sqrt(v)
-        inv[j] = r if v > 0 else 0.0  # rounds to inv's dtype
-
+        inv[j] = r if v > 0 else 0.0
 
 @jit
 def normalise(t1, t2, inv_n, tol, wo, var, inv):
     # inv[:wo] = the normalisers of the windows from their sums t1, t2 (in inv's dtype)
     if inv.itemsize == 4:
-        if roots32(t1, t2, inv_n, tol, wo, var, inv) == 0:
-            return
+        if roots32(t1, t2, inv_n, tol, wo, var, inv) > 0:
+            roots64(var, wo, inv, True)
     else:
         variances(t1, t2, inv_n, tol, wo, var)
-    roots64(var, wo, inv)
-
+        roots64(var, wo, inv, False)
 
 @jit
 def finish(inv, num, scale, order, starts, b, row, wo):
@@ -194,7 +194,6 @@ def finish(inv, num, scale, order, starts, b, row, wo):
             elif r < -1.0:
                 r = -1.0
             v[j] = r  # NaN passes both tests and stays NaN
-
 
 @jit
 def kernel(x, shift, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, starts, first,
