@@ -388,8 +388,10 @@ def test_torch_gradients() -> None:
                                     eps=1e-6, atol=1e-5)
 
 
-def _spy_compiled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record the NumPy backend's compiled NCC kernels being called (by any backend)."""
+def _spy_compiled(monkeypatch: pytest.MonkeyPatch,
+                  names: tuple[str, ...] = ("ncc_inv_norm", "ncc_finish")) -> list[str]:
+    """Record the NumPy backend's compiled NCC kernels (or the functions ``names``) being
+    called (by any backend); skips without Numba."""
     be = load("numpy")
     if be.ncc_inv_norm(np.ones((1, 4, 4)), (2, 2), 1e-12) is None:
         pytest.skip("numba: not installed (the compiled normaliser is optional)")
@@ -401,7 +403,7 @@ def _spy_compiled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             return kernel(*args)
         return call
 
-    for name in ("ncc_inv_norm", "ncc_finish"):
+    for name in names:
         monkeypatch.setattr(be, name, spy(name, getattr(be, name)))
     return calls
 
@@ -432,18 +434,7 @@ def test_torch_cpu_without_autograd_takes_numpys_centred_fft_and_mean(
     (the centred image never made) and the mean by its compiled column totals, on the
     tensor's memory; while autograd records, torch operations throughout."""
     torch = pytest.importorskip("torch", reason="torch: not installed")
-    _spy_compiled(monkeypatch)  # (skips without Numba)
-    be = load("numpy")
-    calls: list[str] = []
-
-    def spy(name: str, fn: Any) -> Any:
-        def call(*args: Any) -> Any:
-            calls.append(name)
-            return fn(*args)
-        return call
-
-    for name in ("corr2d_valid_centred", "ncc_mean"):
-        monkeypatch.setattr(be, name, spy(name, getattr(be, name)))
+    calls = _spy_compiled(monkeypatch, ("corr2d_valid_centred", "ncc_mean"))
     x = RNG.random((1024, 1024)).astype(np.float32)
     t = RNG.random((31, 31)).astype(np.float32)
     fast = xcorr.match_template(torch.from_numpy(x), torch.from_numpy(t), method="overlap")

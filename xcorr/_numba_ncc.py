@@ -136,12 +136,17 @@ def row_sums(c, w, wo, acc, buf_a, buf_b):
 # calls share this code, so they give the same bits.
 _F32_LO, _F32_HI = 2.0**-120, 2.0**120  # variances whose float32 root has room to spare
 
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def variance(s1, s2, inv_n, tol):
+    # the centred sum of squares of a window from its sums, 0 where flat (it is then > 0
+    # exactly where the window is not flat: tol · s2 >= 0)
+    v = s2 - s1 * (s1 * inv_n)
+    return v if v > tol * s2 else 0.0
+
 @jit
 def variances(t1, t2, inv_n, tol, wo, var):
-    # var[j] = the centred sum of squares of window j, 0 where flat
     for j in range(wo):
-        v = t2[j] - t1[j] * (t1[j] * inv_n)
-        var[j] = v if v > tol * t2[j] else 0.0
+        var[j] = variance(t1[j], t2[j], inv_n, tol)
 
 @jit
 def roots32(t1, t2, inv_n, tol, wo, var, inv):
@@ -149,12 +154,11 @@ def roots32(t1, t2, inv_n, tol, wo, var, inv):
     # outside [_F32_LO, _F32_HI]
     outside = 0
     for j in range(wo):
-        v = t2[j] - t1[j] * (t1[j] * inv_n)
-        ok = v > tol * t2[j]
-        var[j] = v if ok else 0.0
-        outside += 1 if ok and (v < _F32_LO or v > _F32_HI) else 0
+        v = variance(t1[j], t2[j], inv_n, tol)
+        var[j] = v
+        outside += 1 if v > 0 and (v < _F32_LO or v > _F32_HI) else 0
         r = np.float32(1.0) / np.sqrt(np.float32(v))
-        inv[j] = r if ok else np.float32(0.0)
+        inv[j] = r if v > 0 else np.float32(0.0)
     return outside
 
 @jit

@@ -391,14 +391,14 @@ def _overlap(x: np.ndarray, k: np.ndarray, forward: Any = None, tiles: Any = Non
     """
     (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
     lead = broadcast_batch(x.shape, k.shape)
-    whole = math.prod(lead) * h * (w // 2 + 1) * 2 * x.itemsize  # about all tiles' spectra
+    whole = _spectra_bytes(lead, (h, w), x.itemsize)  # about all tiles' spectra
     threads = _thread_count() if whole > _OVERLAP_PART_BYTES and not _serial() else 1
     tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(h, w, kh, kw, threads)
     transforms = {"tile": tile, "rfft2": forward or rfft2, "irfft2": _irfft2_owned,
                   "tiles": tiles or _tiles}
     (bh, bw), ho, wo = tile, h - kh + 1, w - kw + 1
     sh, sw = bh - kh + 1, bw - kw + 1
-    tile_bytes = math.prod(lead) * bh * (bw // 2 + 1) * 2 * x.itemsize  # one tile's spectra
+    tile_bytes = _spectra_bytes(lead, tile, x.itemsize)  # one tile's spectra
     per_part = max(1, _OVERLAP_PART_BYTES // tile_bytes)  # tiles per part, along a row
     groups = ceil_div(ceil_div(wo, sw), per_part)  # parts per row of tiles
     parts = ceil_div(ho, sh) * groups
@@ -410,6 +410,12 @@ def _overlap(x: np.ndarray, k: np.ndarray, forward: Any = None, tiles: Any = Non
     run = partial(overlap_tiles, product=partial(_times, kspec=kspec), **transforms)
     _in_shares(_overlap_parts, (x, k, run, out, (sh, sw), per_part, groups), parts, True)
     return out
+
+
+def _spectra_bytes(lead: tuple[int, ...], shape: tuple[int, int], itemsize: int) -> int:
+    """Bytes of the real FFT spectra of ``lead`` arrays of ``shape`` (complex of ``itemsize``
+    parts)."""
+    return math.prod(lead) * shape[0] * (shape[1] // 2 + 1) * 2 * itemsize
 
 
 def _overlap_parts(x: np.ndarray, k: np.ndarray, run: Callable[..., np.ndarray],
