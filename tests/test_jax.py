@@ -13,7 +13,7 @@ import jax.numpy as jnp  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
 import xcorr  # noqa: E402
-from xcorr import _grad, _methods  # noqa: E402
+from xcorr import _auto, _grad, _methods  # noqa: E402
 from xcorr._compat import jax_x64  # noqa: E402
 from xcorr._dispatch import array_backend, load  # noqa: E402
 from xcorr.backends import _jax as be  # noqa: E402
@@ -245,3 +245,102 @@ def test_x64_setting_is_untouched_by_the_whole_api():
             be.sse_value_and_grad(jnp.ones((5, 5)), jnp.ones((4, 4)), jnp.ones((2, 2)), None)
             assert jax.config.jax_enable_x64 is flag
     assert jax.config.jax_enable_x64 == X64_AT_IMPORT
+
+
+# -- eager CPU calls on the NumPy backend's kernels ---------------------------------------------
+
+
+def _spy_host(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Record (method, result address) of each call the JAX backend hands to NumPy's kernels."""
+    numpy_be = load("numpy")
+    real, calls = numpy_be.corr2d_valid, []
+
+    def spy(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
+        out = real(x, k, method)
+        calls.append((method, out.ctypes.data))
+        return out
+
+    monkeypatch.setattr(numpy_be, "corr2d_valid", spy)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["direct", "fft", "overlap", "auto"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_eager_cpu_calls_run_numpys_kernels_on_their_memory(monkeypatch, x64, method, dtype):
+    """A large enough eager call on the CPU gives the NumPy backend's bits, as a JAX array on
+    the input's device, its memory handed to XLA without a copy where XLA allows it."""
+    big = method == "overlap"  # NumPy's overlap-save pays ~1.4 ms of planning and threads
+    x = jnp.asarray(RNG.standard_normal((1024, 1000) if big else (3, 300, 310)), dtype)
+    k = jnp.asarray(RNG.standard_normal((31, 29) if big else (9, 11)), dtype)
+    calls = _spy_host(monkeypatch)
+    y = xcorr.corr2d(x, k, method=method)
+    chosen = _auto.choose(load("numpy"), np.asarray(x), np.asarray(k))
+    assert [m for m, _ in calls] == [chosen if method == "auto" else method]
+    monkeypatch.undo()
+    assert isinstance(y, jax.Array) and y.dtype == dtype and y.devices() == x.devices()
+    np.testing.assert_array_equal(y, xcorr.corr2d(np.asarray(x), np.asarray(k), method=method))
+    if calls[0][0] != "fft":  # an FFT's result is a crop of its buffer: copied, aligned
+        assert y.unsafe_buffer_pointer() == calls[0][1]
+    assert y.unsafe_buffer_pointer() % load("numpy").ALIGNMENT == 0
+
+
+def test_traced_small_and_half_calls_stay_in_xla(monkeypatch, x64):
+    x = jnp.asarray(RNG.standard_normal((300, 300)))
+    k = jnp.asarray(RNG.standard_normal((9, 9)))
+    calls = _spy_host(monkeypatch)
+    eager = xcorr.corr2d(x, k, method="direct")
+    assert len(calls) == 1
+    jitted = jax.jit(partial(xcorr.corr2d, method="direct"))(x, k)
+    grads = jax.grad(lambda k: xcorr.corr2d(x, k, method="direct").sum())(k)
+    batched = jax.vmap(partial(xcorr.corr2d, method="direct"), (0, None))(x[None], k)
+    xcorr.corr2d(x[:64, :64], k[:3, :3], method="direct")  # below the handing-over cost
+    xcorr.corr2d(x.astype(jnp.float16), k.astype(jnp.float16), method="direct")
+    assert len(calls) == 1
+    np.testing.assert_allclose(jitted, eager, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(batched[0], eager, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads, signal.correlate2d(np.asarray(x), np.ones((292, 292)),
+                                                         "valid"), rtol=1e-10)
+
+
+def test_host_choice_follows_the_cost_model(monkeypatch):
+    """Where NumPy's kernels are predicted slower (no Numba: its fallback loop), the jitted
+    program runs; auto prices the methods where they run."""
+    from xcorr import _numba
+
+    x, k = jnp.ones((512, 512), jnp.float32), jnp.ones((9, 9), jnp.float32)
+    numpy_be = load("numpy")
+    if _numba.kernel() is not None:
+        assert be._runs_on_host(x, k, "direct")
+        assert be.costs_for(x, k)[4].tap == numpy_be.costs()[4].tap
+    assert be._runs_on_host(x, k, "fft")
+    monkeypatch.setattr(_numba, "kernel", lambda: None)
+    assert not be._runs_on_host(x, k, "direct") and be._runs_on_host(x, k, "fft")
+    table = be.costs_for(x, k)[4]
+    assert (table.tap, table.point) == (be.COSTS[4].tap, numpy_be.costs()[4].point)
+    assert not be._runs_on_host(x, k, "native")
+    seen = []
+    jax.jit(lambda a, b: seen.append(be.costs_for(a, b) is be.COSTS) or a)(x, k)
+    assert seen == [True]
+
+
+def test_eager_host_results_keep_jaxs_placement(x32):
+    """A committed input gives a committed result on its device; an uncommitted one an
+    uncommitted result, as XLA's own would be."""
+    x = RNG.standard_normal((300, 300)).astype(np.float32)
+    k = np.ones((9, 9), np.float32)
+    device = jax.devices()[-1]
+    assert be._runs_on_host(jax.device_put(x, device), jnp.asarray(k), "direct")
+    committed = xcorr.corr2d(jax.device_put(x, device), jnp.asarray(k))
+    assert committed.committed and committed.devices() == {device}
+    assert not xcorr.corr2d(jnp.asarray(x), jnp.asarray(k)).committed
+
+
+def test_eager_host_auto_keeps_nan_local(x32):
+    x = RNG.standard_normal((512, 512)).astype(np.float32)
+    x[100, 200] = np.nan
+    k = jnp.asarray(RNG.standard_normal((31, 31)), jnp.float32)
+    assert be._runs_on_host(jnp.asarray(x), k, "fft")
+    y = np.asarray(xcorr.corr2d(jnp.asarray(x), k))
+    bad = np.zeros(y.shape, bool)
+    bad[70:101, 170:201] = True
+    assert np.isnan(y[bad]).all() and np.isfinite(y[~bad]).all()

@@ -496,6 +496,31 @@ def test_jax_float32_on_the_cpu_runs_the_numpy_backend(
     np.testing.assert_array_equal(np.asarray(fast[1]), numpy_same)  # the same computation
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mode", ["valid", "same"])
+def test_jax_eager_on_the_cpu_is_the_numpy_backends_result(monkeypatch: pytest.MonkeyPatch,
+                                                           dtype: str, mode: str) -> None:
+    """Eager JAX arrays on the CPU: the NumPy backend's match_template on their memory (no
+    callback), its bits, as a JAX array on the image's device whose memory XLA took over."""
+    jax = pytest.importorskip("jax", reason="jax: not installed")
+    import jax.numpy as jnp
+
+    from xcorr.backends import _jax
+
+    calls = _spy_compiled(monkeypatch)
+    monkeypatch.setattr(_jax, "_host_match", None)  # the callback: not called
+    with x64("jax", enabled=dtype == "float64"):
+        x = jnp.asarray(RNG.random((2, 40, 50)), dtype)
+        t = jnp.asarray(RNG.random((7, 6)), dtype)
+        got = xcorr.match_template(x, t, mode=mode)
+        assert calls == ["ncc_finish"]
+        assert isinstance(got, jax.Array) and got.dtype == dtype
+        assert got.devices() == x.devices() and not got.committed
+        assert got.unsafe_buffer_pointer() % load("numpy").ALIGNMENT == 0
+        want = xcorr.match_template(np.asarray(x), np.asarray(t), mode=mode)
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+
 # -- Dask --------------------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ FFTs by the caller, which can look at the values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import log2, prod
 
 # The methods that go through the frequency domain: they round integers and spread a NaN over
@@ -162,6 +162,29 @@ def fft_len(n: int) -> int:
 def for_itemsize(costs: dict[int, Cost], itemsize: int) -> Cost:
     """The constants for a dtype width (the widest measured one for wider types)."""
     return costs.get(itemsize) or costs[max(costs)]
+
+
+def hosted(own: dict[int, Cost], host: dict[int, Cost], methods: tuple[str, ...]
+           ) -> dict[int, Cost]:
+    """The cost table of a backend that hands ``methods`` (of direct, fft, overlap) to another
+    one's kernels (the NumPy backend's, for torch's and JAX's CPU arrays): ``host``'s
+    constants for those methods, ``own`` for the rest and for the native convolution.  (An
+    overlap-save whose large tiles cost as the FFT does, ``tile_cache_points``, prices them
+    at the whole-image ``point`` of whichever backend runs the FFT.)"""
+    table = {}
+    for size, mine in own.items():
+        cost = for_itemsize(host, size)
+        if "direct" not in methods:
+            cost = replace(cost, tap=mine.tap, out=mine.out, tap_call=mine.tap_call)
+        if "fft" not in methods:
+            cost = replace(cost, point=mine.point, fixed=mine.fixed)
+        if "overlap" not in methods:
+            cost = replace(cost, tile_point=mine.tile_point, tile_pix=mine.tile_pix,
+                           tile_fixed=mine.tile_fixed, tile_cache_points=mine.tile_cache_points)
+        table[size] = replace(cost, native_tap=mine.native_tap, native_out=mine.native_out,
+                              native_fixed=mine.native_fixed,
+                              native_group_tap=mine.native_group_tap)
+    return table
 
 
 def choose(costs: dict[int, Cost], shape: tuple[int, ...], kshape: tuple[int, ...],

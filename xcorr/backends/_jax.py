@@ -9,7 +9,9 @@ setting, as every JAX function does.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 import sys
 from functools import partial
 from typing import Any
@@ -25,8 +27,8 @@ from .._broadcast import group_plan
 from .._conv_cost import ConvCost
 from .._fft import fft_valid, overlap_valid, tiles_by_reshape
 from .._interop import native_order, to_numpy
-from .._methods import Cost, for_itemsize
-from .._validate import numpy_kind
+from .._methods import Cost, for_itemsize, hosted
+from .._validate import broadcast_batch, numpy_kind
 
 NAME = "jax"
 xp = jnp  # the array namespace the operations are written against
@@ -129,6 +131,10 @@ def _finite(x: Any, k: Any) -> Any:
 def all_finite(x: Any, k: Any) -> bool | None:
     if isinstance(x, jax.core.Tracer) or isinstance(k, jax.core.Tracer):
         return None  # values unknown until run time: guarded_fft decides there
+    if _eager_on_cpu(x, k):  # NumPy's sums on the arrays' memory: no dispatch, no compile
+        from . import _numpy
+
+        return _numpy.all_finite(np.asarray(x), np.asarray(k))
     return bool(_finite(x, k))
 
 
@@ -152,8 +158,114 @@ def _valid(x: Any, k: Any, method: str) -> Any:
 
 
 def corr2d_valid(x: Any, k: Any, method: str) -> Any:
-    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (kh, kw)."""
+    """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (..., kh, kw).
+
+    Eager float32/float64 calls on the CPU that the cost model predicts faster there run the
+    NumPy backend's kernels on the arrays' own memory (``_runs_on_host``); everything else,
+    and everything traced (``jax.jit``, ``jax.grad``, ``jax.vmap``), is the jitted program.
+    """
+    if _runs_on_host(x, k, method):
+        return _host_valid(x, k, method)
     return _valid(x, k, method=method)
+
+
+def _host_valid(x: Any, k: Any, method: str) -> Any:
+    """``corr2d_valid`` by the NumPy backend, the inputs' memory read in place."""
+    from . import _numpy
+
+    return _to_xla(_numpy.corr2d_valid(np.asarray(x), np.asarray(k), method), x)
+
+
+def _to_xla(out: np.ndarray, like: Any) -> Any:
+    """A NumPy result as a JAX array on ``like``'s device, committed to it where ``like`` is,
+    as JAX's own result would be.
+
+    Handed to XLA without a copy where it is contiguous and 64-byte aligned (the kernels'
+    outputs are, see ``_numpy.empty``), else copied to such an array first: NumPy's fresh
+    pages are cheaper than XLA's, which fault in 4 KB at a time (64 MB: 28 ms against 7).
+    ``jax.make_array_from_callback`` takes 12 µs here, ``jax.device_put`` 28 µs, but only
+    the latter leaves the result uncommitted.
+    """
+    from . import _numpy
+
+    if not out.flags.c_contiguous or out.ctypes.data % _numpy.ALIGNMENT:
+        aligned = _numpy.empty(out.shape, out.dtype)  # e.g. a crop of the FFT's buffer
+        np.copyto(aligned, out)
+        out = aligned
+    if like.committed:
+        return jax.make_array_from_callback(out.shape, like.sharding, lambda _: out)
+    return jax.device_put(out)
+
+
+def _eager_on_cpu(*arrays: Any) -> bool:
+    """Whether these are concrete (untraced) float32/float64 arrays, each on one CPU device:
+    then NumPy can read their memory in place (``np.asarray`` makes no copy)."""
+    for a in arrays:
+        if (isinstance(a, jax.core.Tracer) or not isinstance(a, jax.Array)
+                or a.dtype not in _HOST_DTYPES):
+            return False
+        sharding = a.sharding
+        one_cpu = _one_cpu.get(sharding)
+        if one_cpu is None:
+            devices = sharding.device_set
+            one_cpu = len(devices) == 1 and next(iter(devices)).platform == "cpu"
+            if len(_one_cpu) > 64:
+                _one_cpu.clear()
+            _one_cpu[sharding] = one_cpu
+        if not one_cpu:
+            return False
+    return True
+
+
+_HOST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_one_cpu: dict[Any, bool] = {}  # sharding -> whether it is one CPU device
+
+
+def _runs_on_host(x: Any, k: Any, method: str) -> bool:
+    """Whether ``corr2d_valid`` hands ``method`` on these arrays to the NumPy backend: eager
+    arrays on the CPU (``_eager_on_cpu``) where NumPy's predicted time, plus handing the
+    result to XLA (``_HOST_CALL_NS``), is below the jitted program's."""
+    if method not in _numpy_methods() or not _eager_on_cpu(x, k):
+        return False
+    from . import _numpy
+
+    host = _numpy.costs()  # its fallback's constants without Numba
+    key = (x.shape, k.shape, x.dtype.itemsize, method, host is _numpy.COSTS)
+    faster = _host_faster.get(key)
+    if faster is None:
+        size = x.dtype.itemsize
+        mine = _predict(for_itemsize(COSTS, size), x, k, method)
+        faster = _predict(for_itemsize(host, size), x, k, method) + _HOST_CALL_NS < mine
+        if len(_host_faster) > 4096:
+            _host_faster.clear()
+        _host_faster[key] = faster
+    return faster
+
+
+_host_faster: dict[tuple[Any, ...], bool] = {}
+
+
+def _predict(cost: Cost, x: Any, k: Any, method: str) -> float:
+    (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
+    batch = math.prod(broadcast_batch(tuple(x.shape), tuple(k.shape)))
+    if method == "direct":
+        return cost.direct(batch, h - kh + 1, w - kw + 1, kh, kw)
+    if method == "fft":
+        return cost.fft(batch, h, w)
+    return cost.overlap(batch, h, w, kh, kw)
+
+
+# What a call to the NumPy backend costs beyond its kernels: the checks, handing the result
+# to XLA (see _to_xla) and releasing it: 50-60 µs on 64² with 3², where NumPy's kernel takes
+# 9 and the jitted direct method 6.  So only larger problems go: from about 256² with 7².
+_HOST_CALL_NS = 50_000.0
+
+
+@functools.cache
+def _numpy_methods() -> tuple[str, ...]:
+    from . import _numpy
+
+    return _numpy.METHODS
 
 
 @partial(jax.jit, static_argnames="method")
@@ -318,20 +430,25 @@ _BATCHED_CALLBACK = ({"vmap_method": "expand_dims"}
 def ncc_match_template(x: Any, t: Any, mode: str, method: str) -> Any:
     """``xcorr._ncc.unmasked``'s values from the NumPy backend on the CPU, or None.
 
-    For float32 on the CPU with Numba at hand and a method NumPy has: one
-    ``jax.pure_callback`` runs the NumPy backend's ``match_template`` on the host's own
-    memory (scipy.fft on all cores, the compiled normaliser fused with the finishing pass),
-    and the derivatives come from the jitted program (``custom_jvp``), so ``jax.grad``,
-    ``jax.jvp``, ``jax.jit`` and ``jax.vmap`` work as before.  XLA's batched FFTs took about
-    twice scipy's here: 16 templates 31² on 1024², 140 ms against the callback's 71 (NumPy's
-    own 65).  Under differentiation the values come from the program too (the primal of
-    its jvp), which then costs no more than before.
+    With Numba at hand and a method NumPy has: eager float32 and float64 arrays on the CPU
+    go to the NumPy backend directly (its result handed to XLA by ``_to_xla``); traced
+    float32 on the CPU goes through one ``jax.pure_callback`` that runs the NumPy backend's
+    ``match_template`` on the host's own memory (scipy.fft on all cores, the compiled
+    normaliser fused with the finishing pass), and the derivatives come from the jitted
+    program (``custom_jvp``), so ``jax.grad``, ``jax.jvp``, ``jax.jit`` and ``jax.vmap``
+    work as before.  XLA's batched FFTs took about twice scipy's here: 16 templates 31² on
+    1024², 140 ms against the callback's 71 (NumPy's own 65).  Under differentiation the
+    values come from the program too (the primal of its jvp), which then costs no more than
+    before.
     """
-    from . import _numpy
+    from .. import _ncc, _numba
 
-    if (method != "auto" and method not in _numpy.METHODS) or not _host_kernels(x):
+    if (method != "auto" and method not in _numpy_methods()) or _numba.kernel() is None:
         return None  # (x and t are promoted to one dtype: _ncc._float)
-    return _host_match(x, t, mode, method)
+    if _eager_on_cpu(x, t):  # no callback, no copy into XLA's buffer
+        return _to_xla(_ncc.match_template(np.asarray(x), np.asarray(t), mode=mode,
+                                           method=method, backend="numpy"), x)
+    return _host_match(x, t, mode, method) if _host_kernels(x) else None
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(2, 3))
@@ -385,6 +502,20 @@ def conv_costs() -> dict[int, ConvCost]:
 
 def costs() -> dict[int, Cost]:
     return COSTS
+
+
+def costs_for(x: Any, k: Any) -> dict[int, Cost]:
+    """The cost model for these arrays: NumPy's constants for the methods ``corr2d_valid``
+    hands to the NumPy backend (eager CPU arrays), JAX's own for the rest."""
+    host = tuple(m for m in _numpy_methods() if _runs_on_host(x, k, m))
+    return _host_costs(host) if host else COSTS
+
+
+@functools.cache
+def _host_costs(host: tuple[str, ...]) -> dict[int, Cost]:
+    from . import _numpy
+
+    return hosted(COSTS, _numpy.costs(), host)
 
 
 # -- kernels (traced inside _valid) -------------------------------------------------------------

@@ -15,7 +15,6 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from .._conv_cost import ConvCost
 from .._dispatch import array_backend
 from .._fft import fft_valid, overlap_valid, tiles_by_view
 from .._interop import to_numpy
-from .._methods import Cost, fft_len, for_itemsize
+from .._methods import Cost, fft_len, for_itemsize, hosted
 from .._validate import broadcast_batch
 from . import _torch_xp as xp
 
@@ -369,18 +368,7 @@ def costs_for(x: torch.Tensor, k: torch.Tensor) -> dict[int, Cost]:
 def _host_costs(host: tuple[str, ...]) -> dict[int, Cost]:
     from . import _numpy
 
-    table = {}
-    for size, own in COSTS.items():
-        cost = for_itemsize(_numpy.costs(), size)
-        if "direct" not in host:
-            cost = replace(cost, tap=own.tap, out=own.out, tap_call=own.tap_call)
-        if "fft" not in host:
-            cost = replace(cost, point=own.point, fixed=own.fixed, tile_point=own.tile_point,
-                           tile_pix=own.tile_pix, tile_fixed=own.tile_fixed)
-        table[size] = replace(cost, native_tap=own.native_tap, native_out=own.native_out,
-                              native_fixed=own.native_fixed,
-                              native_group_tap=own.native_group_tap)
-    return table
+    return hosted(COSTS, _numpy.costs(), host)
 
 
 def _host_methods(x: torch.Tensor, k: torch.Tensor) -> tuple[str, ...]:
