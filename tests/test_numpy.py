@@ -579,3 +579,18 @@ def test_compiled_mean_equals_numpy(dtype):
     got = be.ncc_mean(x, np.float64)
     assert np.isfinite(got[0, 0, 0]) and np.isnan(got[1, 0, 0])
     assert be.ncc_mean(x, np.float32) is None  # other accumulators: the caller's xp.mean
+
+
+def test_hosting_costs_take_the_hosted_methods_and_numbas_state(monkeypatch):
+    """A backend handing some methods to NumPy's kernels (torch's and JAX's CPU arrays)
+    prices those at NumPy's constants, as they are now (its fallback's without Numba), and
+    the rest, the native convolution included, at its own."""
+    from dataclasses import replace
+
+    own = {4: replace(be.COSTS[4], tap=9.0, point=9.0, tile_pix=9.0, native_tap=1.0)}
+    table = be.hosting_costs(own, ("direct", "overlap"))[4]
+    assert (table.tap, table.point, table.native_tap) == (be.costs()[4].tap, 9.0, 1.0)
+    assert table.tile_pix == be.costs()[4].tile_pix
+    monkeypatch.setattr(_numba, "kernel", lambda: None)
+    assert be.hosting_costs(own, ("direct", "overlap"))[4].tap == be.FALLBACK_COSTS[4].tap
+    assert be.hosting_costs(own, ("fft",))[4].tap == 9.0

@@ -5,6 +5,10 @@ program depends only on shapes and dtypes.  ``method="auto"`` cannot look at tra
 so the "FFT unless non-finite" rule becomes ``guarded_fft``: a ``lax.cond`` evaluated on the
 device.  The library never touches ``jax_enable_x64``: float64 and int64 follow the user's
 setting, as every JAX function does.
+
+On the CPU, eager (untraced) float32/float64 calls that the cost model predicts faster there
+run the NumPy backend's kernels on the arrays' own memory instead, as torch's CPU tensors do,
+and hand the result to XLA without a copy (``corr2d_valid``, ``ncc_match_template``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from .._broadcast import group_plan
 from .._conv_cost import ConvCost
 from .._fft import fft_valid, overlap_valid, tiles_by_reshape
 from .._interop import native_order, to_numpy
-from .._methods import Cost, for_itemsize, hosted
+from .._methods import Cost, for_itemsize
 from .._validate import broadcast_batch, numpy_kind
 
 NAME = "jax"
@@ -507,15 +511,10 @@ def costs() -> dict[int, Cost]:
 def costs_for(x: Any, k: Any) -> dict[int, Cost]:
     """The cost model for these arrays: NumPy's constants for the methods ``corr2d_valid``
     hands to the NumPy backend (eager CPU arrays), JAX's own for the rest."""
-    host = tuple(m for m in _numpy_methods() if _runs_on_host(x, k, m))
-    return _host_costs(host) if host else COSTS
-
-
-@functools.cache
-def _host_costs(host: tuple[str, ...]) -> dict[int, Cost]:
     from . import _numpy
 
-    return hosted(COSTS, _numpy.costs(), host)
+    host = tuple(m for m in _numpy_methods() if _runs_on_host(x, k, m))
+    return _numpy.hosting_costs(COSTS, host) if host else COSTS
 
 
 # -- kernels (traced inside _valid) -------------------------------------------------------------

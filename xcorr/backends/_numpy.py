@@ -23,7 +23,7 @@ from .._boundary import NUMPY_MODES
 from .._conv_cost import ConvCost
 from .._fft import fft_valid, mul_conj_inplace, overlap_tiles, overlap_valid, tiles_by_view
 from .._interop import to_numpy
-from .._methods import Cost, ceil_div, for_itemsize
+from .._methods import Cost, ceil_div, for_itemsize, hosted
 from .._validate import broadcast_batch, numpy_kind, numpy_result_dtype
 
 NAME = "numpy"
@@ -344,6 +344,19 @@ def conv_costs() -> dict[int, ConvCost]:
 
 def costs() -> dict[int, Cost]:
     return COSTS if _numba.kernel() is not None else FALLBACK_COSTS
+
+
+def hosting_costs(own: dict[int, Cost], methods: tuple[str, ...]) -> dict[int, Cost]:
+    """The cost table of a backend (``own``: its constants) that hands ``methods`` to this
+    backend's kernels, torch's and JAX's for CPU arrays: ``_methods.hosted``, cached."""
+    key = (id(own), methods, costs() is COSTS)
+    table = _hosting.get(key)
+    if table is None:
+        table = _hosting[key] = hosted(own, costs(), methods)
+    return table
+
+
+_hosting: dict[tuple[int, tuple[str, ...], bool], dict[int, Cost]] = {}
 
 
 _FFT_THREADED_MIN = 1 << 17  # points below which one thread transforms (64²: 18 µs vs 39 µs)

@@ -28,7 +28,7 @@ from .._conv_cost import ConvCost
 from .._dispatch import array_backend
 from .._fft import fft_valid, overlap_valid, tiles_by_view
 from .._interop import to_numpy
-from .._methods import Cost, fft_len, for_itemsize, hosted
+from .._methods import Cost, fft_len, for_itemsize
 from .._validate import broadcast_batch
 from . import _torch_xp as xp
 
@@ -361,14 +361,9 @@ def costs() -> dict[int, Cost]:
 def costs_for(x: torch.Tensor, k: torch.Tensor) -> dict[int, Cost]:
     """The cost model for these tensors: on the CPU, where ``corr2d_valid`` runs the NumPy
     backend's kernels, NumPy's constants for them and torch's own for ``F.conv2d``."""
-    return _host_costs(_host_methods(x, k)) if _on_cpu(x, k) else COSTS
-
-
-@functools.cache
-def _host_costs(host: tuple[str, ...]) -> dict[int, Cost]:
     from . import _numpy
 
-    return hosted(COSTS, _numpy.costs(), host)
+    return _numpy.hosting_costs(COSTS, _host_methods(x, k)) if _on_cpu(x, k) else COSTS
 
 
 def _host_methods(x: torch.Tensor, k: torch.Tensor) -> tuple[str, ...]:

@@ -5,8 +5,9 @@
   is recorded as a failure and never timed.
 - One more untimed warm-up for cheap calls, then ``timeit`` repeats (several loops per repeat
   for sub-millisecond calls); we report the median and the interquartile range. The repeats
-  of a cell's implementations are interleaved (one of each in turn), so a change in the
-  machine's load falls on all of them alike and the ratios between them stay fair.
+  of a cell's implementations are interleaved (one of each in turn, in an order shuffled
+  from round to round), so a change in the machine's load falls on all of them alike and
+  the ratios between them stay fair.
 - Each timed call ends with its framework's synchronisation (``block_until_ready``,
   ``torch.cuda.synchronize``, the CuPy stream, Dask's ``compute``), so asynchronous dispatch
   cannot stop the clock early.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 import timeit
 import tracemalloc
@@ -441,15 +443,22 @@ def measure_together(impls: Sequence[Impl], cell: Cell, inputs: Sequence[np.ndar
     """:func:`measure` for several implementations of one cell, their repeats interleaved.
 
     Every implementation is checked (and its first call timed) before any is timed; then the
-    repeats go round-robin, one of each in turn, so a change in the machine's load during the
-    cell falls on all of them alike and their ratios stay fair.
+    repeats go in rounds, one of each in turn, so a change in the machine's load during the
+    cell falls on all of them alike and their ratios stay fair.  Each round takes them in a
+    new order (the same orders every run): after a call, torch's OpenMP threads, XLA's and
+    OpenCV's workers spin for a while on every core, and a fixed order would slow the same
+    implementation every round (torch's auto right after ``F.conv2d`` at 4096² k15: 110-142
+    against 65-90 ms).
     """
     trials = [_prepare(impl, cell, inputs, ref, opts, est, src, check)
               for impl, est, src in zip(impls, estimates, sources, strict=True)]
+    order, shuffle = list(range(len(trials))), random.Random(0)
     for round_ in range(max((t.repeats for t in trials), default=0)):
-        for trial in trials:
+        for i in order:
+            trial = trials[i]
             if trial.fn is not None and round_ < trial.repeats:
                 _repeat(trial, cell.dtype)
+        shuffle.shuffle(order)
     return [_finish(trial, cell, peaks) for trial in trials]
 
 
