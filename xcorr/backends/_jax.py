@@ -196,9 +196,16 @@ def _to_xla(out: np.ndarray, like: Any) -> Any:
         aligned = _numpy.empty(out.shape, out.dtype)  # e.g. a crop of the FFT's buffer
         np.copyto(aligned, out)
         out = aligned
-    if like.committed:
+    if committed(like):
         return jax.make_array_from_callback(out.shape, like.sharding, lambda _: out)
     return jax.device_put(out)
+
+
+def committed(a: Any) -> bool:
+    """Whether ``a`` is committed to its device: ``jax.Array.committed`` in recent JAX;
+    JAX 0.4.33 (the oldest supported) has only the private ``_committed`` behind it."""
+    flag = getattr(a, "committed", None)
+    return bool(a._committed if flag is None else flag)
 
 
 def _eager_on_cpu(*arrays: Any) -> bool:
