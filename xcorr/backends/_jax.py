@@ -193,9 +193,7 @@ def _to_xla(out: np.ndarray, like: Any) -> Any:
     from . import _numpy
 
     if not out.flags.c_contiguous or out.ctypes.data % _numpy.ALIGNMENT:
-        aligned = _numpy.empty(out.shape, out.dtype)  # e.g. a crop of the FFT's buffer
-        np.copyto(aligned, out)
-        out = aligned
+        out = _numpy.aligned_copy(out)  # e.g. a crop of the FFT's buffer
     if committed(like):
         return jax.make_array_from_callback(out.shape, like.sharding, lambda _: out)
     return jax.device_put(out)
@@ -236,8 +234,11 @@ def _runs_on_host(x: Any, k: Any, method: str) -> bool:
     """Whether ``corr2d_valid`` hands ``method`` on these arrays to the NumPy backend: eager
     arrays on the CPU (``_eager_on_cpu``) where NumPy's predicted time, plus handing the
     result to XLA (``_HOST_CALL_NS``), is below the jitted program's."""
-    if method not in _numpy_methods() or not _eager_on_cpu(x, k):
-        return False
+    return method in _numpy_methods() and _eager_on_cpu(x, k) and _faster_on_host(x, k, method)
+
+
+def _faster_on_host(x: Any, k: Any, method: str) -> bool:
+    """``_runs_on_host``'s prediction for eager CPU arrays (memoised by shapes and dtype)."""
     from . import _numpy
 
     host = _numpy.costs()  # its fallback's constants without Numba
@@ -520,7 +521,9 @@ def costs_for(x: Any, k: Any) -> dict[int, Cost]:
     hands to the NumPy backend (eager CPU arrays), JAX's own for the rest."""
     from . import _numpy
 
-    host = tuple(m for m in _numpy_methods() if _runs_on_host(x, k, m))
+    if not _eager_on_cpu(x, k):
+        return COSTS
+    host = tuple(m for m in _numpy_methods() if _faster_on_host(x, k, m))
     return _numpy.hosting_costs(COSTS, host) if host else COSTS
 
 

@@ -514,6 +514,13 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 ALIGNMENT = 64
 
 
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    """A contiguous copy of ``a`` made by ``empty`` (64-byte aligned)."""
+    out = empty(a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
+
+
 def _compact(y: np.ndarray) -> np.ndarray:
     """``y``, a crop of a transform's buffer, as it is (a view, as ``scipy.signal.fftconvolve``
     returns), or copied out where the buffer is more than 1.5x its size: a copy of 1024² is a
@@ -522,11 +529,7 @@ def _compact(y: np.ndarray) -> np.ndarray:
     root = y
     while isinstance(root.base, np.ndarray):
         root = root.base
-    if 3 * y.nbytes >= 2 * root.nbytes:
-        return y
-    out = empty(y.shape, y.dtype)
-    np.copyto(out, y)
-    return out
+    return y if 3 * y.nbytes >= 2 * root.nbytes else aligned_copy(y)
 
 
 _PRODUCT_BLOCK_BYTES = 1 << 19  # the kernel spectrum's columns transformed at a time

@@ -452,10 +452,9 @@ def measure_together(impls: Sequence[Impl], cell: Cell, inputs: Sequence[np.ndar
     """
     trials = [_prepare(impl, cell, inputs, ref, opts, est, src, check)
               for impl, est, src in zip(impls, estimates, sources, strict=True)]
-    order, shuffle = list(range(len(trials))), random.Random(0)
+    order, shuffle = list(trials), random.Random(0)
     for round_ in range(max((t.repeats for t in trials), default=0)):
-        for i in order:
-            trial = trials[i]
+        for trial in order:
             if trial.fn is not None and round_ < trial.repeats:
                 _repeat(trial, cell.dtype)
         shuffle.shuffle(order)
