@@ -32,6 +32,7 @@ from .machine import (
     copy_bandwidth,
     cpu_model,
     fix_threads,
+    fresh_copy_bandwidth,
     installed,
     matmul_peak,
     versions,
@@ -222,6 +223,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     matmul_n, copy_mib = (512, 64) if quick else (2048, 256)
     peaks = matmul_peak(matmul_n, torch_used)
     copy_bps = copy_bandwidth(copy_mib * 2**20, torch_used)
+    fresh_bps = fresh_copy_bandwidth(64 * 2**20)  # the size of 4096² float32 (see targets)
 
     records: list[dict[str, Any]] = []
     extras: dict[str, Any] = {}
@@ -241,6 +243,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         "meta": {"date": now.isoformat(timespec="seconds"), "cpu": cpu_model(),
                  "platform": platform.platform(), "versions": versions(), "threads": threads,
                  "peak_gflops": peaks, "copy_bytes_per_s": copy_bps,
+                 "fresh_copy_bytes_per_s": fresh_bps,
                  "roofline_sizes": {"matmul": matmul_n, "copy_mib": copy_mib},
                  "suites": [s.name for s in suites], "backends": names, "quick": quick,
                  "command": " ".join(sys.argv), "grid": {k: v for k, v in vars(grid).items()},

@@ -149,3 +149,14 @@ def copy_bandwidth(nbytes: int, torch_used: bool) -> float:
         ts, td = torch.from_numpy(src), torch.from_numpy(dst)
         cands.append(min(timeit.repeat(lambda: td.copy_(ts), number=1, repeat=5)))
     return 2 * src.nbytes / min(cands)
+
+
+def fresh_copy_bandwidth(nbytes: int) -> float:
+    """Bytes per second (read + written) of ``np.copy`` of ``nbytes``, best of 5: a copy into
+    pages the system hands out anew, as every out-of-place result's are (NumPy asks for huge
+    pages).  Beside :func:`copy_bandwidth`'s floor, it tells how much of a memory-bound
+    kernel's distance to that floor is its fresh output's first touch, which no function
+    that returns a new array avoids.
+    """
+    src = np.ones(nbytes // 8, dtype=np.float64)
+    return 2 * src.nbytes / min(timeit.repeat(src.copy, number=1, repeat=5))

@@ -57,6 +57,12 @@ def markdown(result: dict[str, Any], suites: Sequence[Suite]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _fresh(meta: dict[str, Any]) -> str:
+    bps = meta.get("fresh_copy_bytes_per_s")  # absent from runs before it was measured
+    return (f", {bps / 1e9:.1f} GB/s into fresh pages (np.copy of 64 MiB, best of 5)"
+            if bps else "")
+
+
 def _machine(meta: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[str]:
     th = meta["threads"]
     peaks = meta["peak_gflops"]
@@ -67,7 +73,7 @@ def _machine(meta: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[st
            f"- roofline measured here: matmul float32 {peaks['float32']:.0f} GF/s, float64 "
            f"{peaks['float64']:.0f} GF/s (best of 5, {meta['roofline_sizes']['matmul']}²); copy "
            f"{meta['copy_bytes_per_s'] / 1e9:.1f} GB/s read + written (best of 5, "
-           f"{meta['roofline_sizes']['copy_mib']} MiB)",
+           f"{meta['roofline_sizes']['copy_mib']} MiB)" + _fresh(meta),
            f"- load average before/after: {meta['loadavg_before']} / {meta['loadavg_after']}; "
            f"wall time {meta['wall_s']:.0f} s; command: `{meta['command']}`",
            "- times: median of timeit repeats (IQR = spread between quartiles); first call "
