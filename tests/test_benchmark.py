@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from xcorr import _dispatch, benchmark, cli, corr2d
+from xcorr import _dispatch, _numba, benchmark, cli, corr2d
 from xcorr.benchmark import command
+from xcorr.benchmark.suites import corr2d as corr2d_suite
 from xcorr.benchmark.suites import corr2d_targets
 from xcorr.benchmark.suites import ncc as ncc_suite
 from xcorr.benchmark.suites.corr2d import cell as corr_cell
@@ -505,6 +506,39 @@ def test_roofline_targets() -> None:
     old_run = _rows(recs[2:], copy_bytes_per_s=copy_bps)  # a run without the fresh copy
     assert "fresh" not in old_run[("4096² k3 ≤ 1.3× copy floor", "numpy/auto float32")][
         "measured"]
+
+
+def test_the_fallback_is_held_to_ten_times_correlate2d() -> None:
+    recs = [_rec(1024, 3, dt, benchmark.C2D, 20e-3) for dt in ("float32", "float64")]
+    recs += [_rec(1024, 3, "float32", "numpy/auto", 1e-3),
+             _rec(1024, 3, "float32", corr2d_targets.FALLBACK, 1.5e-3),
+             _rec(1024, 3, "float64", corr2d_targets.FALLBACK, 2.5e-3)]
+    rows = _rows(recs)
+    fallback = "NumPy without Numba ≥ 10× correlate2d"
+    assert rows[(fallback, "1024² k3 float32")]["result"] == "pass"
+    assert rows[(fallback, "1024² k3 float64")]["measured"] == "8.0×"
+    assert rows[(fallback, "1024² k3 float64")]["result"] == "MISS"
+    assert rows[("NumPy ≥ 10× correlate2d", "1024² k3 float32")]["measured"] == "20.0×"
+    # the fallback is timed with auto alone: no "auto ≤ 1.2× fastest" row of its own
+    assert not [key for key in rows if key[1] == "numpy[no numba]"]
+
+
+@pytest.mark.skipif(_numba.kernel() is None, reason="numba: not installed (the 'fast' extra)")
+def test_the_fallback_row_runs_numpy_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xcorr.backends import _numpy as nb
+
+    impl = corr2d_suite._fallback_impl()
+    assert impl.label == corr2d_targets.FALLBACK and impl.group == "numpy"
+    assert impl.applies(corr_cell("grid", (1, 1024, 1024), 3, "float32")) is None
+    assert impl.applies(corr_cell("grid", (1, 1024, 1024), 5, "float32"))
+    assert impl.applies(corr_cell("batched", (8, 512, 512), 3, "float32"))
+    loops = []
+    real = nb._shift_add
+    monkeypatch.setattr(nb, "_shift_add", lambda *a, **kw: (loops.append(1), real(*a, **kw)))
+    x, k = np.arange(48.0).reshape(6, 8), np.array([[1.0, -1.0]])
+    got = impl.build(x, k)()
+    assert loops and not _numba.DISABLED  # the pure-NumPy loop ran; Numba is back on
+    np.testing.assert_array_equal(got, -np.ones((6, 7)))
 
 
 def test_auto_within_best_method_includes_small_and_batched_cells() -> None:

@@ -195,6 +195,22 @@ def test_errors_name_the_numbers(backend: str, kw: dict, match: str) -> None:
         xcorr.conv2d(np.ones((1, 4, 8, 8)), w, b, backend=backend, **kw)
 
 
+def test_depthwise_direct_is_a_direct_sum_and_auto_may_take_an_fft(monkeypatch) -> None:
+    """``method="direct"`` on a depthwise layer sums directly (corr2d's direct loop), even
+    where corr2d's auto would take an FFT (31² taps); ``auto`` agrees to rounding."""
+    be = load("numpy")
+    seen: list[str] = []
+    real = be.corr2d_valid
+    monkeypatch.setattr(be, "corr2d_valid", lambda x, k, m: (seen.append(m), real(x, k, m))[1])
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 3, 96, 96)), rng.standard_normal((3, 1, 31, 31))
+    direct = xcorr.conv2d(x, w, groups=3, method="direct")
+    assert seen and set(seen) == {"direct"}
+    assert be.costs()[8].direct(6, 66, 66, 31, 31) > be.costs()[8].fft(6, 96, 96)
+    auto = xcorr.conv2d(x, w, groups=3)
+    np.testing.assert_allclose(auto, direct, rtol=1e-9, atol=1e-9)
+
+
 def test_shape_errors() -> None:
     with pytest.raises(ValueError, match=r"x must be \(N, C_in, H, W\) or \(C_in, H, W\)"):
         xcorr.conv2d(np.ones((4, 4)), np.ones((1, 1, 2, 2)))

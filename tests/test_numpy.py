@@ -72,6 +72,31 @@ def test_numba_and_numpy_paths_are_bit_identical(monkeypatch, dtype, shape, ksha
     np.testing.assert_array_equal(fast, slow)
 
 
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("shape, kshape", [((37, 23), (3, 3)), ((3, 21, 40), (4, 7))])
+def test_the_fallback_by_many_blocks_is_the_compiled_loop(monkeypatch, dtype, shape, kshape):
+    """Blocks of a row or two (the fallback's 2 MiB blocks shrunk), shared among threads and
+    over a batch: the compiled loop's bits, and each block's end where the next begins."""
+    monkeypatch.setattr(be, "_BLOCK_BYTES", 200)
+    monkeypatch.setattr(be, "_FALLBACK_PARALLEL_TAPS", 1)  # into shares even when tiny
+    x = (RNG.standard_normal(shape) * 100).astype(dtype)
+    k = (RNG.standard_normal(kshape) * 10).astype(dtype)
+    fast, slow = both_paths(monkeypatch, x, k)
+    np.testing.assert_array_equal(fast, slow)
+    if dtype == np.int64:
+        np.testing.assert_array_equal(slow, looped_reference(x, k))
+
+
+def test_fallback_blocks_are_sized_by_bytes_and_threads(monkeypatch):
+    monkeypatch.setattr(be, "_BLOCK_BYTES", 1 << 21)
+    assert be._fallback_rows(1024, 8, 1022) == 256  # 2 MiB of float64 rows
+    assert be._fallback_rows(256, 8, 254, 2) == 127  # one block per thread, not one in all
+    assert be._fallback_rows(4096, 4, 4094, 2) == 128
+    assert be._fallback_rows(300_000, 8, 5) == 1  # a row wider than a block: one at a time
+    assert be._fallback_rows(10, 8, 1, 4) == 1  # never none
+
+
 # Every kernel width and height the compiled loop is generated for (1 .. _WIDEST), one
 # beyond (the generic loop), odd and even row counts, passes of 1, 2 and 3 kernel rows.
 WIDTHS = [(k, k) for k in range(1, _numba._WIDEST + 2)] + [
@@ -205,9 +230,9 @@ def test_large_problems_use_several_threads_small_ones_one(monkeypatch, numba):
     threads: set[int] = set()
 
     def spying(loop):
-        def spy(*args):
+        def spy(*args, **kwargs):
             threads.add(threading.get_ident())
-            loop(*args)
+            loop(*args, **kwargs)
         return spy
 
     if numba == "1":

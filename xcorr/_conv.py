@@ -11,7 +11,9 @@ backend surface (``xp`` namespace, ``pad``, ``corr2d_valid``, ``rfft2``/``irfft2
     matrix ``(C_in/groups · kh · kw) × (Ho · Wo)`` built from strided views, or — when that
     matrix would be large — one GEMM per tap accumulated (implicit GEMM).  Convolutions with
     one input channel per group (depthwise, ``C_in = 1``) are per-image 2-D correlations and
-    go to ``corr2d``'s kernels, which do not waste the GEMM on a 1-wide contraction.
+    go to ``corr2d``'s kernels, which do not waste the GEMM on a 1-wide contraction: its
+    direct loop when ``direct`` is asked for, the cheapest of its methods when ``auto``
+    chose ``direct``.
 ``fft``
     Real FFTs of every channel, the contraction over ``C_in`` per frequency as a batched
     matmul, one inverse FFT per output channel; for large kernels.
@@ -279,6 +281,7 @@ def forward(be: Any, x: Any, w: Any, geo: Geometry, method: str, integer: bool,
                          "method='direct' or 'auto', or cast the inputs to float")
     if hasattr(be, "conv2d_blocked"):  # a chunked backend: each block decides for itself
         return be.conv2d_blocked(x, w, geo, method, integer)
+    strict = method == "direct"  # asked for: direct sums all the way down (see _per_channel)
     if method == "auto":
         method = _conv_cost.choose(be, tuple(x.shape), tuple(w.shape), geo, integer)
         if method == "fft":  # only on finite data: a NaN must stay in its windows
@@ -296,7 +299,7 @@ def forward(be: Any, x: Any, w: Any, geo: Geometry, method: str, integer: bool,
                                 geo.groups)
     if method == "fft":
         return _fft(be, x, w, geo)
-    return _direct(be, x, w, geo)
+    return _direct(be, x, w, geo, strict)
 
 
 def _unpad(x: Any, p: tuple[int, int, int, int]) -> Any:
@@ -311,8 +314,9 @@ def _taps(x: Any, geo: Geometry) -> list[Any]:
             for a in range(kh) for b in range(kw)]
 
 
-def _direct(be: Any, x: Any, w: Any, geo: Geometry) -> Any:
-    """The channel contraction as GEMMs: ``(Og × Cg·T) @ (Cg·T × N·Ho·Wo)`` per group."""
+def _direct(be: Any, x: Any, w: Any, geo: Geometry, strict: bool = False) -> Any:
+    """The channel contraction as GEMMs: ``(Og × Cg·T) @ (Cg·T × N·Ho·Wo)`` per group
+    (``strict``: see ``_per_channel``)."""
     xp = be.xp
     n, cin = x.shape[:2]
     cout, cg, kh, kw = w.shape
@@ -320,7 +324,7 @@ def _direct(be: Any, x: Any, w: Any, geo: Geometry) -> Any:
     og = cout // g
     ho, wo = geo.out
     if cg == 1:
-        return _per_channel(be, x, w, geo)
+        return _per_channel(be, x, w, geo, strict)
     # Images go into the GEMM's columns, so each group is one wide product.
     xg = xp.moveaxis(xp.reshape(x, (n, g, cg, *x.shape[-2:])), 0, 2)  # (G, Cg, N, Hp, Wp)
     taps = _taps(xg, geo)
@@ -366,11 +370,14 @@ def _gemm(be: Any, a: Any, b: Any) -> Any:
     return parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
 
 
-def _per_channel(be: Any, x: Any, w: Any, geo: Geometry) -> Any:
+def _per_channel(be: Any, x: Any, w: Any, geo: Geometry, strict: bool = False) -> Any:
     """One input channel per group: per-image 2-D correlations (corr2d's kernels).
 
     ``x (N, G, 1, Hp, Wp)`` against ``w (G, Og, kh, kw)`` broadcast to ``(N, G, Og, ...)``.
-    Dilation zero-stuffs the kernel and stride subsamples the stride-1 result.
+    Dilation zero-stuffs the kernel and stride subsamples the stride-1 result.  By corr2d's
+    cheapest method (overlap-save for a large kernel), or, ``strict`` (``method="direct"``
+    asked for), by its direct sum: the rounding of a direct sum, the same bits however Dask
+    cuts the image (an FFT's rounding depends on the size it transforms).
     """
     from ._auto import valid_auto
 
@@ -382,7 +389,7 @@ def _per_channel(be: Any, x: Any, w: Any, geo: Geometry) -> Any:
     if geo.dilation != (1, 1):
         k = dilate(be, k, geo.dilation)
     xs = xp.reshape(x, (n, g, 1, *x.shape[-2:]))
-    y = valid_auto(be, xs, k)
+    y = be.corr2d_valid(xs, k, "direct") if strict else valid_auto(be, xs, k)
     sh, sw = geo.stride
     ho, wo = geo.out
     y = y[..., :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw]

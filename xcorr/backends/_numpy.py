@@ -65,11 +65,12 @@ COSTS = {
     8: Cost(tap=0.032, out=0.17, point=0.509, fixed=60_000.0,
             tile_point=0.0, tile_pix=5.40, tile_fixed=860_000.0, tile_cache_points=1 << 18),
 }
-# Without Numba the blocked NumPy loop is ~10x slower per tap (25.9 ms at 1024² k11 float32);
-# the FFTs do not use Numba.
+# Without Numba, the blocked NumPy loop (``_shift_add``): ``XCORR_DISABLE_NUMBA=1 python
+# bench/fit_direct.py numpy`` on 2 MiB blocks (16% / 10% median error); ``tap_call`` is each
+# tap's two ufunc calls per block.  The FFTs do not use Numba.
 FALLBACK_COSTS = {
-    4: replace(COSTS[4], tap=0.21, out=0.3),
-    8: replace(COSTS[8], tap=0.36, out=0.7),
+    4: replace(COSTS[4], tap=0.11, out=0.24, tap_call=2_200.0),
+    8: replace(COSTS[8], tap=0.21, out=0.47, tap_call=2_250.0),
 }
 
 # conv2d's constants (ns; see xcorr/_conv_cost.py), from bench runs on the project machine.
@@ -81,7 +82,13 @@ CONV_COSTS = {
 # conv2d's GEMMs run in column panels of this width (reproducible bits: see _conv._gemm).
 GEMM_PANEL = 512
 
-_BLOCK_BYTES = 1 << 18  # ~256 KiB per fallback block: it and its temporary stay in L2
+# Output bytes per block of the pure-NumPy loop (``_shift_add``).  Each tap costs two ufunc
+# calls per block, ~2 µs of dispatch each under the GIL, which the threads take in turn: with
+# blocks that stay in L2 (256 KiB) the calls, not the memory, set the pace.  Medians, two
+# threads, 256 KiB / 1 MiB / 2 MiB blocks: 1024² k3 float64 3.16 / 2.53 / 2.65 ms, k7 float32
+# 6.8 / 5.5 / 5.2, 4096² k3 float64 84 / 44 / 42, k7 float32 176 / 92 / 85 (and at 4 MiB and
+# more, fewer blocks than threads: 1024² k3 float64 4.9 ms).
+_BLOCK_BYTES = 1 << 21
 # B·Ho·Wo·kh·kw·itemsize from which the compiled direct loop uses threads.  Measured on the
 # project machine (2 cores, serial against two shares, medians of 400 interleaved calls):
 # float32 256² k7 (3.1M taps) took 122 µs on one thread and 164 on two, k9 176 against 209,
@@ -640,8 +647,10 @@ def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
         loop, rows = prepare(kh, kw, out.dtype)
         parallel = out.size * kh * kw * out.itemsize >= _PARALLEL_MIN_TAP_BYTES
     else:
-        loop, rows = _shift_add, _fallback_rows(x3.shape[2], out.itemsize, ho)
         parallel = out.size * kh * kw >= _FALLBACK_PARALLEL_TAPS
+        shares = _thread_count() if parallel and not _serial() else 1
+        rows = _fallback_rows(x3.shape[2], out.itemsize, ho, -(-shares // len(xi)))
+        loop = partial(_shift_add, rows=rows)
     # both loops read whole rows: a copy only of an image with strided or reversed rows
     args = (np.ascontiguousarray(x3), np.ascontiguousarray(k3), xi, ki, out, out.dtype.type(0))
     _in_shares(loop, args, len(xi) * -(-ho // rows), parallel)
@@ -722,18 +731,19 @@ def _squeeze_broadcast(a: np.ndarray) -> np.ndarray:
     return a[cut] if cut else a
 
 
-def _fallback_rows(w: int, itemsize: int, ho: int) -> int:
-    """Output rows per block of the NumPy loop: a block and its temporary stay in L2."""
-    return max(1, min(ho, _BLOCK_BYTES // (w * itemsize)))
+def _fallback_rows(w: int, itemsize: int, ho: int, blocks: int = 1) -> int:
+    """Output rows per block of the NumPy loop: about ``_BLOCK_BYTES`` of them, and at least
+    ``blocks`` blocks per image (one per thread that shares the image)."""
+    return max(1, min(ho, _BLOCK_BYTES // (w * itemsize), -(-ho // blocks)))
 
 
 def _shift_add(x3: np.ndarray, k3: np.ndarray, xi: np.ndarray, ki: np.ndarray,
-               out: np.ndarray, zero: Any, first: int, last: int) -> None:
-    """Pure-NumPy fallback: shift-and-accumulate over blocks of rows that stay in cache.
+               out: np.ndarray, zero: Any, first: int, last: int, *, rows: int) -> None:
+    """Pure-NumPy fallback: shift-and-accumulate over blocks of ``rows`` output rows.
 
-    Same arguments as the compiled loop (``_numba.kernel``; ``x3`` C-contiguous; blocks of
-    ``_fallback_rows`` rows) and the same order of operations (each output is ``0 + t(0,0)
-    + t(0,1) + ...``), so both paths give bit-identical results.  A block of output rows is
+    Same arguments as the compiled loop (``_numba.kernel``; ``x3`` C-contiguous), and
+    ``rows`` (``_fallback_rows``), and the same order of operations (each output is ``0 +
+    t(0,0) + t(0,1) + ...``), so both paths give bit-identical results.  A block of output rows is
     computed ``W`` wide, so that each tap is one multiply and one add over a contiguous run
     of the flattened image (one flat SIMD loop each, which releases the GIL); the last
     ``kw - 1`` columns of each wide row straddle two image rows and are dropped.  Like the
@@ -742,7 +752,6 @@ def _shift_add(x3: np.ndarray, k3: np.ndarray, xi: np.ndarray, ki: np.ndarray,
     ho, wo = out.shape[1:]
     kh, kw = k3.shape[1:]
     w = x3.shape[2]
-    rows = _fallback_rows(w, out.itemsize, ho)
     nrb = -(-ho // rows)
     flat = x3.reshape(len(x3), -1)
     acc, tmp = np.empty(rows * w, out.dtype), np.empty(rows * w, out.dtype)

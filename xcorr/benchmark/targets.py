@@ -82,8 +82,11 @@ def auto_vs_best(records: Sequence[dict[str, Any]], limit: float = 1.2) -> list[
     for r in records:
         by_cell.setdefault(Cell.from_record(r), []).append(r)
     rows = []
+    offers = {r["impl"].rsplit("/", 1)[0] for r in records if r["method"] != "auto"}
     for prefix in dict.fromkeys(r["impl"].rsplit("/", 1)[0] for r in records
                                 if r["method"] == "auto"):
+        if prefix not in offers:  # a row of auto alone (the fallback): nothing to compare
+            continue
         ratios = []
         for cell, recs in by_cell.items():
             mine = {r["method"]: r for r in recs if r["impl"].rsplit("/", 1)[0] == prefix

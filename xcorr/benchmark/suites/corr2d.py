@@ -15,15 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from ... import _dispatch, corr2d
+from ... import _dispatch, _numba, corr2d
 from ..cases import Cell, Grid
 from ..machine import DTYPES, Context, installed
 from ..overhead import EPOCHS, run_dispatch, run_training
 from ..peers import CORR, CV2, NDI, Peer, correlation_peers
 from ..suite import Suite
 from ..targets import index
-from ..timing import Options, fmt_time
+from ..timing import Impl, Options, fmt_time, host_peak
 from . import corr2d_targets
+from .corr2d_targets import FALLBACK
 
 SIZES = (28, 64, 256, 1024, 4096)
 KERNELS = (3, 5, 7, 11, 15, 31)
@@ -100,6 +101,19 @@ class Corr2d(Suite):
     def call(self, *arrays: Any, method: str, **params: Any) -> Any:
         return corr2d(*arrays, method=method, **params)
 
+    def impls(self, ctx: Context, cells: Sequence[Cell], wanted: set[str]
+              ) -> tuple[list[Impl], list[str]]:
+        """As every suite's, and the NumPy backend without Numba (``FALLBACK``) at 1024² k3,
+        where issue 13 holds it to 10× ``correlate2d`` (on a run that has Numba)."""
+        impls, notes = super().impls(ctx, cells, wanted)
+        if "numpy" in ctx.backends and _numba.kernel() is not None:
+            at = next(i for i, m in enumerate(impls) if m.label == "numpy/auto") + 1
+            impls.insert(at, _fallback_impl())
+            notes.append(f"{self.name}: {FALLBACK} is the NumPy backend with Numba disabled "
+                         "for the call (XCORR_DISABLE_NUMBA's pure-NumPy loop), at 1024² k3 "
+                         "only")
+        return impls, notes
+
     def peers(self, ctx: Context) -> list[Peer]:
         return correlation_peers(ctx.threads)
 
@@ -141,6 +155,22 @@ class Corr2d(Suite):
 
 
 SUITE = Corr2d()
+
+
+def _fallback_impl() -> Impl:
+    """``numpy/auto`` with Numba disabled during the call, on the 1024² k3 cells."""
+    def build(x: np.ndarray, k: np.ndarray) -> Any:
+        def call() -> Any:
+            was, _numba.DISABLED = _numba.DISABLED, True
+            try:
+                return corr2d(x, k)
+            finally:
+                _numba.DISABLED = was
+        return call
+
+    def applies(c: Cell) -> str | None:
+        return None if (c.case, c.size, c.k) == ("grid", 1024, 3) else f"{FALLBACK}: 1024² k3 only"
+    return Impl(FALLBACK, "numpy", "auto", build, memory=host_peak, applies=applies)
 
 
 def _cv2_table(records: list[dict[str, Any]]) -> list[str]:
