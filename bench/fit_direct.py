@@ -1,6 +1,6 @@
 """Fit the ``direct`` and ``native`` constants of a backend's cost model (``Cost`` in _methods).
 
-    python bench/fit_direct.py numpy|torch|jax [--reps 7]
+    python bench/fit_direct.py numpy|torch|jax [--reps 7] [--quadratic]
 
 Times the backend's own ``corr2d_valid`` (what ``auto`` chooses between) by method over
 images 16²-1024², batches of 1 and 8, kernels 1-15, float32 and float64, as *wall time*
@@ -11,7 +11,9 @@ squares on relative error::
     direct   t = tap · B·Ho·Wo·kh·kw + out · B·Ho·Wo + tap_call · kh·kw + c
     native   t = native_tap · B·Ho·Wo·kh·kw + native_out · B·Ho·Wo + native_fixed
 
-(``c``, the call's own overhead, is the same for every method, so ``Cost`` leaves it out)
+(``c``, the call's own overhead, is the same for every method, so ``Cost`` leaves it out;
+``--quadratic`` adds ``tap2 · B·Ho·Wo·(kh·kw)²`` to direct, for XLA's fused loop, whose cost
+per tap grows with the taps it fuses)
 and, for per-image kernels (a batch of 8 images, 8 kernels), ``native_group_tap`` with the
 other native constants held.  JAX runs each method under ``jax.jit`` as JAX code does.
 Prints the constants to paste into ``COSTS`` in ``xcorr/backends/_<name>.py``.
@@ -28,7 +30,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
-SIZES = ((16, 1), (28, 1), (64, 1), (28, 8), (64, 8), (256, 1), (256, 8), (512, 1), (1024, 1))
+SIZES = ((16, 1), (28, 1), (64, 1), (28, 8), (64, 8), (256, 1), (256, 8), (512, 1), (1024, 1),
+         (2048, 1))
 KERNELS = (1, 3, 5, 7, 11, 15)
 
 
@@ -91,13 +94,17 @@ def _terms(r: dict) -> tuple[float, float]:
     return outs * r["k"] ** 2, outs
 
 
-def fit(rows: list[dict]) -> None:
+def fit(rows: list[dict], quadratic: bool = False) -> None:
     for dt in ("float32", "float64"):
         d = [r for r in rows if r["dt"] == dt and r["method"] == "direct"]
-        a = np.array([[*_terms(r), r["k"] ** 2, 1.0] for r in d]) / np.array([[r["t"]] for r in d])
-        (tap, out, tap_call, c), _ = nnls(a, np.ones(len(d)))
-        err = np.abs(a @ [tap, out, tap_call, c] - 1)
-        print(f"{dt} direct: tap={tap:.4g} out={out:.4g} tap_call={tap_call:.4g} "
+        cols = [[*_terms(r), r["k"] ** 2, 1.0] + ([_terms(r)[0] * r["k"] ** 2] if quadratic
+                                                  else []) for r in d]
+        a = np.array(cols) / np.array([[r["t"]] for r in d])
+        coef, _ = nnls(a, np.ones(len(d)))
+        tap, out, tap_call, c = coef[:4]
+        err = np.abs(a @ coef - 1)
+        tap2 = f" tap2={coef[4]:.4g}" if quadratic else ""
+        print(f"{dt} direct: tap={tap:.4g} out={out:.4g} tap_call={tap_call:.4g}{tap2} "
               f"(call overhead {c:.4g} ns; median |rel err| {np.median(err):.2f})")
         nat = [r for r in rows if r["dt"] == dt and r["method"] == "native"]
         plain = [r for r in nat if not r["grouped"]]
@@ -121,8 +128,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("backend", choices=("numpy", "torch", "jax"))
     p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--quadratic", action="store_true",
+                   help="fit a tap2 term (cost per tap growing with the taps)")
     args = p.parse_args()
-    fit(measure(args.backend, args.reps))
+    fit(measure(args.backend, args.reps), args.quadratic)
 
 
 if __name__ == "__main__":

@@ -323,6 +323,19 @@ def test_host_choice_follows_the_cost_model(monkeypatch):
     assert seen == [True]
 
 
+def test_host_choice_prices_xlas_fused_loop_and_its_fresh_pages(x32):
+    """XLA's direct loop is cheap at 3×3 (memory-bound), dearer per tap as it fuses more
+    (tap2); its outputs from 32 MiB are faulted in page by page each call.  So a 1024² 3×3
+    stays in XLA, 11×11 goes to NumPy's loop, and so does 4096² 3×3."""
+    small, large = jnp.zeros((1024, 1024), jnp.float32), jnp.zeros((4096, 4096), jnp.float32)
+    assert not be._runs_on_host(small, jnp.ones((3, 3), jnp.float32), "direct")
+    assert be._runs_on_host(small, jnp.ones((11, 11), jnp.float32), "direct")
+    assert be._runs_on_host(large, jnp.ones((3, 3), jnp.float32), "direct")
+    assert be._fresh_pages_ns(small, jnp.ones((3, 3), jnp.float32)) == 0.0
+    assert be._fresh_pages_ns(large, jnp.ones((3, 3), jnp.float32)) == pytest.approx(
+        be._FRESH_NS_PER_BYTE * 4094 * 4094 * 4)
+
+
 def test_eager_host_results_keep_jaxs_placement(x32):
     """A committed input gives a committed result on its device; an uncommitted one an
     uncommitted result, as XLA's own would be."""

@@ -619,3 +619,18 @@ def test_hosting_costs_take_the_hosted_methods_and_numbas_state(monkeypatch):
     monkeypatch.setattr(_numba, "kernel", lambda: None)
     assert be.hosting_costs(own, ("direct", "overlap"))[4].tap == be.FALLBACK_COSTS[4].tap
     assert be.hosting_costs(own, ("fft",))[4].tap == 9.0
+    # the direct method's quadratic term goes with it: the host's, or the backend's own
+    own = {4: replace(be.COSTS[4], tap2=0.5)}
+    assert be.hosting_costs(own, ("direct",))[4].tap2 == be.costs()[4].tap2 == 0.0
+    assert be.hosting_costs(own, ("fft",))[4].tap2 == 0.5
+
+
+def test_direct_cost_terms():
+    from dataclasses import replace
+
+    from xcorr._methods import Cost
+
+    c = Cost(tap=1.0, out=10.0, point=0, fixed=0, tile_point=0, tile_pix=0, tile_fixed=0,
+             tap_call=100.0)
+    assert c.direct(2, 3, 4, 5, 5) == 24 * (25 + 10) + 100 * 25
+    assert replace(c, tap2=0.5).direct(2, 3, 4, 5, 5) == 24 * (25 + 0.5 * 625 + 10) + 2500

@@ -3,15 +3,18 @@
 Each backend measures straight lines on its own machine and keeps the constants next to
 its code (``COSTS`` in ``backends/_<name>.py``)::
 
-    direct  ≈ tap · B·Ho·Wo·kh·kw  +  out · B·Ho·Wo  +  tap_call · kh·kw
+    direct  ≈ tap · B·Ho·Wo·kh·kw  +  tap2 · B·Ho·Wo·(kh·kw)²  +  out · B·Ho·Wo
+              +  tap_call · kh·kw
     native  ≈ native_tap · B·Ho·Wo·kh·kw  +  native_out · B·Ho·Wo  +  native_fixed
     fft     ≈ point · B·N·log2(N)  +  fixed                N = sH·sW, the transform size
     overlap ≈ tile_point · P·log2(n)  +  tile_pix · P  +  tile_fixed
                                         n = bh·bw points per tile, P = n · B·nh·nw in all
 
 The ``out`` term is the memory traffic of one pass over the output (what a 3×3 kernel is
-bound by); ``tap_call`` is what each tap costs per call whatever the size (an eager
-framework launches one operation per tap: PyTorch's direct method); ``native`` is the
+bound by); ``tap2`` is for a loop whose cost per tap grows with its taps (XLA's one fused
+loop over all of them: 0.02 ns a tap at 3×3, 0.05 at 11×11); ``tap_call`` is what each tap
+costs per call whatever the size (an eager framework launches one operation per tap:
+PyTorch's direct method); ``native`` is the
 framework's own convolution where it has one (``native_tap`` None: never chosen; per-image
 kernels run as one grouped convolution at ``native_group_tap``); the ``fixed`` term is the
 per-call price of planning and the kernel's own transform. Overlap-save
@@ -57,6 +60,7 @@ class Cost:
     native_out: float = 0.0
     native_fixed: float = 0.0
     native_group_tap: float | None = None  # per-image kernels as one grouped convolution
+    tap2: float = 0.0  # direct: per output and squared tap count (see the module docstring)
     # Tiles of more points than this are transformed out of the caches, at the whole-image
     # FFT's ``point`` cost (0: every tile at the tile costs).  NumPy's overlap-save takes a
     # few tiles at a time through one core's cache, so its small tiles cost a flat ~3.3 ns
@@ -64,7 +68,9 @@ class Cost:
     tile_cache_points: int = 0
 
     def direct(self, batch: int, ho: int, wo: int, kh: int, kw: int) -> float:
-        return batch * ho * wo * (self.tap * kh * kw + self.out) + self.tap_call * kh * kw
+        taps = kh * kw
+        return (batch * ho * wo * ((self.tap + self.tap2 * taps) * taps + self.out)
+                + self.tap_call * taps)
 
     def native(self, batch: int, ho: int, wo: int, kh: int, kw: int, grouped: bool = False
                ) -> float | None:
@@ -175,7 +181,8 @@ def hosted(own: dict[int, Cost], host: dict[int, Cost], methods: tuple[str, ...]
     for size, mine in own.items():
         cost = for_itemsize(host, size)
         if "direct" not in methods:
-            cost = replace(cost, tap=mine.tap, out=mine.out, tap_call=mine.tap_call)
+            cost = replace(cost, tap=mine.tap, tap2=mine.tap2, out=mine.out,
+                           tap_call=mine.tap_call)
         if "fft" not in methods:
             cost = replace(cost, point=mine.point, fixed=mine.fixed)
         if "overlap" not in methods:

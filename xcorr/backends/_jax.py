@@ -39,9 +39,14 @@ xp = jnp  # the array namespace the operations are written against
 METHODS = ("direct", "fft", "overlap", "native")
 
 # Cost-model constants (ns), keyed by dtype width, on the project machine (2 AMD EPYC Zen-4
-# cores shared with other jobs, JAX 0.10.2 CPU).  direct: fitted to bench/bench_jax.py, 0.03-0.07
-# ns per tap and output (``bench/fit_direct.py jax``: jitted, wall time, 16²-1024², batches 1
-# and 8, k 1-15).  fft and overlap (jitted): ``bench/fit_fft.py jax``, least squares
+# cores shared with other jobs, JAX 0.10.2 CPU).  direct: XLA's fused loop costs more per tap
+# the more taps it fuses (1024² float32: 0.018 ns a tap and output at 3×3, 0.026 at 7×7,
+# 0.046 at 11×11), so a tap2 term: least squares on relative error over jitted wall times,
+# 256²-2048², k 3-15, best of 5-50 (median error 9%/10% float32/float64, against 37%/32% for
+# the straight line ``tap=0.029, out=0`` that the same data gave; ``bench/fit_direct.py jax
+# --quadratic`` on 16²-2048² gives alike).  The straight line priced 1024² k3 at 0.40 ms
+# (XLA: 0.17-0.18), so eager calls went to NumPy's loop at 0.32 ms with the hand-over.
+# fft and overlap (jitted): ``bench/fit_fft.py jax``, least squares
 # over 256² to 4096² (and 8×128²), k 5-41, tiles 16-512, of CPU time with XLA on one thread
 # (process_time, min of 3-5: the machine was too loaded for wall clocks; XLA's CPU FFT runs on
 # one thread anyway), fixed parts from 8²-64² calls.  Measured 1024² float32: fft 9-13 ms
@@ -49,9 +54,9 @@ METHODS = ("direct", "fft", "overlap", "native")
 # (k5), 66 (k21, B=256); 4096²: fft 342, overlap 304 (k11, B=256), 325 (k31, B=384).
 # lax.conv is never cheaper than both (22-55 ms at k3, 0.2-0.44 s at k31).
 COSTS = {
-    4: Cost(tap=0.034, out=0.08, point=0.45, fixed=25_000.0,
+    4: Cost(tap=0.015, tap2=0.00022, out=0.005, point=0.45, fixed=25_000.0,
             tile_point=0.25, tile_pix=4.0, tile_fixed=25_000.0),
-    8: Cost(tap=0.056, out=0.12, point=0.62, fixed=25_000.0,
+    8: Cost(tap=0.035, tap2=0.00037, out=0.017, point=0.62, fixed=25_000.0,
             tile_point=0.78, tile_pix=0.95, tile_fixed=25_000.0),
 }
 
@@ -246,7 +251,7 @@ def _faster_on_host(x: Any, k: Any, method: str) -> bool:
     faster = _host_faster.get(key)
     if faster is None:
         size = x.dtype.itemsize
-        mine = _predict(for_itemsize(COSTS, size), x, k, method)
+        mine = _predict(for_itemsize(COSTS, size), x, k, method) + _fresh_pages_ns(x, k)
         faster = _predict(for_itemsize(host, size), x, k, method) + _HOST_CALL_NS < mine
         if len(_host_faster) > 4096:
             _host_faster.clear()
@@ -255,6 +260,21 @@ def _faster_on_host(x: Any, k: Any, method: str) -> bool:
 
 
 _host_faster: dict[tuple[Any, ...], bool] = {}
+
+
+def _fresh_pages_ns(x: Any, k: Any) -> float:
+    """What XLA's output costs beyond the model where the allocator maps it afresh each call
+    (glibc, from 32 MiB: 4 KiB pages, each faulted in), which NumPy's (huge pages) and the
+    fits' outputs (up to 2048²) do not pay: 0.29 ns a byte measured, 4096² k3 direct in 22 ms
+    float32 and 44 ms float64 against the model's 2.6 and 6.1 (NumPy's loop: 12 and 13)."""
+    (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
+    nbytes = (math.prod(broadcast_batch(tuple(x.shape), tuple(k.shape)))
+              * (h - kh + 1) * (w - kw + 1) * x.dtype.itemsize)
+    return _FRESH_NS_PER_BYTE * nbytes if nbytes >= _FRESH_PAGES_FROM else 0.0
+
+
+_FRESH_PAGES_FROM = 32 << 20
+_FRESH_NS_PER_BYTE = 0.29
 
 
 def _predict(cost: Cost, x: Any, k: Any, method: str) -> float:
