@@ -14,10 +14,10 @@ The ``out`` term is the memory traffic of one pass over the output (what a 3×3 
 bound by); ``tap2`` is for a loop whose cost per tap grows with its taps (XLA's one fused
 loop over all of them: 0.02 ns a tap at 3×3, 0.05 at 11×11); ``tap_call`` is what each tap
 costs per call whatever the size (an eager framework launches one operation per tap:
-PyTorch's direct method); ``native`` is the
-framework's own convolution where it has one (``native_tap`` None: never chosen; per-image
-kernels run as one grouped convolution at ``native_group_tap``); the ``fixed`` term is the
-per-call price of planning and the kernel's own transform. Overlap-save
+PyTorch's direct method); ``native`` is the framework's own convolution where it has one
+(``native_tap`` None: never chosen; per-image kernels run as one grouped convolution at
+``native_group_tap``); the ``fixed`` term is the per-call price of planning and the
+kernel's own transform. Overlap-save
 (``xcorr._fft.overlap_valid``) transforms ``nh × nw`` tiles of ``bh × bw`` per image;
 ``tile_pix`` is the work per tile point that does not grow with the tile (cutting the tiles,
 the spectrum product, putting the pieces together, and the transforms' own per-point

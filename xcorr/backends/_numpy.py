@@ -743,11 +743,11 @@ def _shift_add(x3: np.ndarray, k3: np.ndarray, xi: np.ndarray, ki: np.ndarray,
 
     Same arguments as the compiled loop (``_numba.kernel``; ``x3`` C-contiguous), and
     ``rows`` (``_fallback_rows``), and the same order of operations (each output is ``0 +
-    t(0,0) + t(0,1) + ...``), so both paths give bit-identical results.  A block of output rows is
-    computed ``W`` wide, so that each tap is one multiply and one add over a contiguous run
-    of the flattened image (one flat SIMD loop each, which releases the GIL); the last
-    ``kw - 1`` columns of each wide row straddle two image rows and are dropped.  Like the
-    compiled loop, it does not warn about overflow.
+    t(0,0) + t(0,1) + ...``), so both paths give bit-identical results.  A block of output
+    rows is computed ``W`` wide, so that each tap is one multiply and one add over a
+    contiguous run of the flattened image (one flat SIMD loop each, which releases the GIL);
+    the last ``kw - 1`` columns of each wide row straddle two image rows and are dropped.
+    Like the compiled loop, it does not warn about overflow.
     """
     ho, wo = out.shape[1:]
     kh, kw = k3.shape[1:]
