@@ -412,7 +412,7 @@ def _overlap(x: np.ndarray, k: np.ndarray, forward: Any = None, tiles: Any = Non
     (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
     lead = broadcast_batch(x.shape, k.shape)
     whole = _spectra_bytes(lead, (h, w), x.itemsize)  # about all tiles' spectra
-    threads = _thread_count() if whole > _OVERLAP_PART_BYTES and not _serial() else 1
+    threads = _threads(whole > _OVERLAP_PART_BYTES)
     tile = for_itemsize(costs(), x.dtype.itemsize).overlap_tile(h, w, kh, kw, threads)
     transforms = {"tile": tile, "rfft2": forward or rfft2, "irfft2": _irfft2_owned,
                   "tiles": tiles or _tiles}
@@ -489,6 +489,12 @@ _local = threading.local()  # .serial: in a share of a parallel loop, one thread
 
 def _serial() -> bool:
     return getattr(_local, "serial", False)
+
+
+def _threads(parallel: bool) -> int:
+    """Threads a call shares its work among: the pool's (``_thread_count``) where it is large
+    enough (``parallel``) and not already a share of a larger call (``_serial``), else 1."""
+    return _thread_count() if parallel and not _serial() else 1
 
 
 def _scratch(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -648,8 +654,7 @@ def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
         parallel = out.size * kh * kw * out.itemsize >= _PARALLEL_MIN_TAP_BYTES
     else:
         parallel = out.size * kh * kw >= _FALLBACK_PARALLEL_TAPS
-        shares = _thread_count() if parallel and not _serial() else 1
-        rows = _fallback_rows(x3.shape[2], out.itemsize, ho, -(-shares // len(xi)))
+        rows = _fallback_rows(x3.shape[2], out.itemsize, ho, -(-_threads(parallel) // len(xi)))
         loop = partial(_shift_add, rows=rows)
     # both loops read whole rows: a copy only of an image with strided or reversed rows
     args = (np.ascontiguousarray(x3), np.ascontiguousarray(k3), xi, ki, out, out.dtype.type(0))
@@ -661,7 +666,7 @@ def _in_shares(loop: Callable[..., None], args: tuple[Any, ...], blocks: int,
                parallel: bool) -> None:
     """``loop(*args, first, last)`` over blocks ``0 .. blocks-1``: in one go, or in one
     contiguous share per thread (the loops release the GIL), the caller's thread included."""
-    shares = min(_thread_count(), blocks) if parallel and not _serial() else 1
+    shares = min(_threads(parallel), blocks)
     if shares <= 1:
         loop(*args, 0, blocks)
         return
