@@ -69,21 +69,49 @@ def test_numba_and_numpy_paths_are_bit_identical(monkeypatch, dtype, shape, ksha
     assert _numba.kernel() is None
     slow = be.corr2d_valid(x, k, "direct")
     assert fast.dtype == slow.dtype == dtype
-    np.testing.assert_array_equal(fast, slow)
+    assert_same_bits(fast, slow)
+
+
+def assert_same_bits(a: np.ndarray, b: np.ndarray) -> None:
+    """Equal to the bit: a -0 where the other has +0 fails (``assert_array_equal`` passes
+    it), as does a different NaN."""
+    assert a.dtype == b.dtype and a.shape == b.shape
+    unsigned = np.dtype(f"u{a.dtype.itemsize}")
+    np.testing.assert_array_equal(a.view(unsigned), b.view(unsigned))
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_paths_sum_signed_zeros_alike(monkeypatch, dtype):
+    """The fallback multiplies its first tap straight into the accumulator, so an output whose
+    every term is -0 sums to -0 there until the final copy adds +0; the compiled loop starts
+    from +0.  Both must give +0, and keep the bits of every other output (NaN, Inf, values
+    that cancel to zero)."""
+    x = np.zeros((9, 12), dtype)
+    x[2:5, 3:7] = -0.0
+    x[6, 2] = 1.5
+    x[7, 8] = np.inf
+    x[1, 10] = np.nan
+    x[4, 0], x[4, 1] = 2.0, 2.0  # with k's two columns below: 2*-1 + 2*1 cancels to +0
+    for k in (-np.ones((2, 2), dtype), np.array([[-1, 1], [-1, 1]], dtype),
+              np.array([[-3.0]], dtype)):
+        fast, slow = both_paths(monkeypatch, x, k)
+        assert_same_bits(fast, slow)
+        assert not np.signbit(slow[slow == 0]).any()  # no -0 anywhere
 
 
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 @pytest.mark.parametrize("shape, kshape", [((37, 23), (3, 3)), ((3, 21, 40), (4, 7))])
 def test_the_fallback_by_many_blocks_is_the_compiled_loop(monkeypatch, dtype, shape, kshape):
-    """Blocks of a row or two (the fallback's 2 MiB blocks shrunk), shared among threads and
-    over a batch: the compiled loop's bits, and each block's end where the next begins."""
+    """Blocks of a row or two (the fallback's blocks shrunk), shared among threads and over a
+    batch: the compiled loop's bits, and each block's end where the next begins."""
     monkeypatch.setattr(be, "_BLOCK_BYTES", 200)
     monkeypatch.setattr(be, "_FALLBACK_PARALLEL_TAPS", 1)  # into shares even when tiny
     x = (RNG.standard_normal(shape) * 100).astype(dtype)
     k = (RNG.standard_normal(kshape) * 10).astype(dtype)
     fast, slow = both_paths(monkeypatch, x, k)
-    np.testing.assert_array_equal(fast, slow)
+    assert_same_bits(fast, slow)
     if dtype == np.int64:
         np.testing.assert_array_equal(slow, looped_reference(x, k))
 
@@ -497,7 +525,9 @@ def test_match_template_makes_one_image_sized_array():
     if not backend._NUMPY_FFT_OUT or _numba.kernel() is None:
         pytest.skip("needs numpy.fft's out= (NumPy >= 2.0) and Numba's compiled normaliser")
     x, t = random((1024, 1000), np.float32) + 100, random((15, 15), np.float32)
-    xcorr.match_template(x[:40, :40], t, method="fft")  # compile outside the measurement
+    # compile outside the measurement, at the full size: a first run there also compiles
+    # the normaliser's shared path, and Numba's compiler allocates (traced) memory
+    xcorr.match_template(x, t, method="fft")
     tracemalloc.start()
     y = xcorr.match_template(x, t, method="fft")
     _, peak = tracemalloc.get_traced_memory()

@@ -84,11 +84,17 @@ GEMM_PANEL = 512
 
 # Output bytes per block of the pure-NumPy loop (``_shift_add``).  Each tap costs two ufunc
 # calls per block, ~2 µs of dispatch each under the GIL, which the threads take in turn: with
-# blocks that stay in L2 (256 KiB) the calls, not the memory, set the pace.  Medians, two
-# threads, 256 KiB / 1 MiB / 2 MiB blocks: 1024² k3 float64 3.16 / 2.53 / 2.65 ms, k7 float32
-# 6.8 / 5.5 / 5.2, 4096² k3 float64 84 / 44 / 42, k7 float32 176 / 92 / 85 (and at 4 MiB and
-# more, fewer blocks than threads: 1024² k3 float64 4.9 ms).
-_BLOCK_BYTES = 1 << 21
+# small blocks the calls, not the memory, set the pace; with large ones the block's three
+# arrays leave the core's L2.  Where the balance lies depends on the machine, so 1 MiB:
+# within 8% of the best block measured on one machine and 17% on the other, where 2 MiB lost
+# 20-40% and 256 KiB up to 2x (medians, two threads).
+#   2 AMD Zen-4 cores (1 MiB L2 each), 256 KiB / 1 MiB / 2 MiB: 1024² k3 float64 3.16 / 2.53 /
+#   2.65 ms, k7 float32 6.8 / 5.5 / 5.2, 4096² k3 float64 84 / 44 / 42, k7 float32 176 / 92 /
+#   85 (at 4 MiB and more, fewer blocks than threads: 1024² k3 float64 4.9 ms).
+#   2 Intel Xeon cores (AVX-512, 2 MiB L2 each), 256 KiB / 512 KiB / 1 MiB / 2 MiB: 1024² k3
+#   float64 4.56 / 3.93 / 4.33 / 5.76 ms, float32 2.34 / 1.96 / 2.18 / 2.92, k7 float32 5.2-5.3
+#   for all, 4096² k3 float64 84 / 73 / 85 / 103.
+_BLOCK_BYTES = 1 << 20
 # B·Ho·Wo·kh·kw·itemsize from which the compiled direct loop uses threads.  Measured on the
 # project machine (2 cores, serial against two shares, medians of 400 interleaved calls):
 # float32 256² k7 (3.1M taps) took 122 µs on one thread and 164 on two, k9 176 against 209,
@@ -747,12 +753,18 @@ def _shift_add(x3: np.ndarray, k3: np.ndarray, xi: np.ndarray, ki: np.ndarray,
     """Pure-NumPy fallback: shift-and-accumulate over blocks of ``rows`` output rows.
 
     Same arguments as the compiled loop (``_numba.kernel``; ``x3`` C-contiguous), and
-    ``rows`` (``_fallback_rows``), and the same order of operations (each output is ``0 +
-    t(0,0) + t(0,1) + ...``), so both paths give bit-identical results.  A block of output
-    rows is computed ``W`` wide, so that each tap is one multiply and one add over a
-    contiguous run of the flattened image (one flat SIMD loop each, which releases the GIL);
-    the last ``kw - 1`` columns of each wide row straddle two image rows and are dropped.
-    Like the compiled loop, it does not warn about overflow.
+    ``rows`` (``_fallback_rows``), and the same result to the bit (each output is ``0 +
+    t(0,0) + t(0,1) + ...``).  A block of output rows is computed ``W`` wide, so that each
+    tap is one multiply and one add over a contiguous run of the flattened image (one flat
+    SIMD loop each, which releases the GIL); the last ``kw - 1`` columns of each wide row
+    straddle two image rows and are dropped.  Like the compiled loop, it does not warn
+    about overflow.
+
+    The first tap is multiplied straight into the accumulator, one pass fewer than adding
+    it to zero: ``t(0,0) + t(0,1) + ...`` differs from ``0 + t(0,0) + ...`` only where
+    every term is -0, whose sum is -0 instead of +0 (a nonzero term absorbs the zero it
+    meets, and a sum that cancels to zero is +0 either way).  The copy into ``out`` adds
+    +0, which turns that -0 into +0 and changes no other value.
     """
     ho, wo = out.shape[1:]
     kh, kw = k3.shape[1:]
@@ -767,10 +779,10 @@ def _shift_add(x3: np.ndarray, k3: np.ndarray, xi: np.ndarray, ki: np.ndarray,
             x, k = flat[xi[b]], k3[ki[b]]
             r1 = min(r0 + rows, ho)
             n = (r1 - r0 - 1) * w + wo
+            np.multiply(x[r0 * w:r0 * w + n], k[0, 0], out=acc[:n])
             for a in range(kh):
-                for c in range(kw):
+                for c in range(1 if a == 0 else 0, kw):
                     s = (r0 + a) * w + c
                     np.multiply(x[s:s + n], k[a, c], out=tmp[:n])
-                    # the first tap is added to zero, as in the compiled loop (-0 -> +0)
-                    np.add(zero if a == c == 0 else acc[:n], tmp[:n], out=acc[:n])
-            out[b, r0:r1] = acc[:(r1 - r0) * w].reshape(r1 - r0, w)[:, :wo]
+                    np.add(acc[:n], tmp[:n], out=acc[:n])
+            np.add(acc[:(r1 - r0) * w].reshape(r1 - r0, w)[:, :wo], zero, out=out[b, r0:r1])
