@@ -66,8 +66,10 @@ COSTS = {
             tile_point=0.0, tile_pix=5.40, tile_fixed=860_000.0, tile_cache_points=1 << 18),
 }
 # Without Numba, the blocked NumPy loop (``_shift_add``): ``XCORR_DISABLE_NUMBA=1 python
-# bench/fit_direct.py numpy`` on 2 MiB blocks (16% / 10% median error); ``tap_call`` is each
-# tap's two ufunc calls per block.  The FFTs do not use Numba.
+# bench/fit_direct.py numpy`` on the AMD machine, 2 MiB blocks (16% / 10% median error; the
+# 1 MiB blocks and the first tap's shortcut came later and were timed on the Intel machine
+# only, 25-30% faster there at 1024² k3); ``tap_call`` is each tap's two ufunc calls per
+# block.  The FFTs do not use Numba.
 FALLBACK_COSTS = {
     4: replace(COSTS[4], tap=0.11, out=0.24, tap_call=2_200.0),
     8: replace(COSTS[8], tap=0.21, out=0.47, tap_call=2_250.0),
