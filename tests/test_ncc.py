@@ -521,6 +521,52 @@ def test_jax_eager_on_the_cpu_is_the_numpy_backends_result(monkeypatch: pytest.M
         np.testing.assert_array_equal(np.asarray(got), want)
 
 
+def test_jax_jit_writes_the_numpy_result_into_xlas_buffer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``jax.jit`` on the CPU, where JAX has ``buffer_callback``, the NumPy backend's
+    overlap-save places the NCC maps straight into XLA's output buffer (``deliver`` finds
+    the result there already, no copy), with the bits of NumPy's own call; through
+    ``jax.pure_callback`` (older JAX, or forced here) the same bits."""
+    jax = pytest.importorskip("jax", reason="jax: not installed")
+    import jax.numpy as jnp
+
+    from xcorr.backends import _jax
+
+    _spy_compiled(monkeypatch)  # skips without Numba
+    be = load("numpy")
+    monkeypatch.setattr(be, "_OVERLAP_PART_BYTES", 1)  # by parts: the output is be.empty's
+    delivered: list[bool] = []
+    real = be.deliver
+
+    def spy(result: np.ndarray, dst: np.ndarray) -> None:
+        delivered.append(result.__array_interface__["data"][0]
+                         == dst.__array_interface__["data"][0])
+        real(result, dst)
+
+    monkeypatch.setattr(be, "deliver", spy)
+
+    def check(x: np.ndarray, t: np.ndarray) -> None:
+        got = jax.jit(lambda a, b: xcorr.match_template(a, b, method="overlap"))(
+            jnp.asarray(x), jnp.asarray(t))
+        want = xcorr.match_template(x, t, method="overlap")
+        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+    x = RNG.random((50, 61)).astype(np.float32)
+    bank = RNG.random((3, 9, 8)).astype(np.float32)
+    with x64("jax", enabled=False):
+        check(x, bank)
+        check(x, bank[0])
+        if _jax._buffer_callback is not None:
+            assert delivered == [True, True]
+        else:
+            assert delivered == []
+        delivered.clear()
+        monkeypatch.setattr(_jax, "_buffer_callback", None)
+        check(x[:47, :52], bank[:, :7])  # new shapes: traced again, through pure_callback
+        assert delivered == []
+
+
 # -- Dask --------------------------------------------------------------------------------------
 
 

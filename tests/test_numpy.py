@@ -664,3 +664,35 @@ def test_direct_cost_terms():
              tap_call=100.0)
     assert c.direct(2, 3, 4, 5, 5) == 24 * (25 + 10) + 100 * 25
     assert replace(c, tap2=0.5).direct(2, 3, 4, 5, 5) == 24 * (25 + 0.5 * 625 + 10) + 2500
+
+
+def test_output_into_gives_the_first_output_of_its_shape_and_dtype() -> None:
+    """``output_into(dst)``: the first kernel output of dst's shape and dtype on this thread
+    is dst (taken once), other shapes, dtypes and threads are not; the hint is gone after the
+    block, an exception included; ``deliver`` copies only what is not already there."""
+    x = RNG.standard_normal((12, 15))
+    k = RNG.standard_normal((3, 4))
+    want = _direct(x, k)
+    dst = np.full((10, 12), np.nan)
+    other: list[np.ndarray] = []
+    with be.output_into(dst):
+        assert be.empty((10, 12), np.float32) is not dst  # another dtype
+        worker = threading.Thread(target=lambda: other.append(be.empty((10, 12), np.float64)))
+        worker.start()
+        worker.join()
+        assert other[0] is not dst  # another thread
+        got = _direct(x, k)
+        assert np.shares_memory(got, dst)
+        assert not np.shares_memory(be.empty((10, 12), np.float64), dst)  # taken once
+    np.testing.assert_array_equal(dst, want)
+    be.deliver(got, dst)  # already there: nothing to do
+    with pytest.raises(RuntimeError), be.output_into(dst):
+        raise RuntimeError
+    assert not np.shares_memory(_direct(x, k), dst)  # the hint did not outlive the block
+    flipped = dst[::-1]  # overlapping memory, another layout: copied through a temporary
+    want = flipped.copy()
+    be.deliver(flipped, dst)
+    np.testing.assert_array_equal(dst, want)
+    strided = np.zeros((10, 24))[:, ::2]  # not contiguous: never taken
+    with be.output_into(strided):
+        assert not np.shares_memory(_direct(x, k), strided)

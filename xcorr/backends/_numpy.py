@@ -10,8 +10,9 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -287,9 +288,10 @@ def ncc_inv_norm(x: np.ndarray, window: tuple[int, int], tol: float,
 
     *lead, h, w = x.shape
     xb = np.ascontiguousarray(x.reshape(-1, h, w))
-    out = np.empty((xb.shape[0], h - window[0] + 1, w - window[1] + 1), dtype=x.dtype)
-    _run_job(_numba_ncc.job(xb, window[0], window[1], tol, phase, out))
-    return out.reshape(*lead, *out.shape[1:])
+    out = empty((*lead, h - window[0] + 1, w - window[1] + 1), x.dtype)
+    _run_job(_numba_ncc.job(xb, window[0], window[1], tol, phase,
+                            out.reshape(xb.shape[0], *out.shape[-2:])))
+    return out
 
 
 def ncc_mean(x: np.ndarray, wide: Any) -> np.ndarray | None:
@@ -492,7 +494,9 @@ def _holds_product(xs: np.ndarray, k: np.ndarray) -> bool:
 # The tile spectra above which _overlap goes by parts, and their size (a core's L2 cache is
 # 1 MB here).
 _OVERLAP_PART_BYTES = 1 << 20
-_local = threading.local()  # .serial: in a share of a parallel loop, one thread per call
+# .serial: in a share of a parallel loop, one thread per call; .scratch: see _scratch;
+# .into: see output_into
+_local = threading.local()
 
 
 def _serial() -> bool:
@@ -519,13 +523,19 @@ def _scratch(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 
 def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """``np.empty(shape, dtype)`` whose data starts on a ``ALIGNMENT``-byte boundary.
+    """``np.empty(shape, dtype)`` whose data starts on a ``ALIGNMENT``-byte boundary, or the
+    destination ``output_into`` gave this thread, where it has this shape and dtype.
 
     The kernels' outputs are made this way so that the JAX backend can hand them to XLA
     without a copy: XLA's CPU client aliases host memory only at 64-byte alignment, and
     NumPy's large arrays start 16 bytes into their pages (a 4096² float32 copy: 7 ms).
     """
     dtype = np.dtype(dtype)
+    into = getattr(_local, "into", None)
+    if (into is not None and into.shape == tuple(shape) and into.dtype == dtype
+            and into.flags.c_contiguous and into.flags.writeable):
+        _local.into = None  # taken once: by the first output of its shape and dtype
+        return into
     n = math.prod(shape) * dtype.itemsize
     raw = np.empty(n + ALIGNMENT, np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
@@ -533,6 +543,33 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 
 ALIGNMENT = 64
+
+
+@contextmanager
+def output_into(dst: np.ndarray) -> Iterator[None]:
+    """Within the block, the first kernel output of ``dst``'s shape and dtype that this
+    thread makes (``empty``) is ``dst`` itself: a caller that must deliver the result into
+    memory of its own (JAX's ``buffer_callback``: XLA's output buffer) has the kernels
+    write there instead of copying their result in afterwards.  Only a hint: the result
+    may still be another array (a method whose output is a crop of an FFT buffer, a float64
+    sum rounded to float32), and then, or where something else took ``dst`` on the way,
+    ``deliver`` copies it."""
+    _local.into = dst
+    try:
+        yield
+    finally:
+        _local.into = None
+
+
+def deliver(result: np.ndarray, dst: np.ndarray) -> None:
+    """Make ``dst`` hold ``result`` (computed under ``output_into(dst)``): nothing to do
+    where ``result`` is ``dst``'s memory in ``dst``'s layout, else a copy (which NumPy
+    makes through a temporary where the two overlap)."""
+    same = (result.shape == dst.shape and result.strides == dst.strides
+            and result.dtype == dst.dtype
+            and result.__array_interface__["data"][0] == dst.__array_interface__["data"][0])
+    if not same:
+        np.copyto(dst, result, casting="same_kind")
 
 
 def aligned_copy(a: np.ndarray) -> np.ndarray:
@@ -655,7 +692,8 @@ def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     x3, k3, xi, ki, lead = _batches(x, k)
     kh, kw = k3.shape[1:]
     ho, wo = x3.shape[1] - kh + 1, x3.shape[2] - kw + 1
-    out = empty((len(xi), ho, wo), x.dtype)
+    result = empty((*lead, ho, wo), x.dtype)
+    out = result.reshape(len(xi), ho, wo)  # a view: result is contiguous
     prepare = _numba.kernel() if _numba.supports(out.dtype) else None
     if prepare is not None:
         loop, rows = prepare(kh, kw, out.dtype)
@@ -667,7 +705,7 @@ def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     # both loops read whole rows: a copy only of an image with strided or reversed rows
     args = (np.ascontiguousarray(x3), np.ascontiguousarray(k3), xi, ki, out, out.dtype.type(0))
     _in_shares(loop, args, len(xi) * -(-ho // rows), parallel)
-    return out.reshape(*lead, ho, wo)
+    return result
 
 
 def _in_shares(loop: Callable[..., None], args: tuple[Any, ...], blocks: int,
