@@ -369,9 +369,10 @@ def ncc_inv_norm(x: Any, window: tuple[int, int], tol: float,
     and compilations); the phase does not matter to its window sums.
 
     On the CPU with Numba at hand, the values come from the NumPy backend's compiled pass
-    for float32 (``jax.pure_callback``: float64 sums, a tenth of the time of the double-word
-    sums JAX without x64 needs), and derivatives from the jitted program (``custom_jvp``), so
-    ``jax.grad``, ``jax.jvp``, ``jax.jit`` and ``jax.vmap`` all work as before.
+    for float32 (a host callback, ``_host_callback``: float64 sums, a tenth of the time of
+    the double-word sums JAX without x64 needs), and derivatives from the jitted program
+    (``custom_jvp``), so ``jax.grad``, ``jax.jvp``, ``jax.jit`` and ``jax.vmap`` all work as
+    before.
     """
     if _host_kernels(x):
         return _host_inv_norm(x, window, tol)
@@ -504,14 +505,14 @@ def ncc_match_template(x: Any, t: Any, mode: str, method: str) -> Any:
 
     With Numba at hand and a method NumPy has: eager float32 and float64 arrays on the CPU
     go to the NumPy backend directly (its result handed to XLA by ``_to_xla``); traced
-    float32 on the CPU goes through one ``jax.pure_callback`` that runs the NumPy backend's
-    ``match_template`` on the host's own memory (scipy.fft on all cores, the compiled
-    normaliser fused with the finishing pass), and the derivatives come from the jitted
-    program (``custom_jvp``), so ``jax.grad``, ``jax.jvp``, ``jax.jit`` and ``jax.vmap``
-    work as before.  XLA's batched FFTs took about twice scipy's here: 16 templates 31² on
-    1024², 140 ms against the callback's 71 (NumPy's own 65).  Under differentiation the
-    values come from the program too (the primal of its jvp), which then costs no more than
-    before.
+    float32 on the CPU goes through one host callback (``_host_callback``) that runs the
+    NumPy backend's ``match_template`` on the host's own memory (scipy.fft on all cores, the
+    compiled normaliser fused with the finishing pass), and the derivatives come from the
+    jitted program (``custom_jvp``), so ``jax.grad``, ``jax.jvp``, ``jax.jit`` and
+    ``jax.vmap`` work as before.  XLA's batched FFTs took about twice scipy's here: 16
+    templates 31² on 1024², 140 ms against the callback's 71 (NumPy's own 65).  Under
+    differentiation the values come from the program too (the primal of its jvp), which
+    then costs no more than before.
     """
     from .. import _ncc, _numba
 

@@ -10,8 +10,8 @@ the batch is one call per template) and ``skimage.feature.match_template`` (the 
 loop too).  Each backend runs ``auto`` and ``fft`` (and ``overlap`` where it has one), called
 as the other suites call it (JAX eagerly: its CPU arrays then take the NumPy backend's
 kernels); JAX's ``auto`` also under ``jax.jit`` (``jax[jit]/auto``, compiled in the
-verification call), as a jitted pipeline runs it (a ``pure_callback`` whose result XLA copies
-into a buffer of its own).
+verification call), as a jitted pipeline runs it (a host callback that writes into XLA's
+output buffer, or on older JAX a ``pure_callback`` whose result XLA copies into one).
 
 Targets: the NumPy backend ≥ 1.5× faster than ``cv2.matchTemplate`` and ≥ 5× faster than
 scikit-image on every single-template cell, the 16-template batch ≥ 2× faster than 16
