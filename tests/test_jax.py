@@ -318,9 +318,57 @@ def test_host_choice_follows_the_cost_model(monkeypatch):
     table = be.costs_for(x, k)[4]
     assert (table.tap, table.point) == (be.COSTS[4].tap, numpy_be.costs()[4].point)
     assert not be._runs_on_host(x, k, "native")
-    seen = []
-    jax.jit(lambda a, b: seen.append(be.costs_for(a, b) is be.COSTS) or a)(x, k)
-    assert seen == [True]
+    seen = []  # traced float32 on the CPU: priced as eager arrays (a host callback)
+    jax.jit(lambda a, b: seen.append(be.costs_for(a, b)[4].point) or a)(x, k)
+    assert seen == [numpy_be.costs()[4].point]
+    with jax_x64(True):  # traced float64: XLA's program, at its own prices
+        jax.jit(lambda a, b: seen.append(be.costs_for(a, b) is be.COSTS) or a)(
+            x.astype(jnp.float64), k.astype(jnp.float64))
+    assert seen[1:] == [True]
+
+
+@pytest.mark.parametrize("method", ["direct", "fft", "overlap"])
+def test_traced_float32_on_the_cpu_runs_numpys_kernels_by_a_callback(monkeypatch, x32,
+                                                                        method):
+    """Under jit, vmap and inside lax.cond, float32 on a CPU program takes the NumPy
+    backend's kernels where they are predicted faster (forced here for every shape), with
+    their bits; derivatives come from XLA's program as before."""
+    x = jnp.asarray(RNG.standard_normal((3, 40, 50)), jnp.float32)
+    k = jnp.asarray(RNG.standard_normal((5, 4)), jnp.float32)
+    monkeypatch.setattr(be, "_faster_on_host", lambda x, k, m, traced=False: traced)
+    calls = _spy_host(monkeypatch)
+    jitted = jax.jit(partial(xcorr.corr2d, method=method))(x, k)
+    batched = jax.vmap(partial(xcorr.corr2d, method=method), (0, None))(x, k)
+    spectral = "fft" if method == "direct" else method
+    guarded = be.guarded_fft(x, k, spectral)  # lax.cond: the branch taken calls back
+    assert [m for m, _ in calls] == [method, method, spectral]
+    grads = jax.grad(lambda b: jnp.sum(xcorr.corr2d(x, b, method=method) ** 2))(k)
+    monkeypatch.undo()
+    want = xcorr.corr2d(np.asarray(x), np.asarray(k), method=method)
+    for got in (jitted, batched):
+        assert isinstance(got, jax.Array) and got.dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(got), want)
+    np.testing.assert_allclose(np.asarray(guarded), want, rtol=0, atol=1e-4)
+    program = jax.grad(lambda b: jnp.sum(be._valid(x, b, method=method) ** 2))(k)
+    np.testing.assert_array_equal(np.asarray(grads), np.asarray(program))
+
+
+def test_traced_host_choice_follows_the_cost_model(monkeypatch, x32):
+    """Without forcing: under jit, a 512² image with 15×15 goes to NumPy's kernels, 64² with
+    3×3 stays in XLA (below the call's cost), and so does float64 and a non-CPU program."""
+    calls = _spy_host(monkeypatch)
+    run = jax.jit(xcorr.corr2d)
+    run(jnp.ones((64, 64), jnp.float32), jnp.ones((3, 3), jnp.float32))
+    assert calls == []
+    big = run(jnp.ones((512, 512), jnp.float32), jnp.ones((15, 15), jnp.float32))
+    assert len(calls) == 1
+    np.testing.assert_allclose(np.asarray(big), 225.0, rtol=1e-5)
+    with jax_x64(True):
+        run(jnp.ones((512, 512)), jnp.ones((15, 15)))
+    assert len(calls) == 1
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # what a GPU program asks
+    jax.jit(xcorr.corr2d)(jnp.ones((511, 512), jnp.float32), jnp.ones((15, 15), jnp.float32))
+    assert len(calls) == 1
 
 
 def test_host_choice_prices_xlas_fused_loop_and_its_fresh_pages(x32):

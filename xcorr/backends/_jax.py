@@ -175,6 +175,15 @@ def corr2d_valid(x: Any, k: Any, method: str) -> Any:
     """
     if _runs_on_host(x, k, method):
         return _host_valid(x, k, method)
+    return _traced_valid(x, k, method)
+
+
+def _traced_valid(x: Any, k: Any, method: str) -> Any:
+    """``corr2d_valid`` of arrays that are not eager CPU arrays: on a traced CPU program,
+    float32, where the NumPy backend is predicted faster, its kernels through a host
+    callback (``_host_corr``); else the jitted program."""
+    if _traced_on_host(x, k, method):
+        return _host_corr(x, k, method)
     return _valid(x, k, method=method)
 
 
@@ -242,16 +251,37 @@ def _runs_on_host(x: Any, k: Any, method: str) -> bool:
     return method in _numpy_methods() and _eager_on_cpu(x, k) and _faster_on_host(x, k, method)
 
 
-def _faster_on_host(x: Any, k: Any, method: str) -> bool:
-    """``_runs_on_host``'s prediction for eager CPU arrays (memoised by shapes and dtype)."""
+def _traced_on_host(x: Any, k: Any, method: str) -> bool:
+    """Whether ``corr2d_valid`` computes ``method`` on traced arrays (``jax.jit``,
+    ``jax.vmap``, ``jax.grad``) by a host callback to the NumPy backend: float32 on a CPU
+    program where NumPy's predicted time plus the call is below XLA's (its constants
+    without Numba, when Numba is missing: then its FFTs can go, not its direct loop).
+    float32 only, for the reason ``_host_kernels`` gives.  Under ``jax.jit`` on two cores,
+    XLA's program took 1.3-3x NumPy's time from 7×7 kernels (1024² k7 2.4 ms against 1.2 by
+    the callback, k15 12.9 against 5.1, 2048² k15 61 against 19) and less at 1024² k3
+    (0.45 against 0.60); the model decides between them as for eager arrays, bar the fresh
+    pages that both outputs, XLA buffers either way, now pay."""
+    return (method in _numpy_methods()
+            and (isinstance(x, jax.core.Tracer) or isinstance(k, jax.core.Tracer))
+            and x.dtype == k.dtype == jnp.float32 and _on_cpu(x)
+            and jax.device_count() == 1  # no sharded program gathered onto one host call
+            and _faster_on_host(x, k, method, traced=True))
+
+
+def _faster_on_host(x: Any, k: Any, method: str, traced: bool = False) -> bool:
+    """``_runs_on_host``'s prediction for eager CPU arrays (memoised by shapes and dtype),
+    and ``_traced_on_host``'s (``traced``: the fresh pages of XLA's output paid by both)."""
     from . import _numpy
 
     host = _numpy.costs()  # its fallback's constants without Numba
-    key = (x.shape, k.shape, x.dtype.itemsize, method, host is _numpy.COSTS)
+    key = (tuple(x.shape), tuple(k.shape), x.dtype.itemsize, method, host is _numpy.COSTS,
+           traced)
     faster = _host_faster.get(key)
     if faster is None:
         size = x.dtype.itemsize
-        mine = _predict(for_itemsize(COSTS, size), x, k, method) + _fresh_pages_ns(x, k)
+        mine = _predict(for_itemsize(COSTS, size), x, k, method)
+        if not traced:
+            mine += _fresh_pages_ns(x, k)
         faster = _predict(for_itemsize(host, size), x, k, method) + _HOST_CALL_NS < mine
         if len(_host_faster) > 4096:
             _host_faster.clear()
@@ -307,8 +337,8 @@ def guarded_fft(x: Any, k: Any, method: str = "fft") -> Any:
     Decided on the device by ``lax.cond``, so it works on traced values.  Under ``vmap`` the
     condition is batched and both branches run, the result still selected per example.
     """
-    return lax.cond(_finite(x, k), partial(_valid, method=method),
-                    partial(_valid, method="direct"), x, k)
+    return lax.cond(_finite(x, k), partial(_traced_valid, method=method),
+                    partial(_traced_valid, method="direct"), x, k)
 
 
 def select_finite(x: Any, k: Any, if_finite: Any, otherwise: Any) -> Any:
@@ -524,6 +554,31 @@ def ncc_match_template(x: Any, t: Any, mode: str, method: str) -> Any:
     return _host_match(x, t, mode, method) if _host_kernels(x) else None
 
 
+@partial(jax.custom_jvp, nondiff_argnums=(2,))
+@partial(jax.jit, static_argnums=(2,))
+def _host_corr(x: Any, k: Any, method: str) -> Any:
+    """``_valid(x, k, method)``'s values from the NumPy backend's kernels (a host callback:
+    ``_host_callback``), its derivatives from the jitted program (``custom_jvp``)."""
+    from . import _numpy
+
+    (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
+    lead = broadcast_batch(tuple(x.shape), tuple(k.shape))
+    shape = jax.ShapeDtypeStruct((*lead, h - kh + 1, w - kw + 1), x.dtype)
+
+    def host(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return _numpy.corr2d_valid(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                   method)
+
+    return _host_callback(host, shape, x, k)
+
+
+@_host_corr.defjvp
+def _host_corr_jvp(method: str, primals: tuple[Any, Any], tangents: tuple[Any, Any]
+                   ) -> tuple[Any, Any]:
+    # values and derivatives both from the program under differentiation (as _host_match)
+    return jax.jvp(partial(_valid, method=method), primals, tangents)
+
+
 @partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 @partial(jax.jit, static_argnums=(2, 3))
 def _host_match(x: Any, t: Any, mode: str, method: str) -> Any:
@@ -579,12 +634,14 @@ def costs() -> dict[int, Cost]:
 
 def costs_for(x: Any, k: Any) -> dict[int, Cost]:
     """The cost model for these arrays: NumPy's constants for the methods ``corr2d_valid``
-    hands to the NumPy backend (eager CPU arrays), JAX's own for the rest."""
+    hands to the NumPy backend (eager CPU arrays, traced float32 on the CPU), JAX's own for
+    the rest."""
     from . import _numpy
 
-    if not _eager_on_cpu(x, k):
-        return COSTS
-    host = tuple(m for m in _numpy_methods() if _faster_on_host(x, k, m))
+    if _eager_on_cpu(x, k):
+        host = tuple(m for m in _numpy_methods() if _faster_on_host(x, k, m))
+    else:
+        host = tuple(m for m in _numpy_methods() if _traced_on_host(x, k, m))
     return _numpy.hosting_costs(COSTS, host) if host else COSTS
 
 
