@@ -295,6 +295,7 @@ def test_traced_small_and_half_calls_stay_in_xla(monkeypatch, x64):
     batched = jax.vmap(partial(xcorr.corr2d, method="direct"), (0, None))(x[None], k)
     xcorr.corr2d(x[:64, :64], k[:3, :3], method="direct")  # below the handing-over cost
     xcorr.corr2d(x.astype(jnp.float16), k.astype(jnp.float16), method="direct")
+    jax.block_until_ready((jitted, grads, batched))  # a callback would run asynchronously
     assert len(calls) == 1
     np.testing.assert_allclose(jitted, eager, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(batched[0], eager, rtol=1e-12, atol=1e-12)
@@ -341,6 +342,7 @@ def test_traced_float32_on_the_cpu_runs_numpys_kernels_by_a_callback(monkeypatch
     batched = jax.vmap(partial(xcorr.corr2d, method=method), (0, None))(x, k)
     spectral = "fft" if method == "direct" else method
     guarded = be.guarded_fft(x, k, spectral)  # lax.cond: the branch taken calls back
+    jax.block_until_ready((jitted, batched, guarded))  # dispatch is asynchronous
     assert [m for m, _ in calls] == [method, method, spectral]
     grads = jax.grad(lambda b: jnp.sum(xcorr.corr2d(x, b, method=method) ** 2))(k)
     monkeypatch.undo()
@@ -357,7 +359,10 @@ def test_traced_host_choice_follows_the_cost_model(monkeypatch, x32):
     """Without forcing: under jit, a 512² image with 15×15 goes to NumPy's kernels, 64² with
     3×3 stays in XLA (below the call's cost), and so does float64 and a non-CPU program."""
     calls = _spy_host(monkeypatch)
-    run = jax.jit(xcorr.corr2d)
+
+    def run(x: jax.Array, k: jax.Array) -> jax.Array:  # waits: callbacks run asynchronously
+        return jax.jit(xcorr.corr2d)(x, k).block_until_ready()
+
     run(jnp.ones((64, 64), jnp.float32), jnp.ones((3, 3), jnp.float32))
     assert calls == []
     big = run(jnp.ones((512, 512), jnp.float32), jnp.ones((15, 15), jnp.float32))
@@ -367,7 +372,7 @@ def test_traced_host_choice_follows_the_cost_model(monkeypatch, x32):
         run(jnp.ones((512, 512)), jnp.ones((15, 15)))
     assert len(calls) == 1
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # what a GPU program asks
-    jax.jit(xcorr.corr2d)(jnp.ones((511, 512), jnp.float32), jnp.ones((15, 15), jnp.float32))
+    run(jnp.ones((511, 512), jnp.float32), jnp.ones((15, 15), jnp.float32))
     assert len(calls) == 1
 
 
