@@ -355,6 +355,26 @@ def test_traced_float32_on_the_cpu_runs_numpys_kernels_by_a_callback(monkeypatch
     np.testing.assert_array_equal(np.asarray(grads), np.asarray(program))
 
 
+def test_programs_without_host_callbacks_can_be_exported(monkeypatch, x32):
+    """``XCORR_JAX_CALLBACKS=0``: corr2d and match_template trace to XLA's own program, which
+    ``jax.export`` serializes (a host callback it cannot); unset, the callback is there."""
+    export = pytest.importorskip("jax.export", reason="jax.export: not importable here (JAX "
+                                 "0.4.33's needs absl, which it does not require)")
+    x, k = jnp.ones((512, 512), jnp.float32), jnp.ones((15, 15), jnp.float32)
+    t = jnp.asarray(RNG.random((15, 15)), jnp.float32)
+    with pytest.raises(NotImplementedError, match="host_callback"):
+        export.export(jax.jit(lambda a, b: xcorr.corr2d(a, b)))(x, k)
+    monkeypatch.setenv("XCORR_JAX_CALLBACKS", "0")  # read when a program is traced
+    calls = _spy_host(monkeypatch)
+    corr = jax.jit(lambda a, b: xcorr.corr2d(a, b))
+    match = jax.jit(lambda a, b: xcorr.match_template(a, b))
+    for f, args in ((corr, (x, k)), (match, (x, t))):
+        exported = export.export(f)(*args)
+        np.testing.assert_allclose(np.asarray(exported.call(*args)), np.asarray(f(*args)),
+                                   rtol=0, atol=1e-3)
+    assert calls == []
+
+
 def test_traced_host_choice_follows_the_cost_model(monkeypatch, x32):
     """Without forcing: under jit, a 512² image with 15×15 goes to NumPy's kernels, 64² with
     3×3 stays in XLA (below the call's cost), and so does float64 and a non-CPU program."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import sys
 from functools import partial
 from typing import Any
@@ -265,6 +266,7 @@ def _traced_on_host(x: Any, k: Any, method: str) -> bool:
             and (isinstance(x, jax.core.Tracer) or isinstance(k, jax.core.Tracer))
             and x.dtype == k.dtype == jnp.float32 and _on_cpu(x)
             and jax.device_count() == 1  # no sharded program gathered onto one host call
+            and callbacks_allowed()
             and _faster_on_host(x, k, method, traced=True))
 
 
@@ -443,7 +445,16 @@ def _host_kernels(x: Any) -> bool:
     """
     from .. import _numba
 
-    return x.dtype == jnp.float32 and _on_cpu(x) and _numba.kernel() is not None
+    return (x.dtype == jnp.float32 and _on_cpu(x) and _numba.kernel() is not None
+            and callbacks_allowed())
+
+
+def callbacks_allowed() -> bool:
+    """Whether xcorr may put host callbacks into JAX programs: unless the environment sets
+    ``XCORR_JAX_CALLBACKS=0`` (read each time a program is traced).  A program that holds
+    one cannot be serialized (``jax.export``: "serialization of host_callbacks is not yet
+    implemented"); with the variable set, xcorr's programs are XLA's own throughout."""
+    return os.environ.get("XCORR_JAX_CALLBACKS", "1").strip() != "0"
 
 
 def _on_cpu(x: Any) -> bool:
