@@ -649,10 +649,8 @@ def costs_for(x: Any, k: Any) -> dict[int, Cost]:
     the rest."""
     from . import _numpy
 
-    if _eager_on_cpu(x, k):
-        host = tuple(m for m in _numpy_methods() if _faster_on_host(x, k, m))
-    else:
-        host = tuple(m for m in _numpy_methods() if _traced_on_host(x, k, m))
+    on_host = _faster_on_host if _eager_on_cpu(x, k) else _traced_on_host
+    host = tuple(m for m in _numpy_methods() if on_host(x, k, m))
     return _numpy.hosting_costs(COSTS, host) if host else COSTS
 
 
