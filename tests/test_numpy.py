@@ -159,6 +159,32 @@ def test_parallel_loop_is_bit_identical_to_numpy(monkeypatch, dtype, kshape):
 
 
 @needs_numba
+@pytest.mark.parametrize("kshape", [(3, 3), (3, 9), (17, 18)])  # 3-row blocks, 1-row, generic
+def test_any_range_of_blocks_writes_exactly_its_rows(kshape):
+    # A thread's share of the compiled loop starts and ends anywhere, inside an image too:
+    # every cut gives the bits of one whole call and writes no row outside its blocks.
+    x = random((3, kshape[0] + 10, kshape[1] + 9), np.float32)
+    k = random((2, *kshape), np.float32, 1.0)
+    xi, ki = np.array([0, 1, 2, 2], np.intp), np.array([1, 0, 1, 0], np.intp)
+    loop, rows = _numba.kernel()(*kshape, x.dtype)
+    shape = (len(xi), x.shape[1] - kshape[0] + 1, x.shape[2] - kshape[1] + 1)
+    blocks = len(xi) * -(-shape[1] // rows)
+    whole = np.empty(shape, np.float32)
+    loop(x, k, xi, ki, whole, np.float32(0), 0, blocks)
+    np.testing.assert_allclose(whole, looped_reference(x[xi], k[ki]), rtol=1e-4, atol=1e-3)
+    for first in range(blocks + 1):
+        for last in range(first, blocks + 1):
+            out = np.full(shape, np.nan, np.float32)
+            loop(x, k, xi, ki, out, np.float32(0), first, last)
+            mine = np.zeros(shape, bool).reshape(len(xi), -1)
+            for t in range(first, last):  # block t: rows (t % nrb)·rows .. of batch t // nrb
+                b, i = divmod(t, blocks // len(xi))
+                mine[b, i * rows * shape[2]:(i + 1) * rows * shape[2]] = True
+            mine = mine.reshape(shape)
+            assert np.array_equal(out[mine], whole[mine]) and np.isnan(out[~mine]).all()
+
+
+@needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_signed_zeros_and_non_finite_values_match_on_both_paths(monkeypatch, dtype):
     # -0 products: each output is 0 + t(0,0) + ..., so all--0 windows give +0 on both paths

@@ -152,17 +152,23 @@ def _plan(kh: int, kw: int) -> tuple[int, list[int]]:
 
 
 def _head(name: str, rows: int) -> list[str]:
-    """Signature, and the loop over blocks ``first .. last-1`` of ``rows`` output rows."""
+    """Signature, and the loop over blocks ``first .. last-1`` of ``rows`` output rows.
+
+    Batch by batch, the image, kernel and output views made once per batch: made for every
+    block, they cost ~80 ns a block (256² 3×3 float32 on one thread: 29 against 19 µs).
+    """
     return [
         f"def {name}(x3, k3, xi, ki, out, zero, first, last):",
         "    nb, ho, wo = out.shape",
+        "    if first >= last:",
+        "        return",
         f"    nrb = (ho + {rows - 1}) // {rows}",
-        "    for t in range(first, last):",
-        "        b = t // nrb",
-        f"        i0 = (t - b * nrb) * {rows}",
+        "    for b in range(first // nrb, (last + nrb - 1) // nrb):",
         "        xb = x3[xi[b]]",
         "        kb = k3[ki[b]]",
         "        ob = out[b]",
+        "        for t in range(max(first - b * nrb, 0), min(last - b * nrb, nrb)):",
+        f"            i0 = t * {rows}",
     ]
 
 
@@ -197,10 +203,10 @@ def _shaped_source(name: str, kh: int, kw: int) -> str:
     """Source of the loop for one kernel shape (see ``_plan``)."""
     rows, chunks = _plan(kh, kw)
     lines = _head(name, rows)
-    lines.append(f"        if i0 + {rows} > ho:  # the last, partial block")
-    lines.append("            _tail_rows(xb, kb, ob, i0, zero)")
-    lines.append("            continue")
-    pad = " " * 8
+    lines.append(f"            if i0 + {rows} > ho:  # the last, partial block")
+    lines.append("                _tail_rows(xb, kb, ob, i0, zero)")
+    lines.append("                continue")
+    pad = " " * 12
     lines.append(f"{pad}a0 = 0")
     _pass(lines, pad, rows, chunks[0], kw, first=True)
     full = chunks[0] * chunks.count(chunks[0])
@@ -223,7 +229,7 @@ def _generic_source(name: str) -> str:
     """
     n = _GENERIC_COLUMNS
     lines = _head(name, 1)
-    pad = " " * 8
+    pad = " " * 12
     lines += [f"{pad}kh, kw = kb.shape", f"{pad}ob[i0, :] = zero",
               f"{pad}for a0 in range(kh):",
               f"{pad}    c0 = 0  # (a for-range with a step hides that c0 >= 0)",
