@@ -198,6 +198,17 @@ def test_cpu_tensors_run_the_numpy_backends_kernels(method, monkeypatch):
     assert seen == []
 
 
+
+def test_negative_views_are_read_as_their_values():
+    """A tensor with torch's negative bit (``z.conj().imag``) holds ``-data`` lazily: the
+    NumPy kernels read its resolved values, never the raw memory."""
+    z = torch.complex(rand(9, 8), rand(9, 8, seed=2))
+    view, k = z.conj().imag, rand(3, 2, seed=1)
+    assert view.is_neg()
+    for method in ("direct", "fft", "overlap"):
+        assert torch.equal(xcorr.corr2d(view, k, method=method),
+                           xcorr.corr2d(-z.imag, k, method=method))
+
 def test_auto_on_cpu_tensors_uses_the_numpy_backends_model():
     """On the CPU, auto weighs the kernels that run there: NumPy's constants, and torch's own
     for F.conv2d (on other devices torch's)."""
