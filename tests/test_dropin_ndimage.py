@@ -454,6 +454,20 @@ def test_weights_ndim_mismatch_as_scipy(func: str, xshape: tuple, wshape: tuple)
     assert _outcome(FUNCS[func], np.ones(xshape), np.ones(wshape))[:2] == want[:2]
 
 
+@pytest.mark.parametrize("func", list(FUNCS))
+@pytest.mark.parametrize("mode, cval", [("constant", 0.1), ("constant", 0.5), ("constant", 1e300),
+                                        ("constant", np.nan), ("reflect", 0.1), ("wrap", 0.0)])
+def test_float32_input_gives_ndimages_float64_sums(func: str, mode: str, cval: float) -> None:
+    # float32 input is padded before it is widened where that keeps every value: a fill
+    # float32 cannot hold (0.1, 1e300) must still enter the float64 sums as itself
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((9, 11)).astype(np.float32)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    want = SCIPY[func](x, w, output=np.float64, mode=mode, cval=cval)
+    got = FUNCS[func](x, w, output=np.float64, mode=mode, cval=cval)
+    np.testing.assert_array_equal(got, want)
+
+
 # -- properties against scipy.ndimage ----------------------------------------------------------
 
 INPUTS = ("bool", *TYPES, *COMPLEX_TYPES)
