@@ -518,6 +518,12 @@ def test_centred_correlation_has_the_bits_of_the_centred_image(monkeypatch, meth
     assert backend.corr2d_valid_centred(x, c, k, "direct") is None
 
 
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
 def test_fft_results_are_views_unless_they_would_pin_much_more():
     """An FFT correlation returns its crop of the transform's buffer (as
     scipy.signal.fftconvolve does), unless the buffer is over 1.5x the result."""
@@ -530,11 +536,12 @@ def test_fft_results_are_views_unless_they_would_pin_much_more():
     small = backend.corr2d_valid(x, rng.random((5, 5)), "fft")
     large = backend.corr2d_valid(x, rng.random((64, 64)), "fft")
     assert small.base is not None and not small.flags.c_contiguous
-    root = large.base
-    while root.base is not None:
-        root = root.base
-    assert large.flags.c_contiguous and root.nbytes == large.nbytes + backend.ALIGNMENT
-    assert large.ctypes.data % backend.ALIGNMENT == 0  # XLA may alias it (the JAX backend)
+    assert large.flags.c_contiguous and _root(large).nbytes == large.nbytes  # a copy
+    with backend.for_xla():  # for the JAX backend: aligned, so that XLA can alias it
+        aligned = backend.corr2d_valid(x, rng.random((64, 64)), "fft")
+    assert aligned.flags.c_contiguous
+    assert _root(aligned).nbytes == aligned.nbytes + backend.ALIGNMENT
+    assert aligned.ctypes.data % backend.ALIGNMENT == 0
     for k in (rng.random((5, 5)), rng.random((64, 64))):
         np.testing.assert_allclose(backend.corr2d_valid(x, k, "fft"),
                                    backend.corr2d_valid(x, k, "direct"), rtol=1e-10)
@@ -690,6 +697,21 @@ def test_direct_cost_terms():
              tap_call=100.0)
     assert c.direct(2, 3, 4, 5, 5) == 24 * (25 + 10) + 100 * 25
     assert replace(c, tap2=0.5).direct(2, 3, 4, 5, 5) == 24 * (25 + 0.5 * 625 + 10) + 2500
+
+
+def test_outputs_are_aligned_only_for_xla() -> None:
+    """Kernel outputs start on a 64-byte boundary inside ``for_xla`` (and ``output_into``),
+    so that XLA can alias them; elsewhere they are plain ``np.empty`` (cheaper to make)."""
+    before = be._hints
+    with be.for_xla():
+        outs = [be.empty((n, 3), np.float32) for n in range(1, 40)]
+        assert all(o.ctypes.data % be.ALIGNMENT == 0 for o in outs)
+        with pytest.raises(RuntimeError), be.for_xla():
+            raise RuntimeError
+        assert be._hints == before + 1
+    assert be._hints == before
+    if before == 0:  # (no other thread inside for_xla now)
+        assert be.empty((5, 3), np.float32).base is None  # np.empty's own array
 
 
 def test_output_into_gives_the_first_output_of_its_shape_and_dtype() -> None:

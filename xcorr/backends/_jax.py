@@ -192,7 +192,9 @@ def _host_valid(x: Any, k: Any, method: str) -> Any:
     """``corr2d_valid`` by the NumPy backend, the inputs' memory read in place."""
     from . import _numpy
 
-    return _to_xla(_numpy.corr2d_valid(np.asarray(x), np.asarray(k), method), x)
+    with _numpy.for_xla():
+        out = _numpy.corr2d_valid(np.asarray(x), np.asarray(k), method)
+    return _to_xla(out, x)
 
 
 def _to_xla(out: np.ndarray, like: Any) -> Any:
@@ -560,8 +562,12 @@ def ncc_match_template(x: Any, t: Any, mode: str, method: str) -> Any:
     if (method != "auto" and method not in _numpy_methods()) or _numba.kernel() is None:
         return None  # (x and t are promoted to one dtype: _ncc._float)
     if _eager_on_cpu(x, t):  # no callback, no copy into XLA's buffer
-        return _to_xla(_ncc.match_template(np.asarray(x), np.asarray(t), mode=mode,
-                                           method=method, backend="numpy"), x)
+        from . import _numpy
+
+        with _numpy.for_xla():
+            out = _ncc.match_template(np.asarray(x), np.asarray(t), mode=mode, method=method,
+                                      backend="numpy")
+        return _to_xla(out, x)
     return _host_match(x, t, mode, method) if _host_kernels(x) else None
 
 

@@ -523,19 +523,28 @@ def _scratch(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 
 def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """``np.empty(shape, dtype)`` whose data starts on a ``ALIGNMENT``-byte boundary, or the
+    """``np.empty(shape, dtype)`` for a kernel's output; while any thread is inside
+    ``for_xla`` or ``output_into``, one that starts on an ``ALIGNMENT``-byte boundary, or the
     destination ``output_into`` gave this thread, where it has this shape and dtype.
 
-    The kernels' outputs are made this way so that the JAX backend can hand them to XLA
-    without a copy: XLA's CPU client aliases host memory only at 64-byte alignment, and
-    NumPy's large arrays start 16 bytes into their pages (a 4096² float32 copy: 7 ms).
+    Aligned so that the JAX backend can hand the result to XLA without a copy: XLA's CPU
+    client aliases host memory only at 64-byte alignment, and NumPy's large arrays start 16
+    bytes into their pages (a 4096² float32 copy: 7 ms).  Only then: finding the address
+    and cutting the array out of a larger one took 1.7 of the 7 µs a small correlation's
+    call costs, for callers that do not need it (NumPy's own, torch's).
     """
+    if not _hints:
+        return np.empty(shape, dtype)
     dtype = np.dtype(dtype)
     into = getattr(_local, "into", None)
     if (into is not None and into.shape == tuple(shape) and into.dtype == dtype
             and into.flags.c_contiguous and into.flags.writeable):
         _local.into = None  # taken once: by the first output of its shape and dtype
         return into
+    return _aligned_empty(shape, dtype)
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     n = math.prod(shape) * dtype.itemsize
     raw = np.empty(n + ALIGNMENT, np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
@@ -543,6 +552,22 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 
 ALIGNMENT = 64
+_hints = 0  # threads inside for_xla() or output_into(): while any is, empty() aligns
+_hints_lock = threading.Lock()
+
+
+@contextmanager
+def for_xla() -> Iterator[None]:
+    """Within the block, the kernels' outputs are 64-byte aligned (see ``empty``): for a
+    result that the JAX backend hands to XLA."""
+    global _hints
+    with _hints_lock:
+        _hints += 1
+    try:
+        yield
+    finally:
+        with _hints_lock:
+            _hints -= 1
 
 
 @contextmanager
@@ -554,11 +579,12 @@ def output_into(dst: np.ndarray) -> Iterator[None]:
     may still be another array (a method whose output is a crop of an FFT buffer, a float64
     sum rounded to float32), and then, or where something else took ``dst`` on the way,
     ``deliver`` copies it."""
-    _local.into = dst
-    try:
-        yield
-    finally:
-        _local.into = None
+    with for_xla():
+        _local.into = dst
+        try:
+            yield
+        finally:
+            _local.into = None
 
 
 def deliver(result: np.ndarray, dst: np.ndarray) -> None:
@@ -573,8 +599,8 @@ def deliver(result: np.ndarray, dst: np.ndarray) -> None:
 
 
 def aligned_copy(a: np.ndarray) -> np.ndarray:
-    """A contiguous copy of ``a`` made by ``empty`` (64-byte aligned)."""
-    out = empty(a.shape, a.dtype)
+    """A contiguous copy of ``a``, 64-byte aligned."""
+    out = _aligned_empty(a.shape, a.dtype)
     np.copyto(out, a)
     return out
 
@@ -587,7 +613,11 @@ def _compact(y: np.ndarray) -> np.ndarray:
     root = y
     while isinstance(root.base, np.ndarray):
         root = root.base
-    return y if 3 * y.nbytes >= 2 * root.nbytes else aligned_copy(y)
+    if 3 * y.nbytes >= 2 * root.nbytes:
+        return y
+    out = empty(y.shape, y.dtype)
+    np.copyto(out, y)
+    return out
 
 
 _PRODUCT_BLOCK_BYTES = 1 << 19  # the kernel spectrum's columns transformed at a time
