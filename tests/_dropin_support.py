@@ -105,12 +105,12 @@ def assert_same_outcome(got: tuple[str, Any], want: tuple[str, Any], what: str =
         assert got[1] == want[1], f"{what}: message {got[1]!r}, SciPy's {want[1]!r}"
 
 
-def magnitude(a: np.ndarray) -> np.ndarray:
-    """``|re| + |im|`` in float64 (>= ``|a|``), non-finite values counted as 0."""
+def magnitude(a: np.ndarray, wide: Any = np.float64) -> np.ndarray:
+    """``|re| + |im|`` in ``wide`` (>= ``|a|``), non-finite values counted as 0."""
     a = np.asarray(a)
-    m = np.abs(a.real.astype(np.float64))
+    m = np.abs(a.real.astype(wide))
     if a.dtype.kind == "c":
-        m = m + np.abs(a.imag.astype(np.float64))
+        m = m + np.abs(a.imag.astype(wide))
     return np.where(np.isfinite(m), m, 0.0)
 
 

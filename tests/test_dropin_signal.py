@@ -272,13 +272,17 @@ def _bound(func: str, x: np.ndarray, k: np.ndarray, mode: str, boundary: str, fi
            dtype: np.dtype) -> np.ndarray:
     """Allowed |xcorr - SciPy|: each within the dot-product bound ``2 (n+2) u (|x| * |k|)``
     of the exact result, with ``|x| * |k|`` the same operation on magnitudes (SciPy's own,
-    in float64: the same padding, alignment and swap) and ``u`` of the output dtype."""
+    in float64: the same padding, alignment and swap) and ``u`` of the output dtype.
+
+    For a long double output, in long double: a product of float64 subnormals, or of two
+    values below 1e-160, is a normal long double whose bound underflows to 0 in float64."""
+    wide = np.longdouble if np.dtype(dtype).char in "gG" else np.float64
     fmag = float(magnitude(np.asarray(fill))) if boundary in ("fill", "pad") else 0.0
-    mags = SCIPY[func](magnitude(x), magnitude(k), mode, boundary, fmag)
+    mags = SCIPY[func](magnitude(x, wide), magnitude(k, wide), mode, boundary, fmag)
     n = k.size if mode != "valid" or all(a >= b for a, b in zip(x.shape, k.shape,
                                                                 strict=True)) else x.size
-    u = unit_roundoff(dtype)
-    tiny = float(np.finfo(dtype).smallest_normal)
+    u = wide(unit_roundoff(dtype))
+    tiny = np.finfo(dtype).smallest_normal.astype(wide)
     return 2 * (2 * (n + 2) * u * mags + n * tiny)
 
 
