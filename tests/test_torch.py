@@ -292,6 +292,39 @@ def test_asarray_conversions():
     assert tb.asarray(np.array([[70000]], dtype=np.uint32)).dtype == torch.int64
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "uint64"])
+def test_wide_unsigned_tensors_compute_as_their_numpy_twins(dtype):
+    """torch's uint16-64 have almost no kernels (no flip, max or matmul): such tensors are
+    taken as int64, as NumPy's are on this backend, and give NumPy's results bit for bit,
+    drop-ins' wrap-around included; uint64 beyond int64 is refused as on NumPy."""
+    import xcorr.ndimage
+    import xcorr.signal
+
+    rng = np.random.default_rng(1)
+    x, k = rng.integers(0, 300, (2, 6, 7)).astype(dtype), rng.integers(0, 300, (3, 2)).astype(dtype)
+    tx, tk = torch.from_numpy(x), torch.from_numpy(k)
+    assert tb.asarray(tx).dtype == torch.int64
+    calls = [
+        lambda a, b: xcorr.corr2d(a, b, mode="full", boundary="symm"),
+        lambda a, b: xcorr.convolve2d(a, b, mode="same", boundary="wrap"),  # flips k
+        lambda a, b: xcorr.pool2d(a, 2),
+        lambda a, b: xcorr.signal.correlate2d(a[0], b, "full", "symm"),
+        lambda a, b: xcorr.signal.correlate2d(b, a[0], "valid"),  # swapped: flips the output
+        lambda a, b: xcorr.signal.convolve2d(a[1], b, "same", "wrap"),
+        lambda a, b: xcorr.ndimage.correlate(a[0], b, mode="mirror"),
+    ]
+    for call in calls:
+        want, got = call(x, k), call(tx, tk)
+        assert isinstance(got, torch.Tensor)
+        np.testing.assert_array_equal(got.numpy(), want, strict=True)
+    if dtype == "uint64":
+        top = np.array([[2**64 - 1]], np.uint64)  # SciPy's modular arithmetic, kept
+        got = xcorr.signal.correlate2d(torch.from_numpy(top), torch.from_numpy(top + 4))
+        np.testing.assert_array_equal(got.numpy(), xcorr.signal.correlate2d(top, top + 4))
+        with pytest.raises(OverflowError, match="above 2\\*\\*63 - 1"):
+            xcorr.corr2d(torch.from_numpy(top), tk)
+
+
 def test_asarray_refuses_lazy_dask_arrays():
     da = pytest.importorskip("dask.array", reason="dask: not installed")
     with pytest.raises(TypeError, match="Dask array is lazy"):

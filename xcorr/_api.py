@@ -37,7 +37,7 @@ def prepare(be: Any, obj: Any, name: str) -> Any:
         obj = to_numpy(obj, be.NAME)
         _validate.check_kind(obj, name, _validate.numpy_kind(obj.dtype))
         _validate.check_int64_range(obj, name)
-    elif source == "cupy":
+    elif source in ("cupy", "torch"):
         _validate.check_int64_range(obj, name)
     arr = be.asarray(obj)
     _validate.check_kind(arr, name, be.kind(arr))

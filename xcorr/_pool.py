@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._api import front
+from ._dropin import cast, numpy_dtype
 
 MODES = ("max", "avg")
 
@@ -78,7 +79,16 @@ def pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0,
     [[2.0, 3.0], [5.0, 6.0]]
     """
     p = setup(x, kernel_size, stride, padding, mode, backend)
-    return forward(p.be, p.x, p.win, mode)
+    return _input_dtype(p.be, forward(p.be, p.x, p.win, mode), x)
+
+
+def _input_dtype(be: Any, out: Any, x: Any) -> Any:
+    """Integer maxima in the input's dtype where the backend widened it on the way in (torch
+    holds uint16-64 as int64): they are the input's own values, so they fit."""
+    if be.kind(out) != "i" or not hasattr(x, "dtype"):
+        return out
+    dtype = numpy_dtype(x)
+    return cast(be, out, dtype) if dtype.kind == "u" and dtype.itemsize > 1 else out
 
 
 @dataclass

@@ -69,12 +69,21 @@ def numpy_result_dtype(x_dtype: Any, k_dtype: Any) -> Any:
 def check_int64_range(arr: Any, name: str) -> None:
     """uint64 values above 2**63 - 1 would wrap in the int64 accumulator: refuse them.
 
-    ``arr`` is an eager NumPy or CuPy array (one reduction, read back only for uint64).
+    ``arr`` is an eager NumPy or CuPy array or a torch tensor (one reduction, read back only
+    for uint64; torch has no ``max`` for ``uint64``, so its values' sign bit is read).
     """
-    if str(arr.dtype) == "uint64" and arr.size and int(arr.max()) > 2**63 - 1:
-        raise OverflowError(f"{name} holds uint64 values above 2**63 - 1, which the exact int64 "
-                            "result cannot represent; cast to float64 (rounds above 2**53) or "
-                            "shift the data into the int64 range")
+    if str(arr.dtype) == "torch.uint64":
+        torch = sys.modules["torch"]
+        if bool((arr.view(torch.int64) < 0).any()):
+            raise _int64_overflow(name)
+    elif str(arr.dtype) == "uint64" and arr.size and int(arr.max()) > 2**63 - 1:
+        raise _int64_overflow(name)
+
+
+def _int64_overflow(name: str) -> OverflowError:
+    return OverflowError(f"{name} holds uint64 values above 2**63 - 1, which the exact int64 "
+                         "result cannot represent; cast to float64 (rounds above 2**53) or "
+                         "shift the data into the int64 range")
 
 
 def check_kind(arr: Any, name: str, kind: str) -> None:

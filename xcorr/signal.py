@@ -161,9 +161,11 @@ def _signal(in1: Any, in2: Any, mode: str, boundary: str, fillvalue: Any,
         out = _dropin.complex_correlate(be, a, b, not convolve, run, fill)
     else:
         out = run(a, b, fill)
-    out = _dropin.cast(be, out, out_dtype)
-    # Swapping the inputs of a correlation reverses its output; a convolution commutes.
-    return be.xp.flip(out, axis=(-2, -1)) if swapped and not convolve else out
+    if swapped and not convolve:
+        # Swapping the inputs of a correlation reverses its output (a convolution commutes):
+        # reversed before the cast, as torch cannot flip uint16-64.
+        out = be.xp.flip(out, axis=(-2, -1))
+    return _dropin.cast(be, out, out_dtype)
 
 
 def _out_dtype(d1: np.dtype, d2: np.dtype) -> np.dtype:

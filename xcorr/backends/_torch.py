@@ -82,6 +82,8 @@ CONV_COSTS[2] = CONV_COSTS[4]
 # torch.compiler.is_compiling is public from torch 2.3.
 _compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+# torch.uint16/32/64 (torch >= 2.3): storage types, mostly without kernels
+_WIDE_UINTS = tuple(getattr(torch, f"uint{n}") for n in (16, 32, 64))
 
 
 def version() -> str:
@@ -98,9 +100,11 @@ def unavailable_reason() -> str | None:
 
 def asarray(obj: Any) -> torch.Tensor:
     """Tensors pass through; JAX/CuPy arrays go by DLPack (same device, no copy); NumPy and
-    lists by ``numpy.asarray`` (so a float list is float64, as in NumPy)."""
+    lists by ``numpy.asarray`` (so a float list is float64, as in NumPy).  Unsigned integers
+    wider than 8 bits become int64, tensors or not: torch has little arithmetic for them
+    (no ``flip``, ``max`` or matmul for ``uint16``), and integer results are int64 anyway."""
     if isinstance(obj, torch.Tensor):
-        return obj
+        return obj.to(torch.int64) if obj.dtype in _WIDE_UINTS else obj
     if array_backend(obj) in ("jax", "cupy"):
         # Zero-copy on the array's own device; what DLPack refuses (a JAX tracer, a device this
         # torch build lacks) goes on to to_numpy, which explains how to convert.
