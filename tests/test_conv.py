@@ -155,6 +155,47 @@ def test_float32_and_integers(backend: str) -> None:
     np.testing.assert_allclose(got, oracle(xf, wf, None, groups=2), rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"])
+def test_half_types_are_summed_in_float32_and_rounded_once(backend: str, dtype: str) -> None:
+    """Half types keep their dtype, on every method, with a bias, in pooling and in corr2d;
+    but the FFT, each output is the exact sum rounded once (no matmul or FFT of the type's
+    own: ml_dtypes' matmul sums in bfloat16, torch has no float8 arithmetic, no FFT takes
+    them).  ml_dtypes' arrays on NumPy, JAX and Dask, torch's own types on torch."""
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes (a JAX dependency): absent")
+    dt = np.dtype(np.float16 if dtype == "float16" else getattr(ml_dtypes, dtype))
+    x, b = RNG.random((1, 8, 10, 10)).astype(dt), RNG.random(4).astype(dt)
+    dense, depthwise = RNG.random((4, 8, 3, 3)).astype(dt), RNG.random((8, 1, 3, 3)).astype(dt)
+
+    def native(a: np.ndarray) -> Any:  # torch: its own dtype (ml_dtypes' float8 is none)
+        if backend != "torch":
+            return a
+        return torch.from_numpy(a.astype(np.float32)).to(getattr(torch, dtype))
+
+    def values(r: Any) -> np.ndarray:
+        assert str(r.dtype).removeprefix("torch.") == dtype
+        return (r.float().numpy() if backend == "torch" else to_np(r)).astype(np.float64)
+
+    for w, groups in ((dense, 1), (depthwise, 8)):
+        want = oracle(x.astype(np.float64), w.astype(np.float64), None, padding=1,
+                      groups=groups).astype(dt).astype(np.float64)
+        for method in methods(backend):
+            got = values(xcorr.conv2d(native(x), native(w), padding=1, groups=groups,
+                                      method=method, backend=backend))
+            if method == "fft":  # its float32 rounding may tip a tie of the narrow type
+                np.testing.assert_allclose(got, want, rtol=float(ml_dtypes.finfo(dt).eps))
+            else:
+                np.testing.assert_array_equal(got, want, err_msg=f"{method}, groups={groups}")
+    values(xcorr.conv2d(native(x), native(dense), native(b), padding=1, backend=backend))
+    for mode in ("max", "avg"):
+        values(xcorr.pool2d(native(x), 2, padding=1, mode=mode, backend=backend))
+    values(xcorr.convolve2d(native(x[0, 0]), native(dense[0, 0]), mode="same",
+                            boundary="symm", backend=backend))  # flips the kernel
+    got = values(xcorr.corr2d(native(x[0]), native(dense[0, 0]), method="direct",
+                              backend=backend))
+    want = xcorr.corr2d(x[0].astype(np.float64), dense[0, 0].astype(np.float64))
+    np.testing.assert_array_equal(got, want.astype(dt).astype(np.float64))
+
+
 def test_nan_stays_in_its_windows(backend: str) -> None:
     x = RNG.uniform(size=(1, 2, 40, 40))
     x[0, 1, 20, 20] = np.nan

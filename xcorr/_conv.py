@@ -141,7 +141,11 @@ class Problem:
 
     def finish(self, y: Any) -> Any:
         if self.bias is not None:
-            y = y + self.be.xp.reshape(self.bias, (1, -1, 1, 1))
+            be, bias = self.be, self.be.xp.reshape(self.bias, (1, -1, 1, 1))
+            if be.kind(y) == "f" and y.dtype.itemsize == 1:  # float8: torch cannot add them
+                y = be.astype(be.astype(y, "float32") + be.astype(bias, "float32"), y.dtype)
+            else:
+                y = y + bias
         return y[0] if self.unbatched else y
 
 
@@ -287,19 +291,35 @@ def forward(be: Any, x: Any, w: Any, geo: Geometry, method: str, integer: bool,
         if method == "fft":  # only on finite data: a NaN must stay in its windows
             finite = be.all_finite(x, w)
             if finite is None:  # traced values (JAX): decided on the device
-                return be.select_finite(x, w, lambda: _fft(be, x, w, geo),
-                                        lambda: _direct(be, x, w, geo))
+                return be.select_finite(x, w, lambda: _wide(be, _fft, x, w, geo),
+                                        lambda: _wide(be, _direct, x, w, geo))
             method = "fft" if finite else "direct"
     elif method == "fft" and be.all_finite(x, w) is False:
         warn_fft_nonfinite(stacklevel=4)
     if method == "native":
         if native_pads is not None:  # zeros: the layer pads itself
             x = _unpad(x, native_pads)
-        return be.conv2d_native(x, w, geo.stride, native_pads or (0, 0, 0, 0), geo.dilation,
-                                geo.groups)
+        args = (geo.stride, native_pads or (0, 0, 0, 0), geo.dilation, geo.groups)
+        if be.kind(x) == "f" and x.dtype.itemsize == 1:  # float8: torch's layer lacks them,
+            return _wide(be, _native, x, w, *args)     # XLA's sums them in their own width
+        return be.conv2d_native(x, w, *args)  # float16/bfloat16 stay: GPU layers sum in fp32
     if method == "fft":
-        return _fft(be, x, w, geo)
-    return _direct(be, x, w, geo, strict)
+        return _wide(be, _fft, x, w, geo)
+    return _wide(be, _direct, x, w, geo, strict)
+
+
+def _native(be: Any, x: Any, w: Any, *args: Any) -> Any:
+    return be.conv2d_native(x, w, *args)
+
+
+def _wide(be: Any, method: Any, x: Any, w: Any, *args: Any) -> Any:
+    """``method(be, x, w, *args)``, half types (float16, bfloat16, float8) summed in float32
+    and rounded once, as corr2d does: no FFT takes them, and a matmul of them may sum in
+    their own precision (ml_dtypes on NumPy) or not at all (float8 in torch)."""
+    if be.kind(x) != "f" or x.dtype.itemsize >= 4:
+        return method(be, x, w, *args)
+    y = method(be, be.astype(x, "float32"), be.astype(w, "float32"), *args)
+    return be.astype(y, x.dtype)
 
 
 def _unpad(x: Any, p: tuple[int, int, int, int]) -> Any:

@@ -175,7 +175,9 @@ def _finite_sum(a: np.ndarray) -> bool:
 def corr2d_valid(x: np.ndarray, k: np.ndarray, method: str) -> np.ndarray:
     """Valid correlation of promoted ``x`` (..., H, W) with ``k`` (..., kh, kw)."""
     out_dtype = x.dtype
-    if out_dtype == np.float16:  # accumulate half precision in float32, round once at the end
+    if out_dtype.itemsize < 4 and numpy_kind(out_dtype) == "f":
+        # float16, and ml_dtypes' bfloat16 and float8 (kind 'V'), accumulate in float32 and
+        # round once at the end
         x, k = x.astype(np.float32), k.astype(np.float32)
     if method == "fft":
         out = _fft(x, k)

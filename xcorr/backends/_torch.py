@@ -274,6 +274,9 @@ def pool2d_native(x: torch.Tensor, win: Any, mode: str) -> torch.Tensor:
         from .._pool import taps_pool
 
         return taps_pool(sys.modules[__name__], x, win, mode)
+    if x.is_floating_point() and x.element_size() == 1:
+        # float8, for which torch has no pooling: in float32 (exact for max), rounded once
+        return pool2d_native(x.float(), win, mode).to(x.dtype)
     x3 = x.reshape(-1, *x.shape[-2:])
     pool = F.max_pool2d if mode == "max" else F.avg_pool2d
     y = pool(x3, win.kernel, win.stride, win.padding)

@@ -95,7 +95,10 @@ def moveaxis(a: Tensor, source: Any, destination: Any) -> Tensor:
 
 
 def flip(a: Tensor, axis: int | Sequence[int]) -> Tensor:
-    return torch.flip(a, dims=(axis,) if isinstance(axis, int) else tuple(axis))
+    dims = (axis,) if isinstance(axis, int) else tuple(axis)
+    if a.is_floating_point() and a.element_size() == 1:  # float8: torch has no flip for them
+        return torch.flip(a.view(torch.uint8), dims=dims).view(a.dtype)
+    return torch.flip(a, dims=dims)
 
 
 def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
