@@ -325,6 +325,26 @@ def test_wide_unsigned_tensors_compute_as_their_numpy_twins(dtype):
             xcorr.corr2d(torch.from_numpy(top), tk)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float8_e4m3fn", "float8_e5m2"])
+def test_narrow_floats_cross_between_torch_and_numpy(dtype):
+    """bfloat16 and float8 go both ways between torch's types and ml_dtypes' (NumPy has no
+    others; float8_e5m2 is even of kind 'f' there), by their bits: the same correlation,
+    in the same dtype, whichever framework holds the data and whichever backend computes."""
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes (a JAX dependency): absent")
+    a = np.random.default_rng(3).random((6, 7)).astype(np.float32)
+    host = a.astype(getattr(ml_dtypes, dtype))
+    tensor = torch.from_numpy(a).to(getattr(torch, dtype))
+    want = xcorr.corr2d(host, host[:3, :3])
+    assert want.dtype == host.dtype
+    for x in (host, tensor):
+        on_numpy = xcorr.corr2d(x, x[:3, :3], backend="numpy")
+        assert on_numpy.dtype == host.dtype
+        np.testing.assert_array_equal(on_numpy.astype(np.float32), want.astype(np.float32))
+        on_torch = xcorr.corr2d(x, x[:3, :3], backend="torch")
+        assert on_torch.dtype == tensor.dtype
+        np.testing.assert_array_equal(on_torch.float().numpy(), want.astype(np.float32))
+
+
 def test_asarray_refuses_lazy_dask_arrays():
     da = pytest.importorskip("dask.array", reason="dask: not installed")
     with pytest.raises(TypeError, match="Dask array is lazy"):

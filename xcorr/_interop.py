@@ -32,6 +32,10 @@ def to_numpy(obj: Any, target: str) -> np.ndarray:
             raise TypeError(f"a torch tensor that requires grad cannot go to {where} (its "
                             "gradient would be lost); call .detach(), or use backend='torch'")
         obj = obj.resolve_conj().resolve_neg()
+        narrow = _ml_dtype(obj)
+        if narrow is not None:  # bfloat16, float8: NumPy has them only through ml_dtypes
+            bits = "uint8" if narrow.itemsize == 1 else "int16"
+            return obj.view(getattr(sys.modules["torch"], bits)).numpy().view(narrow)
     elif kind == "jax":
         tracer = getattr(sys.modules.get("jax.core"), "Tracer", ())
         if isinstance(obj, tracer):  # inside jit/grad/vmap: there are no values to convert
@@ -53,6 +57,19 @@ def to_numpy(obj: Any, target: str) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise TypeError(f"cannot convert {type(obj).__name__} to an array for {where} ({exc}); "
                         "pass a rectangular nested list or an array of numbers") from exc
+
+
+def _ml_dtype(t: Any) -> np.dtype | None:
+    """The ml_dtypes twin of a torch tensor's bfloat16 or float8 dtype (what JAX hands NumPy
+    for them), if ml_dtypes is installed; None for the dtypes NumPy has itself."""
+    if not t.is_floating_point() or t.element_size() > 2 or str(t.dtype) == "torch.float16":
+        return None
+    try:
+        import ml_dtypes
+    except ImportError:  # np.asarray's TypeError then says the dtype is not supported
+        return None
+    twin = getattr(ml_dtypes, str(t.dtype).removeprefix("torch."), None)
+    return None if twin is None else np.dtype(twin)
 
 
 def native_order(a: np.ndarray) -> np.ndarray:

@@ -113,8 +113,10 @@ def asarray(obj: Any) -> torch.Tensor:
     a = to_numpy(obj, NAME)
     if a.dtype.kind == "u" and a.itemsize > 1:  # torch has only uint8 arithmetic
         a = a.astype(np.int64)
-    elif a.dtype.kind == "V" and a.dtype.name == "bfloat16":  # ml_dtypes: reinterpret the bits
-        return torch.from_numpy(np.array(a.view(np.uint16))).view(torch.bfloat16)
+    elif a.dtype.name.startswith(("bfloat16", "float8")) and hasattr(torch, a.dtype.name):
+        # ml_dtypes' bfloat16 and float8 types, which torch.from_numpy refuses: their bits
+        bits = np.uint8 if a.itemsize == 1 else np.uint16
+        return torch.from_numpy(np.array(a.view(bits))).view(getattr(torch, a.dtype.name))
     if not a.flags.writeable or not a.dtype.isnative or any(s < 0 for s in a.strides):
         a = np.array(a, dtype=a.dtype.newbyteorder("="))  # torch.from_numpy refuses these
     return torch.from_numpy(a)
