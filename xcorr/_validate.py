@@ -72,11 +72,11 @@ def check_int64_range(arr: Any, name: str) -> None:
     ``arr`` is an eager NumPy or CuPy array or a torch tensor (one reduction, read back only
     for uint64; torch has no ``max`` for ``uint64``, so its values' sign bit is read).
     """
-    if str(arr.dtype) == "torch.uint64":
-        torch = sys.modules["torch"]
-        if bool((arr.view(torch.int64) < 0).any()):
+    dtype = str(arr.dtype)
+    if dtype == "torch.uint64":
+        if bool((arr.view(sys.modules["torch"].int64) < 0).any()):
             raise _int64_overflow(name)
-    elif str(arr.dtype) == "uint64" and arr.size and int(arr.max()) > 2**63 - 1:
+    elif dtype == "uint64" and arr.size and int(arr.max()) > 2**63 - 1:
         raise _int64_overflow(name)
 
 
