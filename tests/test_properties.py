@@ -9,6 +9,7 @@ here skip with the reason the conftest ``backend`` fixture gives.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -134,6 +135,29 @@ def test_xcorr_testing_agrees_on_every_backend() -> None:
     with pytest.raises(AssertionError, match="exceed the error bound"):
         xt.assert_within_bound(results["numpy"] + 1e-9, oracle(x, k, "same"),
                                xt.error_bound(x, k, "same"))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float8_e4m3fn"])
+def test_xcorr_testing_bounds_half_types_by_their_own_roundoff(dtype: str) -> None:
+    """Half types on every backend pass the helper (torch's half results reach NumPy as
+    float32, but their bound is their own type's), and ml_dtypes' and torch's half dtypes
+    give ``error_bound`` the same bound; one output twice the bound off fails it."""
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes (a JAX dependency): absent")
+    dt = np.dtype(np.float16 if dtype == "float16" else getattr(ml_dtypes, dtype))
+    x = np.random.default_rng(7).random((2, 8, 9)).astype(dt)
+    k = x[0, :3, :4]
+    for method in ("auto", "direct", "fft"):
+        assert set(xt.assert_backends_agree(x, k, method=method)) == set(
+            xcorr.available_backends())
+    bound = xt.error_bound(x, k, dtype=dt)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        np.testing.assert_array_equal(xt.error_bound(x, k, dtype=getattr(torch, dtype)), bound)
+    exact = oracle(x.astype(np.float64), k.astype(np.float64), "valid")
+    got = xcorr.corr2d(x, k).astype(np.float64)
+    got[0, 0, 0] += 2 * bound[0, 0, 0]
+    with pytest.raises(AssertionError, match="exceed the error bound"):
+        xt.assert_within_bound(got, exact, bound)
 
 
 # -- 2. laws -----------------------------------------------------------------------------------

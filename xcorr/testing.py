@@ -82,8 +82,39 @@ _NORMWISE_METHODS = ("fft", "overlap", "auto", "native")
 # -- the error bound ---------------------------------------------------------------------------
 
 
-def _unit_roundoff(dtype: np.dtype) -> float:
-    return float(np.finfo(dtype).eps) / 2
+def _finfo(dtype: Any) -> Any:
+    """``finfo`` of a float dtype: NumPy's, ml_dtypes' (bfloat16, float8: NumPy's refuses
+    them) or torch's (a torch dtype, which is what a torch result's half type says)."""
+    if str(dtype).startswith("torch."):
+        import torch
+
+        return torch.finfo(dtype)
+    try:
+        return np.finfo(dtype)
+    except ValueError:
+        import ml_dtypes
+
+        return ml_dtypes.finfo(dtype)
+
+
+def _floating(dtype: Any) -> bool:
+    if str(dtype).startswith("torch."):
+        return bool(dtype.is_floating_point)
+    return dtype.kind == "f" or (dtype.kind == "V" and "float" in dtype.name)
+
+
+def _computed_in(result: Any, host: np.ndarray) -> Any:
+    """The dtype a backend's ``result`` was computed in: ``as_numpy`` widens torch's half
+    types to float32, which would tighten their bound 8192-fold (float16)."""
+    dtype = getattr(result, "dtype", None)
+    if str(dtype).startswith("torch.") and result.is_floating_point() and (
+            result.element_size() < 4):
+        return np.dtype(np.float16) if str(dtype) == "torch.float16" else dtype
+    return host.dtype
+
+
+def _unit_roundoff(dtype: Any) -> float:
+    return float(_finfo(dtype).eps) / 2
 
 
 def _finite_abs(a: np.ndarray) -> np.ndarray:
@@ -139,8 +170,9 @@ def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
         The inputs, as passed to ``corr2d`` (host arrays; see :func:`as_numpy`).
     mode : {"valid", "same", "full"}
     dtype : dtype, optional
-        The dtype the result was computed in (e.g. the dtype ``corr2d`` returned).
-        Default: NumPy's promotion of ``x`` and ``k``.  Integer dtypes give a bound of 0.
+        The dtype the result was computed in (e.g. the dtype ``corr2d`` returned; ml_dtypes'
+        and torch's bfloat16 and float8 too).  Default: NumPy's promotion of ``x`` and
+        ``k``.  Integer dtypes give a bound of 0.
     method : str
         The ``method`` passed to ``corr2d``.
     boundary : {"fill", "wrap", "symm", "mirror", "nearest"}
@@ -178,19 +210,22 @@ def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
     x, k = np.asarray(x), np.asarray(k)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    dt = np.dtype(dtype) if dtype is not None else np.result_type(x.dtype, k.dtype)
+    if dtype is None:
+        dt = np.result_type(x.dtype, k.dtype)
+    else:
+        dt = dtype if str(dtype).startswith("torch.") else np.dtype(dtype)
     kshape = (int(k.shape[-2]), int(k.shape[-1]))
     ax = _padded(_finite_abs(x), mode, kshape, boundary, abs(float(fillvalue)), convolve)
     lead = np.broadcast_shapes(ax.shape[:-2], k.shape[:-2])
     out_shape = (*lead, ax.shape[-2] - kshape[0] + 1, ax.shape[-1] - kshape[1] + 1)
-    if dt.kind in "iub":
+    if not _floating(dt):
         return np.zeros(out_shape)
     ak = _finite_abs(k)
     if convolve:
         ak = ak[..., ::-1, ::-1]
     n = kshape[0] * kshape[1]
     u = _unit_roundoff(dt)
-    tiny = float(np.finfo(dt).smallest_normal)
+    tiny = float(_finfo(dt).smallest_normal)
     abs_corr = np.einsum("...ijab,...ab->...ij",  # "..." broadcasts per-image kernels
                          sliding_window_view(ax, kshape, axis=(-2, -1)), ak)
     bound = DIRECT_C * (n + 2) * u * abs_corr + n * tiny
@@ -347,10 +382,12 @@ def assert_backends_agree(x: Any, k: Any, *, backends: Sequence[str] | None = No
         names = list(backends)
     results = {}
     for name in names:
-        got = as_numpy(fn(x, k, method=method, backend=name, **opts))
+        result = fn(x, k, method=method, backend=name, **opts)
+        got = as_numpy(result)
         if integer and got.dtype.kind not in "iu":
             raise AssertionError(f"backend {name!r} returned {got.dtype} for integer input")
-        bound = error_bound(x, k, mode, got.dtype, method, **bound_opts) + want_err
+        bound = error_bound(x, k, mode, _computed_in(result, got), method,
+                            **bound_opts) + want_err
         assert_within_bound(got, want, bound,
                             f"backend {name!r} (mode={mode!r}, method={method!r}, "
                             f"boundary={boundary!r})")
