@@ -321,6 +321,12 @@ def test_wide_unsigned_tensors_compute_as_their_numpy_twins(dtype):
         top = np.array([[2**64 - 1]], np.uint64)  # SciPy's modular arithmetic, kept
         got = xcorr.signal.correlate2d(torch.from_numpy(top), torch.from_numpy(top + 4))
         np.testing.assert_array_equal(got.numpy(), xcorr.signal.correlate2d(top, top + 4))
+        signed = np.array([[1, -2]], np.int8)  # with uint64, SciPy computes in float64
+        want = xcorr.signal.correlate2d(signed, top - 2**63 + 1, "full")
+        for pair in ((signed, top - 2**63 + 1), (torch.from_numpy(signed),
+                                                 torch.from_numpy(top - 2**63 + 1))):
+            got = xcorr.signal.correlate2d(*pair, "full", backend="torch")
+            np.testing.assert_array_equal(got.numpy(), want, strict=True)
         with pytest.raises(OverflowError, match="above 2\\*\\*63 - 1"):
             xcorr.corr2d(torch.from_numpy(top), tk)
 

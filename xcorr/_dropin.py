@@ -40,8 +40,26 @@ def convert(objs: dict[str, Any], backend: str | None
             dtypes.append(obj.dtype)
         else:
             dtypes.append(numpy_dtype(obj))
-        arrays.append(be.asarray(obj))
+        arrays.append(_as_backend_array(be, obj, dtypes[-1]))
     return be, arrays, dtypes
+
+
+def _as_backend_array(be: ModuleType, obj: Any, dtype: np.dtype) -> Any:
+    """``be.asarray(obj)``, but unsigned integers wider than a byte stay unsigned on torch.
+
+    torch's ``asarray`` holds them as int64 (``corr2d`` computes in int64 anyway), which
+    reinterprets uint64 values from 2**63 as negative.  SciPy computes with the values: in
+    int64 where the result is an integer (the same bits), but in float64 where an unsigned
+    integer meets a signed one (int8 with uint64), and the drop-ins cast each input to that
+    dtype themselves, which torch does right from uint64.
+    """
+    if be.NAME != "torch" or dtype.kind != "u" or dtype.itemsize == 1:
+        return be.asarray(obj)
+    if _dispatch.array_backend(obj) == "torch":
+        return obj
+    import torch
+
+    return torch.from_numpy(np.array(obj, dtype=dtype.newbyteorder("=")))  # a copy it owns
 
 
 def numpy_dtype(a: Any) -> np.dtype:
