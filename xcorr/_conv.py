@@ -300,9 +300,11 @@ def forward(be: Any, x: Any, w: Any, geo: Geometry, method: str, integer: bool,
         if native_pads is not None:  # zeros: the layer pads itself
             x = _unpad(x, native_pads)
         args = (geo.stride, native_pads or (0, 0, 0, 0), geo.dilation, geo.groups)
-        if be.kind(x) == "f" and x.dtype.itemsize == 1:  # float8: torch's layer lacks them,
-            return _wide(be, _native, x, w, *args)     # XLA's sums them in their own width
-        return be.conv2d_native(x, w, *args)  # float16/bfloat16 stay: GPU layers sum in fp32
+        if be.kind(x) == "f" and x.dtype.itemsize == 1:
+            # float8: torch's layer lacks them, XLA's sums them in their own width
+            return _wide(be, _native, x, w, *args)
+        # float16 and bfloat16 as they are: the layers sum them in float32 (GPU tensor cores)
+        return be.conv2d_native(x, w, *args)
     if method == "fft":
         return _wide(be, _fft, x, w, geo)
     return _wide(be, _direct, x, w, geo, strict)
