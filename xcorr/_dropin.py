@@ -59,7 +59,10 @@ def _as_backend_array(be: ModuleType, obj: Any, dtype: np.dtype) -> Any:
         return obj
     import torch
 
-    return torch.from_numpy(np.array(obj, dtype=dtype.newbyteorder("=")))  # a copy it owns
+    # a native copy it owns, viewed as the width's canonical dtype: ulonglong is a twin of
+    # uint64 that torch.from_numpy refuses (and that a copy to uint64 keeps)
+    a = np.array(obj, dtype=dtype.newbyteorder("="))
+    return torch.from_numpy(a.view(f"u{dtype.itemsize}"))
 
 
 def numpy_dtype(a: Any) -> np.dtype:

@@ -111,6 +111,9 @@ def asarray(obj: Any) -> torch.Tensor:
         with contextlib.suppress(AttributeError, BufferError, RuntimeError, TypeError):
             return torch.from_dlpack(obj)
     a = to_numpy(obj, NAME)
+    if a.dtype.char in "gG":
+        raise TypeError(f"torch has no {a.dtype} (long double); cast to float64 first, or "
+                        "use backend='numpy', which computes in it")
     if a.dtype.kind == "u" and a.itemsize > 1:  # torch has only uint8 arithmetic
         a = a.astype(np.int64)
     elif a.dtype.name.startswith(("bfloat16", "float8")) and hasattr(torch, a.dtype.name):
