@@ -155,6 +155,12 @@ def test_float32_and_integers(backend: str) -> None:
     np.testing.assert_allclose(got, oracle(xf, wf, None, groups=2), rtol=1e-5, atol=1e-3)
 
 
+def jnp_cast(v: np.float32, dtype: np.dtype) -> Any:
+    import jax.numpy as jnp
+
+    return jnp.asarray(v).astype(dtype).astype(jnp.float32)
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"])
 def test_half_types_are_summed_in_float32_and_rounded_once(backend: str, dtype: str) -> None:
     """Half types keep their dtype, on every method, with a bias, in pooling and in corr2d,
@@ -176,11 +182,17 @@ def test_half_types_are_summed_in_float32_and_rounded_once(backend: str, dtype: 
         assert str(r.dtype).removeprefix("torch.") == dtype
         return (r.float().numpy() if backend == "torch" else to_np(r)).astype(np.float64)
 
+    # JAX 0.4 rounds float32 to float8 through float16 (2.12597656 became 2.0, not 2.25):
+    # a second rounding, of up to half a spacing more, which is JAX's
+    twice = backend == "jax" and dt.itemsize == 1 and float(
+        jnp_cast(np.float32(2.12597656), dt)) != 2.25
+
     def check(got: np.ndarray, exact: np.ndarray, terms: int, fft: bool, what: str) -> None:
         # the inputs are positive, so the exact sum is its own magnitude
         spacing = 2.0 ** (np.floor(np.log2(exact)) - ml_dtypes.finfo(dt).nmant)
         slack = 1e-5 if fft else (terms + 2) * 2.0**-24  # float32's FFT or sum
-        over = np.abs(got - exact) > (1.5 if fft else 0.5) * spacing + slack * exact
+        half = 1.5 if fft else 1.0 if twice else 0.5
+        over = np.abs(got - exact) > half * spacing + slack * exact
         assert not over.any(), f"{what}: {got[over][:4]} against exact {exact[over][:4]}"
 
     for w, groups in ((dense, 1), (depthwise, 8)):

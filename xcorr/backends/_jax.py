@@ -378,10 +378,14 @@ def irfft2(a: Any, s: tuple[int, int]) -> Any:
 
 def conv2d_native(x: Any, w: Any, stride: tuple[int, int], pads: tuple[int, int, int, int],
                   dilation: tuple[int, int], groups: int) -> Any:
-    """``lax.conv_general_dilated`` (NCHW/OIHW, full float32 precision)."""
-    return lax.conv_general_dilated(x, w, stride, ((pads[0], pads[1]), (pads[2], pads[3])),
-                                    rhs_dilation=dilation, feature_group_count=groups,
-                                    precision=lax.Precision.HIGHEST)
+    """``lax.conv_general_dilated`` (NCHW/OIHW, full float32 precision; half types summed in
+    float32 and rounded once: XLA's CPU code in JAX 0.4 summed float16 in float16)."""
+    half = jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize < 4
+    y = lax.conv_general_dilated(x, w, stride, ((pads[0], pads[1]), (pads[2], pads[3])),
+                                 rhs_dilation=dilation, feature_group_count=groups,
+                                 precision=lax.Precision.HIGHEST,
+                                 preferred_element_type=jnp.float32 if half else None)
+    return y.astype(x.dtype) if half else y
 
 
 def pool2d_native(x: Any, win: Any, mode: str) -> Any:
