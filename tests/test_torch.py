@@ -355,6 +355,33 @@ def test_narrow_floats_cross_between_torch_and_numpy(dtype):
         np.testing.assert_array_equal(on_torch.float().numpy(), want.astype(np.float32))
 
 
+def test_torch_func_vmap_and_grad():
+    """``torch.func.vmap`` (batched tensors have no memory to hand to the NumPy kernels, and
+    no Python bool for the FFT's finiteness: decided per example) and ``torch.func.grad``
+    give the per-example results and autograd's gradient."""
+    x, k = rand(4, 40, 40, seed=1), rand(13, 13, seed=2)
+    x[1, 5, 5] = float("nan")  # auto keeps this example's NaN local (direct); not the others
+    calls = {
+        "auto": lambda a: xcorr.corr2d(a, k),
+        "direct": lambda a: xcorr.corr2d(a, k, method="direct"),
+        "overlap": lambda a: xcorr.corr2d(a, k, method="overlap"),
+        "match_template": lambda a: xcorr.match_template(a, k[:4, :4]),
+        "conv2d": lambda a: xcorr.conv2d(a[None], k[None, None]),
+        "pool2d": lambda a: xcorr.pool2d(a, 3),
+    }
+    for name, call in calls.items():
+        finite = name != "overlap"  # an explicit FFT spreads the NaN, by design
+        got = torch.func.vmap(call)(x if finite else x[[0, 2, 3]])
+        want = torch.stack([call(a) for a in (x if finite else x[[0, 2, 3]])])
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, equal_nan=True,
+                                   msg=name)
+    for method in ("direct", "fft", "native"):
+        got = torch.func.grad(lambda kk, m=method: xcorr.corr2d(x[0], kk, method=m).sum())(k)
+        kk = k.clone().requires_grad_()
+        xcorr.corr2d(x[0], kk, method=method).sum().backward()
+        torch.testing.assert_close(got, kk.grad, rtol=1e-12, atol=1e-12)
+
+
 def test_asarray_refuses_lazy_dask_arrays():
     da = pytest.importorskip("dask.array", reason="dask: not installed")
     with pytest.raises(TypeError, match="Dask array is lazy"):

@@ -195,18 +195,37 @@ def from_host(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(a, dtype=like.dtype, device=like.device)
 
 
-def all_finite(x: torch.Tensor, k: torch.Tensor) -> bool:
+def all_finite(x: torch.Tensor, k: torch.Tensor) -> bool | None:
     # One reduction per operand, no temporaries (see the NumPy backend); a sync on CUDA, and a
     # graph break under torch.compile, paid only when the FFT is on the table.  On the CPU by
     # NumPy's: a torch reduction of a large tensor wakes torch's OpenMP threads, which then
     # spin on both cores while the NumPy backend's threads transform (4096² k15 overlap after
-    # a torch sum of the image: 149 against 104 ms).
+    # a torch sum of the image: 149 against 104 ms).  None inside torch.func's transforms:
+    # under vmap each example has its own answer, which no Python bool can hold
+    # (guarded_fft and select_finite decide per example).
+    if _wrapped(x) or _wrapped(k):
+        return None
     if _on_cpu(x, k):
         from . import _numpy
 
         return _numpy.all_finite(_host(x), _host(k))
     sums = torch.stack([x.detach().sum(dtype=torch.float64), k.detach().sum(dtype=torch.float64)])
     return bool(torch.isfinite(sums).all())
+
+
+def select_finite(x: torch.Tensor, k: torch.Tensor, if_finite: Any, otherwise: Any
+                  ) -> torch.Tensor:
+    """``if_finite()`` where every value of ``x`` and ``k`` is finite, else ``otherwise()``,
+    per example of a ``torch.func.vmap`` (both are computed: vmap has no branch; a gradient
+    through the FFT of a non-finite example is NaN, as the FFT's own would be)."""
+    finite = torch.isfinite(x).all() & torch.isfinite(k).all()
+    return torch.where(finite, if_finite(), otherwise())
+
+
+def guarded_fft(x: torch.Tensor, k: torch.Tensor, method: str = "fft") -> torch.Tensor:
+    """``method`` (an FFT) where the values are finite, else direct (see ``select_finite``)."""
+    return select_finite(x, k, lambda: corr2d_valid(x, k, method),
+                         lambda: corr2d_valid(x, k, "direct"))
 
 
 def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
@@ -342,11 +361,18 @@ def ncc_finish(x: torch.Tensor, c: torch.Tensor, num: torch.Tensor, inv_t: torch
 
 def _on_cpu(*tensors: torch.Tensor) -> bool:
     """Whether the NumPy backend's kernels may compute on these tensors' memory: float32 or
-    float64 CPU tensors, outside ``torch.compile`` (which cannot trace into them)."""
+    float64 CPU tensors, outside ``torch.compile`` (which cannot trace into them) and
+    outside ``torch.func``'s transforms (``vmap``'s batched tensors have no memory of their
+    own to hand over)."""
     for t in tensors:  # (a loop, and is_cpu: 0.3 µs against 1.1 for all() and device.type)
-        if not t.is_cpu or t.dtype not in _HOST_FLOATS:
+        if not t.is_cpu or t.dtype not in _HOST_FLOATS or _wrapped(t):
             return False
     return not _compiling()
+
+
+# torch.func's wrapper tensors (vmap, grad, jacrev, ...); private, hence looked up softly
+_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor",
+                   lambda t: False)
 
 
 _HOST_FLOATS = (torch.float32, torch.float64)
@@ -435,7 +461,9 @@ def _shift_add(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     # Under torch.compile the out-of-place form costs nothing (Inductor fuses it), and it must
     # be used: torch 2.11 routes the gradient of an autograd.Function whose output was
     # mutated in place to the wrong input (pytorch/pytorch#180642; seen here as wrong dk).
-    inplace = not _compiling()
+    # Under torch.func.vmap too: addcmul_ has no batching rule (a slow fallback, and a
+    # warning on every call).
+    inplace = not (_compiling() or _wrapped(out))
     for a in range(kh):
         for c in range(kw):
             if not (a or c):
