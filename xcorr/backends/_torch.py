@@ -216,8 +216,9 @@ def all_finite(x: torch.Tensor, k: torch.Tensor) -> bool | None:
 def select_finite(x: torch.Tensor, k: torch.Tensor, if_finite: Any, otherwise: Any
                   ) -> torch.Tensor:
     """``if_finite()`` where every value of ``x`` and ``k`` is finite, else ``otherwise()``,
-    per example of a ``torch.func.vmap`` (both are computed: vmap has no branch; a gradient
-    through the FFT of a non-finite example is NaN, as the FFT's own would be)."""
+    per example of a ``torch.func.vmap`` (both are computed: vmap has no branch; the
+    unselected one gets a zero gradient, so a non-finite example's gradient is the direct
+    sum's)."""
     finite = torch.isfinite(x).all() & torch.isfinite(k).all()
     return torch.where(finite, if_finite(), otherwise())
 
