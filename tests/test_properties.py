@@ -150,6 +150,7 @@ def test_xcorr_testing_bounds_half_types_by_their_own_roundoff(dtype: str) -> No
         assert set(xt.assert_backends_agree(x, k, method=method)) == set(
             xcorr.available_backends())
     bound = xt.error_bound(x, k, dtype=dt)
+    assert (xt.error_bound(x, k, dtype=np.complex128) > 0).all()  # complex: float64's bound
     torch = sys.modules.get("torch")
     if torch is not None:
         np.testing.assert_array_equal(xt.error_bound(x, k, dtype=getattr(torch, dtype)), bound)

@@ -45,7 +45,7 @@ from ._corr import corr2d
 from ._dispatch import available, load
 from ._interop import host_copy as as_numpy
 from ._methods import SPECTRAL, fft_len
-from ._validate import MODES
+from ._validate import MODES, numpy_kind
 
 __all__ = [
     "DIRECT_C",
@@ -97,10 +97,11 @@ def _finfo(dtype: Any) -> Any:
         return ml_dtypes.finfo(dtype)
 
 
-def _floating(dtype: Any) -> bool:
+def _exact(dtype: Any) -> bool:
+    """Integer and boolean dtypes (a bound of 0), NumPy's or torch's."""
     if str(dtype).startswith("torch."):
-        return bool(dtype.is_floating_point)
-    return dtype.kind == "f" or (dtype.kind == "V" and "float" in dtype.name)
+        return not (dtype.is_floating_point or dtype.is_complex)
+    return numpy_kind(dtype) in "ib"
 
 
 def _computed_in(result: Any, host: np.ndarray) -> Any:
@@ -218,7 +219,7 @@ def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
     ax = _padded(_finite_abs(x), mode, kshape, boundary, abs(float(fillvalue)), convolve)
     lead = np.broadcast_shapes(ax.shape[:-2], k.shape[:-2])
     out_shape = (*lead, ax.shape[-2] - kshape[0] + 1, ax.shape[-1] - kshape[1] + 1)
-    if not _floating(dt):
+    if _exact(dt):
         return np.zeros(out_shape)
     ak = _finite_abs(k)
     if convolve:
