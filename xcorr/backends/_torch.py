@@ -203,7 +203,7 @@ def all_finite(x: torch.Tensor, k: torch.Tensor) -> bool | None:
     # a torch sum of the image: 149 against 104 ms).  None inside torch.func's transforms:
     # under vmap each example has its own answer, which no Python bool can hold
     # (guarded_fft and select_finite decide per example).
-    if _wrapped(x) or _wrapped(k):
+    if _wrapped(x, k):
         return None
     if _on_cpu(x, k):
         from . import _numpy
@@ -376,10 +376,11 @@ def _on_cpu(*tensors: torch.Tensor) -> bool:
     return True
 
 
-def _wrapped(t: torch.Tensor) -> bool:
-    """Whether ``t`` is one of torch.func's wrapper tensors (vmap, grad, jacrev, ...); never
-    asked under torch.compile, whose Dynamo cannot trace the question (a graph break)."""
-    return not _compiling() and _is_functorch_wrapped(t)
+def _wrapped(*tensors: torch.Tensor) -> bool:
+    """Whether any of these is one of torch.func's wrapper tensors (vmap, grad, jacrev, ...);
+    never asked under torch.compile, whose Dynamo cannot trace the question (a graph
+    break)."""
+    return not _compiling() and any(_is_functorch_wrapped(t) for t in tensors)
 
 
 # private, hence looked up softly
@@ -475,7 +476,7 @@ def _shift_add(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     # mutated in place to the wrong input (pytorch/pytorch#180642; seen here as wrong dk).
     # Under torch.func.vmap too: addcmul_ has no batching rule (a slow fallback, and a
     # warning on every call).
-    inplace = not (_compiling() or _wrapped(out))
+    inplace = not (_compiling() or _is_functorch_wrapped(out))
     for a in range(kh):
         for c in range(kw):
             if not (a or c):
