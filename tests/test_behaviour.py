@@ -241,3 +241,28 @@ def test_any_byte_order_is_accepted(backend: str, dtype: str) -> None:
     k = np.array([[1, -2], [3, 1]]).astype(dtype)
     got = to_np(xcorr.corr2d(x, k, backend=backend))
     np.testing.assert_array_equal(got, reference(x.astype(np.int64), k.astype(np.int64)))
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">f4", ">i2", ">u2"])
+def test_big_endian_gives_native_results_of_every_operation(backend: str, dtype: str) -> None:
+    """Every operation reads byte-swapped input as its values and answers in native order,
+    as NumPy's own arithmetic does (pool2d kept '>f8' for average pooling on NumPy and Dask,
+    and Dask's pool2d declared '>i2' for blocks that computed int16)."""
+    x = (np.arange(64).reshape(8, 8) % 9).astype(dtype)
+    native = x.astype(x.dtype.newbyteorder("="))
+    calls = {
+        "corr2d": lambda a: xcorr.corr2d(a, a[:2, :3], backend=backend),
+        "pool2d max": lambda a: xcorr.pool2d(a, 2, backend=backend),
+        "conv2d": lambda a: xcorr.conv2d(a[None], a[None, None, :2, :2], backend=backend),
+        "match_template": lambda a: xcorr.match_template(a, a[:3, :3], backend=backend),
+    }
+    if x.dtype.kind == "f":
+        calls["pool2d avg"] = lambda a: xcorr.pool2d(a, 2, mode="avg", backend=backend)
+    for name, call in calls.items():
+        got, want = call(x), call(native)
+        assert str(got.dtype) == str(want.dtype), name
+        if backend == "dask":
+            assert got.compute().dtype == got.dtype, f"{name}: Dask's declared dtype"
+        host = to_np(got)
+        assert host.dtype.isnative, f"{name}: {host.dtype.str}"
+        np.testing.assert_array_equal(host, to_np(want), err_msg=name)

@@ -791,3 +791,34 @@ def test_weights_at_most_eps_are_skipped(backend: str, func: str) -> None:
                            ("wrap", 0.0)):
             want = SCIPY[func](x, w, mode=mode, cval=cval)
             check_ported(backend, FUNCS[func], (x, w), want, mode=mode, cval=cval)
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">f4", ">i2", ">u4", ">c16"])
+def test_big_endian_input(backend: str, dtype: str) -> None:
+    """Byte-swapped NumPy input is read as ndimage reads it, and the default output is the
+    input's type in native byte order (ndimage's); xcorr refused it as "array type not
+    supported"."""
+    x = (np.arange(30).reshape(5, 6) % 7).astype(dtype)
+    w = np.array([[1, 2], [3, 1]], dtype=dtype)
+    for func in FUNCS:
+        want = SCIPY[func](x, w, mode="nearest")
+        assert want.dtype.isnative
+        with x64(backend):
+            got = FUNCS[func](x, w, mode="nearest", backend=backend)
+            assert_same(got, want, backend, f"{func} {dtype} on {backend}")
+
+
+def test_big_endian_output_dtype() -> None:
+    """A byte-swapped ``output`` dtype or array is kept, as ndimage keeps it (NumPy); other
+    frameworks have no byte order and give the native type."""
+    x = np.arange(30.0).reshape(5, 6)
+    w = np.array([[1.0, -2.0], [3.0, 1.0]])
+    for output in (">f4", np.dtype(">i2")):
+        want = scipy.ndimage.correlate(x, w, output=output)
+        assert not want.dtype.isnative
+        assert_same(ndimage.correlate(x, w, output=output), want)
+        got = ndimage.correlate(x, w, output=output, backend="torch")
+        assert_same(got, want.astype(want.dtype.newbyteorder("=")), "torch")
+    out = np.zeros((5, 6), ">f4")
+    assert ndimage.correlate(x, w, output=out) is out
+    np.testing.assert_array_equal(out, scipy.ndimage.correlate(x, w, output=np.float32))

@@ -77,7 +77,10 @@ def numpy_dtype(a: Any) -> np.dtype:
 
 
 def cast(be: ModuleType, a: Any, dtype: np.dtype) -> Any:
-    """``a`` cast to (the framework's equivalent of) NumPy ``dtype``; integers wrap."""
+    """``a`` cast to (the framework's equivalent of) NumPy ``dtype``; integers wrap.  Only
+    NumPy arrays keep a non-native byte order (a requested ``'>f4'`` output)."""
+    if be.NAME not in ("numpy", "dask"):
+        dtype = dtype.newbyteorder("=")
     if be.NAME == "torch":
         import torch
 

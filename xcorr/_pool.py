@@ -87,7 +87,7 @@ def _input_dtype(be: Any, out: Any, x: Any) -> Any:
     holds uint16-64 as int64): they are the input's own values, so they fit."""
     if be.kind(out) != "i" or not hasattr(x, "dtype"):
         return out
-    dtype = numpy_dtype(x)
+    dtype = numpy_dtype(x).newbyteorder("=")  # a big-endian input's values, native
     return cast(be, out, dtype) if dtype.kind == "u" and dtype.itemsize > 1 else out
 
 

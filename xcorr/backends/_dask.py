@@ -92,7 +92,8 @@ def asarray(obj: Any) -> da.Array:
     if any(math.isnan(n) for n in arr.shape):
         raise ValueError(f"the Dask array has unknown chunk sizes (shape {arr.shape}); call "
                          "x.compute_chunk_sizes() first")
-    return arr
+    # byte-swapped data read into native order, block by block, as the NumPy backend does
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
 def kind(arr: da.Array) -> str:

@@ -122,8 +122,10 @@ def unavailable_reason() -> str | None:
 
 
 def asarray(obj: Any) -> np.ndarray:
-    """Convert host arrays, lists and scalars; device arrays raise ``TypeError``."""
-    return to_numpy(obj, NAME)
+    """Convert host arrays, lists and scalars; device arrays raise ``TypeError``.  Byte-swapped
+    data is read into native order (results are native, as NumPy's own arithmetic gives)."""
+    a = to_numpy(obj, NAME)
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def kind(arr: np.ndarray) -> str:
