@@ -343,6 +343,20 @@ def test_shapes_that_cannot_match() -> None:
         learn_kernel(x, y.astype(complex), (1, 2))
 
 
+def test_traced_inputs_are_refused_with_advice() -> None:
+    """Under jax.jit the loop's float(loss) raised JAX's ConcretizationTypeError; now a
+    TypeError names the argument and says to call learn_kernel outside the transformation."""
+    jax = pytest.importorskip("jax", reason="JAX not installed")
+    x = edge_image()
+    y = np.asarray(xcorr.corr2d(x, EDGE))
+    for name, run in (("x", lambda a: learn_kernel(a, y, (1, 2)).kernel),
+                      ("y", lambda a: learn_kernel(x, a, (1, 2)).kernel),
+                      ("init", lambda a: learn_kernel(x, y, (1, 2), init=a[:1, :2]).kernel)):
+        arg = y if name == "y" else x
+        with pytest.raises(TypeError, match=f"^{name} is a traced JAX value.*outside them"):
+            jax.jit(run)(arg)
+
+
 # -- convolution layers (issue 14): 4-D kernel shapes ------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +157,7 @@ lr=0.005
     epochs = _check_epochs(epochs)
     _validate.check_raw(x, "x")
     _validate.check_raw(y, "y")
+    _check_eager(x=x, y=y, init=init)
     be = _dispatch.resolve(x, y, backend)
     x, y = _prepare(be, x, "x"), _prepare(be, y, "y")
     if init is None:
@@ -388,6 +390,18 @@ def _conv_model(be: Any, x: Any, y: Any, shape: tuple[int, ...], conv: dict[str,
     if any(geo.pads):
         x = be.pad(x, geo.pads, geo.boundary, 0)
     return x, y, geo
+
+
+def _check_eager(**objs: Any) -> None:
+    """The training loop reads every epoch's loss on the host (to stop a diverging run), so
+    it runs outside JAX's transformations; each step is jitted inside it already."""
+    tracer = getattr(sys.modules.get("jax.core"), "Tracer", None)
+    for name, obj in objs.items():
+        if tracer is not None and isinstance(obj, tracer):
+            raise TypeError(f"{name} is a traced JAX value: learn_kernel is a Python training "
+                            "loop that reads each epoch's loss, and cannot run inside jax.jit, "
+                            "vmap or grad; call it outside them (its steps are compiled "
+                            "already), or write your own loop with jax.grad of a corr2d loss")
 
 
 def _check_lr(lr: Any) -> float:
