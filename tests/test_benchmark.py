@@ -561,9 +561,11 @@ def test_auto_within_best_method_includes_small_and_batched_cells() -> None:
 @pytest.mark.parametrize("suite", ["surface", "conv2d", "pool2d"])
 def test_operation_suites_run_and_verify(suite: str, tmp_path: Path) -> None:
     """Each operation's suite runs end to end (quick grid): every timed result was checked
-    against its float64 reference, and its targets come out as rows."""
+    against its float64 reference, and its targets come out as rows.  Dask runs on the
+    largest image side (these suites have no correlation grid: Dask was skipped in every
+    cell, "at the largest size (0²)", and the boundary target's Dask row was always n/a)."""
     cmd = [sys.executable, "-m", "xcorr.benchmark", "--quick", "--backends", "numpy", "torch",
-           "--suite", suite, "--out", str(tmp_path), "--max-call", "0.5"]
+           "dask", "--suite", suite, "--out", str(tmp_path), "--max-call", "0.5"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
@@ -574,6 +576,13 @@ def test_operation_suites_run_and_verify(suite: str, tmp_path: Path) -> None:
     assert all(r["verified"] for r in records if r["status"] == "ok")
     rows = [t for t in result["targets"] if t.get("suite", suite) == suite]
     assert rows and all(t["result"] in ("pass", "MISS", "n/a") for t in rows)
+    largest = max(r["shape"][-1] for r in records)
+    dask = [r for r in records if r["impl"].startswith("dask/")]
+    assert dask and all((r["status"] == "ok") == (r["shape"][-1] == largest) for r in dask
+                        if not (r.get("reason") or "").startswith("drop-in cell"))
+    assert f"dask run at the largest image side ({largest}) only" in " ".join(
+        result["meta"]["notes"])
+    assert all(t["result"] != "n/a" for t in rows if "dask" in t["subject"])
 
 
 # -- issue 15's NCC suite ------------------------------------------------------------------------
@@ -635,3 +644,18 @@ def test_ncc_targets_pass_and_miss() -> None:
     torch = rows[("≤ 1.5× the NumPy backend's time", "torch/auto")]
     assert torch["result"] == "MISS" and "8×128×128 k7 float32 (inf×)" in torch["measured"]
     assert ("≤ 1.5× the NumPy backend's time", "jax/auto") not in rows  # jax not run
+
+
+@pytest.mark.parametrize("args", [["--sizes", "0"], ["--kernels", "3", "-1"], ["--threads", "0"],
+                                  ["--batch", "8", "0", "28"], ["--max-call", "-1"],
+                                  ["--max-call", "nan"], ["--sizes", "x"]])
+def test_non_positive_numbers_are_usage_errors(args: list[str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Before any timing: --sizes 0 crashed in np.pad after the roofline runs, --threads 0 in
+    torch.set_num_threads, and --kernels 0 or --max-call -1 ran a whole benchmark."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {args[0]}:" in err
+    assert "must be a positive finite number" in err or "is not an integer" in err

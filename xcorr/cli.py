@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from . import BACKENDS, BackendUnavailableError, benchmark, corr2d
+from ._argtypes import positive
 from ._dispatch import load
 from ._interop import host_copy
 
@@ -87,8 +88,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", nargs="+", choices=("all", *BACKENDS), default=["all"],
                    metavar="NAME", help="'all' (default: every backend that can run here) or "
                    f"one or more of {', '.join(BACKENDS)}")
-    p.add_argument("--epochs", type=_positive(int), default=10, help="default: 10")
-    p.add_argument("--lr", type=_positive(float), default=3e-2, help="default: 0.03")
+    p.add_argument("--epochs", type=positive(int), default=10, help="default: 10")
+    p.add_argument("--lr", type=positive(float), default=3e-2, help="default: 0.03")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initial kernel, the same on every backend (default: 0)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -260,22 +261,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _positive(kind: type) -> Callable[[str], Any]:
-    """An argparse type: a number of ``kind`` that must be > 0."""
-    def convert(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            noun = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-        return value
-
-    convert.__name__ = kind.__name__  # argparse names the type in its messages
-    return convert
 
 
 def _writable_file(text: str) -> str:

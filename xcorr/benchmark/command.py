@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .. import BACKENDS, BackendUnavailableError, _dispatch
+from .._argtypes import positive
 from .cases import Grid
 from .machine import (
     BUSY_HINT,
@@ -87,18 +88,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="let --out overwrite the results already in DIR (e.g. "
                         "--out bench/results --force refreshes the committed ones)")
-    parser.add_argument("--sizes", nargs="+", type=int, metavar="N",
-                        help="image sizes N (N×N) instead of each suite's default grid")
-    parser.add_argument("--kernels", nargs="+", type=int, metavar="K",
-                        help="kernel sizes K (K×K) instead of each suite's default grid")
-    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, help="dtypes to run")
-    parser.add_argument("--batch", nargs=3, type=int, action="append", metavar=("B", "H", "W"),
-                        help="shape of a batched case, repeatable (default: (8, 28, 28) and "
-                        "(8, 512, 512))")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--sizes", nargs="+", type=positive(int), metavar="N",
+                        help="image sizes N (N×N) instead of the corr2d suite's grid (surface: "
+                        "the largest N; conv2d, pool2d and ncc time fixed shapes)")
+    parser.add_argument("--kernels", nargs="+", type=positive(int), metavar="K",
+                        help="kernel sizes K (K×K) instead of the corr2d suite's grid")
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES,
+                        help="dtypes of the corr2d suite's grid")
+    parser.add_argument("--batch", nargs=3, type=positive(int), action="append",
+                        metavar=("B", "H", "W"),
+                        help="shape of a batched case of the corr2d suite, repeatable "
+                        "(default: (8, 28, 28) and (8, 512, 512))")
+    parser.add_argument("--threads", type=positive(int), default=os.cpu_count() or 1,
                         help="threads for torch, Numba, OpenCV and the SciPy FFT (default: "
                         "all CPUs)")
-    parser.add_argument("--max-call", type=float, default=1.5, metavar="SECONDS",
+    parser.add_argument("--max-call", type=positive(float), default=1.5, metavar="SECONDS",
                         help="skip a case whose call is estimated to take longer (default 1.5)")
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNGs")
 

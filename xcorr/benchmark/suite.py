@@ -30,7 +30,8 @@ module of ``xcorr/benchmark/suites/`` and add it to the registry there; a minima
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -149,17 +150,18 @@ class Suite:
         others."""
         impls: list[Impl] = []
         notes: list[str] = []
-        largest = max((c.size for c in cells if c.case == "grid"), default=0)
+        # the correlation grid's cells where the suite has them, else all its cells
+        swept = [c for c in cells if c.case == "grid"] or list(cells)
+        largest = max((c.size for c in swept), default=0)
         for name in ctx.backends:
             rows = self.backend_impls(name)
             if name == "dask":
-                notes.append(f"{self.name}: dask run at the largest size ({largest}²) only: its "
-                             "chunked graph is for images too big for one block, and costs "
-                             "milliseconds of scheduling")
-                for impl in rows:
-                    impl.applies = lambda cell: (None if cell.case == "grid"
-                                                 and cell.size == largest
-                                                 else f"dask: only at {largest}²")
+                notes.append(f"{self.name}: dask run at the largest image side ({largest}) "
+                             "only: its chunked graph is for images too big for one block, "
+                             "and costs milliseconds of scheduling")
+                for impl in rows:  # and only where the suite's own rule lets it run
+                    impl.applies = partial(_dask_applies, swept=swept, largest=largest,
+                                           inner=impl.applies)
             impls += rows
         if "torch" in ctx.backends and ctx.torch_cuda:
             impls += self.backend_impls("torch", "cuda")
@@ -172,3 +174,12 @@ class Suite:
             else:
                 impls.append(peer.impl())
         return impls, notes
+
+
+def _dask_applies(cell: Cell, swept: Sequence[Cell], largest: int,
+                  inner: Callable[[Cell], str | None]) -> str | None:
+    """Dask's rows run on the swept cells of the largest image side, where the suite's own
+    rule (``inner``) lets them."""
+    if cell not in swept or cell.size != largest:
+        return f"dask: only at image side {largest}"
+    return inner(cell)

@@ -1,0 +1,27 @@
+"""Argument types shared by the ``xcorr`` command and ``xcorr bench``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` (int or float) that must be > 0 and finite.
+
+    >>> positive(int)("3"), positive(float)("0.5")
+    (3, 0.5)
+    """
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
