@@ -382,6 +382,55 @@ def test_torch_func_vmap_and_grad():
         torch.testing.assert_close(got, kk.grad, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_forward_mode_ad_on_cpu_tensors(requires_grad):
+    """Dual tensors (``torch.autograd.forward_ad``): the NumPy kernels that compute CPU
+    tensors see no tangent, so a dual input lost its derivative without a word (tangent
+    None: direct, auto, match_template), and one that also required grad raised (no jvp on
+    xcorr's autograd Functions).  Now every method gives the bilinear derivative
+    ``corr(dx, k) + corr(x, dk)``, and match_template torch.func.jvp's."""
+    fw = torch.autograd.forward_ad
+    x, k = rand(2, 30, 33), rand(5, 4, seed=1)
+    dx, dk = rand(2, 30, 33, seed=2), rand(5, 4, seed=3)
+    calls = {m: (lambda a, b, m=m: xcorr.corr2d(a, b, method=m))
+             for m in ("auto", "direct", "fft", "overlap", "native")}
+    calls["same wrap"] = lambda a, b: xcorr.corr2d(a, b, mode="same", boundary="wrap")
+    calls["match_template"] = lambda a, b: xcorr.match_template(a, b)
+    for name, call in calls.items():
+        if name == "match_template":
+            want = torch.func.jvp(call, (x, k), (dx, dk))[1]
+        else:  # bilinear: the derivative is exact
+            want = call(dx, k) + call(x, dk)
+        for tangents in ((dx, dk), (dx, None), (None, dk)):
+            if tangents[1] is None and name != "match_template":
+                want_t = call(dx, k)
+            elif tangents[0] is None and name != "match_template":
+                want_t = call(x, dk)
+            elif name == "match_template" and None in tangents:
+                continue
+            else:
+                want_t = want
+            with fw.dual_level():
+                duals = [p.clone().requires_grad_(requires_grad) if t is None else
+                         fw.make_dual(p.clone().requires_grad_(requires_grad), t)
+                         for p, t in zip((x, k), tangents, strict=True)]
+                got = fw.unpack_dual(call(*duals)).tangent
+            assert got is not None, name
+            torch.testing.assert_close(got.detach(), want_t, rtol=1e-10, atol=1e-10, msg=name)
+
+
+def test_torch_func_hessian_of_the_direct_method():
+    """jacfwd of jacrev vmaps over xcorr's direct autograd Function, which had no vmap rule
+    ("You tried to vmap over _Direct"): under torch.func the plain loop is differentiated."""
+    x, k = rand(9, 11), rand(3, 4, seed=1)
+    for method in ("direct", "auto"):
+        def loss(kk, m=method):
+            return (xcorr.corr2d(x, kk, method=m) ** 3).sum()
+        got = torch.func.hessian(loss)(k)
+        want = torch.autograd.functional.hessian(loss, k)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
 def test_asarray_refuses_lazy_dask_arrays():
     da = pytest.importorskip("dask.array", reason="dask: not installed")
     with pytest.raises(TypeError, match="Dask array is lazy"):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as forward_ad
 import torch.nn.functional as F
 
 from .. import _grad, _numba
@@ -247,9 +248,11 @@ def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
         out = overlap_valid(x, k, tile, rfft2, irfft2, _tiles, _mul_conj).contiguous()
     elif method == "native":
         out = _native(x, k)
-    elif torch.is_grad_enabled() and (x.requires_grad or k.requires_grad):
+    elif _recording(x, k) and not _wrapped(x, k):
         out = _Direct.apply(x, k)
-    else:  # Function.apply costs ~15 µs of Python, 20% of a 256² 3×3 correlation
+    else:  # Function.apply costs ~15 µs of Python, 20% of a 256² 3×3 correlation; and
+        # torch.func's transforms differentiate the plain loop in every mode (_Direct has
+        # no vmap rule or jvp: torch.func.hessian, jacfwd of jacrev, failed on it)
         out = _shift_add(x, k)
     return out if out.dtype == dtype else out.to(dtype)
 
@@ -392,8 +395,15 @@ _HOST_FLOATS = (torch.float32, torch.float64)
 
 
 def _recording(*tensors: torch.Tensor) -> bool:
-    """Whether autograd records an operation on these tensors."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    """Whether autograd records an operation on these tensors: for backward (grad mode on,
+    a tensor that requires grad) or in forward mode (inside ``forward_ad.dual_level``, a
+    tensor with a tangent, whatever the grad mode).  The NumPy kernels see no tangent: a
+    dual tensor given to them lost its derivative without a word."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return True
+    if getattr(forward_ad, "_current_level", 0) < 0:  # no dual level open: no tangents
+        return False
+    return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 
 
 def _on_host(*tensors: torch.Tensor) -> bool:
@@ -539,6 +549,12 @@ class _Direct(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: Any) -> None:
         ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def jvp(ctx: Any, dx: torch.Tensor | None, dk: torch.Tensor | None) -> torch.Tensor:
+        x, k = ctx.saved_tensors
+        return _bilinear_tangent(_shift_add, x, k, dx, dk)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -575,6 +591,15 @@ class _HostCorr(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor, str],
                       output: Any) -> None:
         ctx.save_for_backward(*inputs[:2])
+        ctx.save_for_forward(*inputs[:2])
+        ctx.method = inputs[2]
+
+    @staticmethod
+    def jvp(ctx: Any, dx: torch.Tensor | None, dk: torch.Tensor | None, _: Any
+            ) -> torch.Tensor:
+        x, k = ctx.saved_tensors
+        return _bilinear_tangent(functools.partial(_HostCorr.forward, method=ctx.method),
+                                 x, k, dx, dk)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -586,6 +611,14 @@ class _HostCorr(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             dk = _grad.grad_k(be, x, g, tuple(k.shape))
         return dx, dk, None
+
+
+def _bilinear_tangent(corr: Any, x: torch.Tensor, k: torch.Tensor, dx: torch.Tensor | None,
+                      dk: torch.Tensor | None) -> torch.Tensor:
+    """The forward-mode derivative of the bilinear ``corr(x, k)``: ``corr(dx, k) +
+    corr(x, dk)`` (a missing tangent is a zero one)."""
+    terms = [corr(a, b) for a, b, t in ((dx, k, dx), (x, dk, dk)) if t is not None]
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
 def _native(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
