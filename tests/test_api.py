@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -128,6 +129,35 @@ def test_explicit_backend_converts_host_arrays():
     assert isinstance(y, np.ndarray) and (y == 3).all()
     with pytest.raises(TypeError, match="requires grad"):
         xcorr.corr2d(torch.ones(4, 4, requires_grad=True), [[1.0]], backend="numpy")
+
+
+def test_sparse_inputs_are_refused_with_the_conversion_to_make():
+    """A SciPy sparse matrix read by NumPy as one object ("dtype object, not a number type"),
+    and torch's sparse tensors failed in torch ("reshape is not implemented for sparse
+    tensors") or NumPy: each now says what to call."""
+    sparse = pytest.importorskip("scipy.sparse", reason="scipy: not installed")
+    m = sparse.random(6, 8, density=0.5, format="csr", random_state=0)
+    calls = (lambda a, **kw: xcorr.corr2d(a, [[1.0, 2.0]], **kw),
+             lambda a, **kw: xcorr.match_template(a, [[1.0, 2.0]], **kw),
+             lambda a, **kw: xcorr.pool2d(a, 2, **kw),
+             lambda a, **kw: xcorr.local_ncc(a, a, 3, **kw))
+    for call in calls:
+        for obj in (m, sparse.csr_array(m)):
+            with pytest.raises(TypeError, match=r"SciPy sparse .*call \.toarray\(\) first"):
+                call(obj)
+    if importlib.util.find_spec("torch") is None:
+        return
+    import torch
+
+    t = torch.from_numpy(m.toarray())
+    with warnings.catch_warnings():  # torch: "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        csr = t.to_sparse_csr()
+    for layout in (t.to_sparse(), csr):
+        for backend in ("torch", "numpy"):
+            for call in calls:
+                with pytest.raises(TypeError, match=r"layout torch\.sparse.*\.to_dense\(\)"):
+                    call(layout, backend=backend)
 
 
 def test_threads_with_mixed_backends():

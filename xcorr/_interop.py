@@ -25,6 +25,9 @@ def to_numpy(obj: Any, target: str) -> np.ndarray:
     kind = array_backend(obj)
     where = f"backend={target!r}"
     if kind == "torch":
+        if obj.layout != sys.modules["torch"].strided:
+            raise TypeError(f"a tensor of layout {obj.layout} cannot go to {where}; call "
+                            ".to_dense() first")
         if obj.device.type != "cpu":
             raise TypeError(f"a torch tensor on {obj.device} cannot go to {where} without a copy "
                             "to the host; call .cpu() yourself, or use backend='torch'")

@@ -25,6 +25,10 @@ def check_raw(obj: Any, name: str) -> None:
     if obj is None or isinstance(obj, (str, bytes)):
         raise TypeError(f"{name} must be an array or nested list of numbers, got "
                         f"{type(obj).__name__}; pass e.g. numpy.asarray(...) of floats")
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None and sparse.issparse(obj):  # NumPy reads it as one object
+        raise TypeError(f"{name} is a SciPy sparse {type(obj).__name__}, which xcorr does not "
+                        "correlate; call .toarray() first")
 
 
 def check_options(mode: Any, method: Any, offered: tuple[str, ...], backend: str) -> None:

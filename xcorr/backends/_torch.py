@@ -105,6 +105,9 @@ def asarray(obj: Any) -> torch.Tensor:
     wider than 8 bits become int64, tensors or not: torch has little arithmetic for them
     (no ``flip``, ``max`` or matmul for ``uint16``), and integer results are int64 anyway."""
     if isinstance(obj, torch.Tensor):
+        if obj.layout != torch.strided:  # sparse (COO, CSR, ...) or mkldnn tensors
+            raise TypeError(f"a tensor of layout {obj.layout} cannot be correlated; call "
+                            ".to_dense() first")
         return obj.to(torch.int64) if obj.dtype in _WIDE_UINTS else obj
     if array_backend(obj) in ("jax", "cupy"):
         # Zero-copy on the array's own device; what DLPack refuses (a JAX tracer, a device this
