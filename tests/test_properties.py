@@ -137,6 +137,20 @@ def test_xcorr_testing_agrees_on_every_backend() -> None:
                                xt.error_bound(x, k, "same"))
 
 
+def test_xcorr_testing_is_quiet_on_infinite_outputs() -> None:
+    """Matching infinite outputs pass without NumPy's "invalid value encountered in
+    subtract" (inf - inf, which the helper printed to its users), and a non-finite mismatch
+    names the dtype the backend computed in."""
+    want = np.array([[np.inf, -np.inf, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xt.assert_within_bound(want.astype(np.float32), want, 1e-6)
+        xt.assert_backends_agree(np.array([[np.inf, 1.0, 2.0], [0.0, -np.inf, 1.0]]),
+                                 np.array([[1.0, 0.5]]), backends=["numpy"])
+    with pytest.raises(AssertionError, match=r"non-finite .* got nan, expected inf; dtype float32"):
+        xt.assert_within_bound(np.array([[np.nan, -np.inf, 1.0]], np.float32), want, 1e-6)
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float8_e4m3fn"])
 def test_xcorr_testing_bounds_half_types_by_their_own_roundoff(dtype: str) -> None:
     """Half types on every backend pass the helper (torch's half results reach NumPy as

@@ -297,11 +297,14 @@ def assert_within_bound(got: Any, want: Any, bound: Any, name: str = "result") -
         bad = (fw != fg) | (~fw & ~((g == want) | (np.isnan(g) & np.isnan(want))))
         i = tuple(int(j) for j in np.argwhere(bad)[0])
         raise AssertionError(f"{name}: non-finite outputs differ at {int(bad.sum())} "
-                             f"positions, first at {i}: got {g[i]}, expected {want[i]}")
-    err = np.where(fw, np.abs(g - want), 0.0)
+                             f"positions, first at {i}: got {g[i]}, expected {want[i]}; "
+                             f"dtype {got.dtype}")
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf where both are inf
+        err = np.where(fw, np.abs(g - want), 0.0)
     over = err > bound
     if over.any():
-        ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1), np.inf)
+        with np.errstate(over="ignore"):
+            ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1), np.inf)
         i = tuple(int(j) for j in np.unravel_index(np.argmax(ratio), ratio.shape))
         raise AssertionError(f"{name}: {int(over.sum())} of {over.size} outputs exceed the "
                              f"error bound; worst at {i}: got {g[i]!r}, expected {want[i]!r}, "
