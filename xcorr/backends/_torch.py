@@ -620,8 +620,9 @@ def _bilinear_tangent(corr: Any, x: torch.Tensor, k: torch.Tensor, dx: torch.Ten
                       dk: torch.Tensor | None) -> torch.Tensor:
     """The forward-mode derivative of the bilinear ``corr(x, k)``: ``corr(dx, k) +
     corr(x, dk)`` (a missing tangent is a zero one)."""
-    terms = [corr(a, b) for a, b, t in ((dx, k, dx), (x, dk, dk)) if t is not None]
-    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+    if dx is None:
+        return corr(x, dk)
+    return corr(dx, k) if dk is None else corr(dx, k) + corr(x, dk)
 
 
 def _native(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
