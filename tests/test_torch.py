@@ -537,6 +537,33 @@ def test_torch_compile_traces_every_method(method):
     torch.testing.assert_close(kg.grad, k2.grad)
 
 
+def test_torch_compile_fullgraph():
+    """``fullgraph=True`` traces corr2d (every method), convolve2d, conv2d and pool2d, with
+    gradients, once xcorr's torch backend is loaded (its first import is not traceable).
+    The plan cache read the ``use_backend`` ContextVar (Dynamo: "Unsupported method call"),
+    the overlap tile's ``min()`` of a generator failed to trace, and a ``jvp`` on the
+    direct method's autograd Function is one Dynamo refuses."""
+    xcorr.corr2d(torch.ones(4, 4), torch.ones(2, 2))  # loads the backend
+    x = rand(2, 2, 40, 40, dtype=torch.float32)
+    w = rand(3, 2, 3, 3, dtype=torch.float32, seed=1)
+    calls = {f"corr2d {m}": (lambda a, b, m=m: xcorr.corr2d(a, b[0], mode="same", method=m))
+             for m in ("auto", "direct", "fft", "overlap", "native")}
+    calls["convolve2d wrap"] = lambda a, b: xcorr.convolve2d(a, b[0, 0], mode="same",
+                                                              boundary="wrap")
+    calls["conv2d"] = lambda a, b: xcorr.conv2d(a, b, stride=2, padding=1,
+                                                padding_mode="reflect")
+    calls["pool2d"] = lambda a, b: xcorr.pool2d(a * b.sum(), 3, stride=2, padding=1)
+    for name, call in calls.items():
+        torch._dynamo.reset()
+        fn = torch.compile(call, fullgraph=True, backend="aot_eager")
+        wg, we = w.clone().requires_grad_(), w.clone().requires_grad_()
+        got, want = fn(x, wg), call(x, we)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=name)
+        got.square().sum().backward()
+        want.square().sum().backward()
+        torch.testing.assert_close(wg.grad, we.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
 @pytest.mark.slow
 def test_torch_compile_inductor_direct_forward_and_backward():
     x, k = rand(9, 9, dtype=torch.float32), rand(3, 3, dtype=torch.float32, seed=1)

@@ -247,9 +247,13 @@ def valid(be: Any, x: Any, k: Any, method: str, integer: bool) -> tuple[Any, str
 def _plan_key(x: Any, k: Any, *settings: Any) -> tuple[Any, ...] | None:
     """What decides the whole dispatch of arrays (None for lists and scalars)."""
     try:
-        key = (type(x), type(k), x.shape, k.shape, x.dtype, k.dtype, *settings,
-               _dispatch.get_backend())
-        if _dispatch.array_backend(x) == "torch" or _dispatch.array_backend(k) == "torch":
+        key = (type(x), type(k), x.shape, k.shape, x.dtype, k.dtype, *settings)
+        kinds = (_dispatch.array_backend(x), _dispatch.array_backend(k))
+        if all(kind in (None, "numpy") for kind in kinds):
+            # only host data goes where the setting says (not read otherwise: torch.compile's
+            # Dynamo cannot trace a ContextVar)
+            key += (_dispatch.get_backend(),)
+        if "torch" in kinds:
             # CPU and CUDA tensors differ in cost model and kernels, and two devices raise.
             key += (x.device, getattr(k, "device", None))
         hash(key)

@@ -106,8 +106,11 @@ class Cost:
         best = _plans.get(key)
         if best is None:
             sides = _TILE_SIDES if threads <= 1 else _SHARED_SIDES
-            best = min((self._per_image(h, w, kh, kw, bh, bw, threads), (bh, bw))
-                       for bh in _sides(h, kh, sides) for bw in _sides(w, kw, sides))
+            # a loop, not min() of a generator: torch.compile's Dynamo traces this (fullgraph)
+            for bh in _sides(h, kh, sides):
+                for bw in _sides(w, kw, sides):
+                    cand = (self._per_image(h, w, kh, kw, bh, bw, threads), (bh, bw))
+                    best = cand if best is None or cand < best else best
             if len(_plans) > 4096:
                 _plans.clear()
             _plans[key] = best

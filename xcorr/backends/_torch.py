@@ -251,11 +251,11 @@ def corr2d_valid(x: torch.Tensor, k: torch.Tensor, method: str) -> torch.Tensor:
         out = overlap_valid(x, k, tile, rfft2, irfft2, _tiles, _mul_conj).contiguous()
     elif method == "native":
         out = _native(x, k)
-    elif _recording(x, k) and not _wrapped(x, k):
+    elif _records_backward(x, k) and not (_wrapped(x, k) or _has_tangent(x, k)):
         out = _Direct.apply(x, k)
     else:  # Function.apply costs ~15 µs of Python, 20% of a 256² 3×3 correlation; and
-        # torch.func's transforms differentiate the plain loop in every mode (_Direct has
-        # no vmap rule or jvp: torch.func.hessian, jacfwd of jacrev, failed on it)
+        # forward mode and torch.func's transforms differentiate the plain loop (_Direct has
+        # no vmap rule or jvp, which Dynamo cannot trace: torch.func.hessian failed on it)
         out = _shift_add(x, k)
     return out if out.dtype == dtype else out.to(dtype)
 
@@ -402,8 +402,14 @@ def _recording(*tensors: torch.Tensor) -> bool:
     a tensor that requires grad) or in forward mode (inside ``forward_ad.dual_level``, a
     tensor with a tangent, whatever the grad mode).  The NumPy kernels see no tangent: a
     dual tensor given to them lost its derivative without a word."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return True
+    return _records_backward(*tensors) or _has_tangent(*tensors)
+
+
+def _records_backward(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _has_tangent(*tensors: torch.Tensor) -> bool:
     if getattr(forward_ad, "_current_level", 0) < 0:  # no dual level open: no tangents
         return False
     return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
@@ -552,12 +558,6 @@ class _Direct(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: Any) -> None:
         ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-
-    @staticmethod
-    def jvp(ctx: Any, dx: torch.Tensor | None, dk: torch.Tensor | None) -> torch.Tensor:
-        x, k = ctx.saved_tensors
-        return _bilinear_tangent(_shift_add, x, k, dx, dk)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
