@@ -546,8 +546,13 @@ def test_torch_compile_fullgraph():
     xcorr.corr2d(torch.ones(4, 4), torch.ones(2, 2))  # loads the backend
     x = rand(2, 2, 40, 40, dtype=torch.float32)
     w = rand(3, 2, 3, 3, dtype=torch.float32, seed=1)
+    methods = ["auto", "direct", "native"]
+    if tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 13):
+        # the explicit FFTs' NaN/Inf check is bool() of a tensor, which torch 2.9's Dynamo
+        # cannot trace with fullgraph (2.13's can; versions between not tried)
+        methods += ["fft", "overlap"]
     calls = {f"corr2d {m}": (lambda a, b, m=m: xcorr.corr2d(a, b[0], mode="same", method=m))
-             for m in ("auto", "direct", "fft", "overlap", "native")}
+             for m in methods}
     calls["convolve2d wrap"] = lambda a, b: xcorr.convolve2d(a, b[0, 0], mode="same",
                                                               boundary="wrap")
     calls["conv2d"] = lambda a, b: xcorr.conv2d(a, b, stride=2, padding=1,

@@ -8,6 +8,7 @@ its array namespace ``xp``); the rules live here and in ``_validate``/``_boundar
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,10 +251,12 @@ def _plan_key(x: Any, k: Any, *settings: Any) -> tuple[Any, ...] | None:
         key = (type(x), type(k), x.shape, k.shape, x.dtype, k.dtype, *settings)
         kinds = (_dispatch.array_backend(x), _dispatch.array_backend(k))
         if all(kind in (None, "numpy") for kind in kinds):
-            # only host data goes where the setting says (not read otherwise: torch.compile's
-            # Dynamo cannot trace a ContextVar)
-            key += (_dispatch.get_backend(),)
+            key += (_dispatch.get_backend(),)  # only host data goes where the setting says
         if "torch" in kinds:
+            if sys.modules["torch"].compiler.is_compiling():
+                # Dynamo caches the traced graph itself, and cannot trace this key (the
+                # setting's ContextVar; hash() of a tuple on torch 2.9)
+                return None
             # CPU and CUDA tensors differ in cost model and kernels, and two devices raise.
             key += (x.device, getattr(k, "device", None))
         hash(key)
