@@ -30,16 +30,15 @@ def convert(objs: dict[str, Any], backend: str | None
 
     The dtypes are the NumPy equivalents of the dtypes the caller passed, read before the
     conversion: a backend may widen on the way in (torch holds NumPy's ``uint16`` as
-    ``int64``), and SciPy's output dtype depends on what was passed.
+    ``int64``), and SciPy's output dtype depends on what was passed.  In native byte order:
+    SciPy's results are native whatever the input's order.
     """
     be = _dispatch.resolve_all(tuple(objs.values()), backend, tuple(objs))
     arrays, dtypes = [], []
     for obj in objs.values():
         if _dispatch.array_backend(obj) in (None, "numpy"):
             obj = to_numpy(obj, be.NAME)
-            dtypes.append(obj.dtype)
-        else:
-            dtypes.append(numpy_dtype(obj))
+        dtypes.append(numpy_dtype(obj).newbyteorder("="))
         arrays.append(_as_backend_array(be, obj, dtypes[-1]))
     return be, arrays, dtypes
 
@@ -61,7 +60,7 @@ def _as_backend_array(be: ModuleType, obj: Any, dtype: np.dtype) -> Any:
 
     # a native copy it owns, viewed as the width's canonical dtype: ulonglong is a twin of
     # uint64 that torch.from_numpy refuses (and that a copy to uint64 keeps)
-    a = np.array(obj, dtype=dtype.newbyteorder("="))
+    a = np.array(obj, dtype=dtype)
     return torch.from_numpy(a.view(f"u{dtype.itemsize}"))
 
 

@@ -301,8 +301,8 @@ _C_TYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQfd")
 
 def _check_types(x_dtype: np.dtype, out_dtype: np.dtype, complex_out: bool) -> None:
     """ndimage's C code refuses other dtypes, for complex data in their real parts (so a
-    complex output for real data is refused too); either byte order."""
-    real_in = np.empty(0, x_dtype).real.dtype.newbyteorder("=")
+    complex output for real data is refused too); an output dtype of either byte order."""
+    real_in = np.empty(0, x_dtype).real.dtype
     real_out = (np.empty(0, out_dtype).real.dtype if complex_out else out_dtype
                 ).newbyteorder("=")
     if real_in not in _C_TYPES or real_out not in _C_TYPES:
@@ -375,9 +375,9 @@ def _origins(o: list[Any], wshape: tuple[int, int], convolve: bool) -> list[int]
 def _output(output: Any, be: Any, x_dtype: np.dtype, shape: tuple[int, ...],
             complex_out: bool) -> tuple[np.dtype, Any]:
     """ndimage's ``_get_output``: the output dtype, and the user's output array if given."""
-    if output is None:  # the input's type in native byte order
+    if output is None:
         dt = np.promote_types(x_dtype, np.complex64) if complex_out else x_dtype
-        return np.dtype(dt).newbyteorder("="), None
+        return np.dtype(dt), None
     if isinstance(output, (type, np.dtype)):
         dt = np.dtype(output)
         if complex_out and dt.kind != "c":
