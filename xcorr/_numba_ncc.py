@@ -59,11 +59,19 @@ def suffix(x, c, b, i0, length, s1, s2):
         e1[j] = a
         e2[j] = a * a
     for r in range(length - 2, -1, -1):
-        row, d1, d2, n1, n2 = x[b, i0 + r], s1[r], s2[r], s1[r + 1], s2[r + 1]
-        for j in range(row.shape[0]):
-            a = np.float64(row[j] - c)
-            d1[j] = a + n1[j]
-            d2[j] = a * a + n2[j]
+        suffix_row(x[b, i0 + r], c, s1[r], s2[r], s1[r + 1], s2[r + 1])
+
+# suffix_row and add_row_sums are functions of their own, given their rows as views: the
+# same loops written inside suffix's and kernel's loops over the rows compiled to code that
+# took 1.5x as long (0.70 against 1.07 µs per 1024-wide row here).
+
+@jit
+def suffix_row(row, c, d1, d2, n1, n2):
+    # d = (row - c) + n and (row - c)² + n2: the suffix n below it gains the row
+    for j in range(row.shape[0]):
+        a = np.float64(row[j] - c)
+        d1[j] = a + n1[j]
+        d2[j] = a * a + n2[j]
 
 @jit
 def add_row(x, c, b, i, p1, p2):
@@ -72,6 +80,19 @@ def add_row(x, c, b, i, p1, p2):
         a = np.float64(row[j] - c)
         p1[j] += a
         p2[j] += a * a
+
+@jit
+def add_row_sums(row, c, p1, p2, s1, s2, c1, c2):
+    # add_row, then column_sums, in one pass: the prefix p gains the window's last row, and
+    # the output row's column sums are c = s + p (s: the block's suffix at that row)
+    for j in range(row.shape[0]):
+        a = np.float64(row[j] - c)
+        q1 = p1[j] + a
+        q2 = p2[j] + a * a
+        p1[j] = q1
+        p2[j] = q2
+        c1[j] = s1[j] + q1
+        c2[j] = s2[j] + q2
 
 # The loops below index views (``a = src[m:m + size]``), never ``src[j + m]`` with a run-time
 # offset: LLVM vectorises the former and not the latter (4.3 against 0.9 ms for 1024² of
@@ -237,8 +258,9 @@ def kernel(x, shift, h, w, tol, oh, nb, ho, wo, out, fused, num, scale, order, s
             add_row(x, c, b, i, p1, p2)
         for r in range(rows):
             if r > 0:  # the prefix gains the window's last row
-                add_row(x, c, b, i0 + r + h - 1, p1, p2)
-            column_sums(s1, s2, r, p1, p2, c1, c2)
+                add_row_sums(x[b, i0 + r + h - 1], c, p1, p2, s1[r], s2[r], c1, c2)
+            else:
+                column_sums(s1, s2, r, p1, p2, c1, c2)
             row_sums(c1, w, wo, t1, buf[0], buf[1])
             row_sums(c2, w, wo, t2, buf[2], buf[3])
             if fused:
