@@ -431,6 +431,34 @@ def test_torch_func_hessian_of_the_direct_method():
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
+def test_meta_tensors_give_the_shapes_and_dtypes_of_real_ones():
+    """Meta tensors (shapes, no values: shape inference, as ``F.conv2d`` does on them) go
+    through every operation and method; the FFT's NaN/Inf guard and the drop-ins' checks of
+    values decided on values they do not have ("Tensor.item() cannot be called on meta
+    tensors")."""
+    import xcorr.ndimage
+    import xcorr.signal
+
+    rng = np.random.default_rng(3)
+    real_x, real_k = torch.tensor(rng.random((2, 20, 24))), torch.tensor(rng.random((3, 4)))
+    calls = [lambda x, k, m=m: xcorr.corr2d(x, k, method=m) for m in tb.METHODS] + [
+        lambda x, k: xcorr.corr2d(x, k, mode="same", boundary="symm", method="fft"),
+        lambda x, k: xcorr.convolve2d(x, k, mode="full", method="overlap"),
+        lambda x, k: xcorr.match_template(x, x[0, 3:8, 4:9]),
+        lambda x, k: xcorr.match_template(x, x[0, 3:8, 4:9], mode="same", method="fft",
+                                          mask=x[0, :5, :5] > 0.5),
+        lambda x, k: xcorr.local_ncc(x, x, 3),
+        lambda x, k: xcorr.conv2d(x[:, None], k[None, None], padding=1, method="fft"),
+        lambda x, k: xcorr.pool2d(x, 2, mode="avg"),
+        lambda x, k: xcorr.ndimage.correlate(x[0], k, mode="mirror"),
+        lambda x, k: xcorr.signal.correlate2d(x[0], k, boundary="wrap"),
+    ]
+    for call in calls:
+        want = call(real_x, real_k)
+        got = call(real_x.to("meta"), real_k.to("meta"))
+        assert got.is_meta and got.shape == want.shape and got.dtype == want.dtype
+
+
 def test_asarray_refuses_lazy_dask_arrays():
     da = pytest.importorskip("dask.array", reason="dask: not installed")
     with pytest.raises(TypeError, match="Dask array is lazy"):

@@ -206,8 +206,9 @@ def all_finite(x: torch.Tensor, k: torch.Tensor) -> bool | None:
     # spin on both cores while the NumPy backend's threads transform (4096² k15 overlap after
     # a torch sum of the image: 149 against 104 ms).  None inside torch.func's transforms:
     # under vmap each example has its own answer, which no Python bool can hold
-    # (guarded_fft and select_finite decide per example).
-    if _wrapped(x, k):
+    # (guarded_fft and select_finite decide per example).  None for meta tensors too: they
+    # have shapes and no values (shape inference, as F.conv2d gives it on them).
+    if x.is_meta or k.is_meta or _wrapped(x, k):
         return None
     if _on_cpu(x, k):
         from . import _numpy
