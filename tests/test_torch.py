@@ -586,6 +586,12 @@ def test_torch_compile_fullgraph():
     calls["conv2d"] = lambda a, b: xcorr.conv2d(a, b, stride=2, padding=1,
                                                 padding_mode="reflect")
     calls["pool2d"] = lambda a, b: xcorr.pool2d(a * b.sum(), 3, stride=2, padding=1)
+    # NumPy's errstate, its pad of the window counts and the widest dtype's probe did not
+    # trace ("Can't find numpy function errstate", "Unsupported ndarray attribute access")
+    calls["match_template"] = lambda a, b: xcorr.match_template(a, b[:2, :, :5])
+    calls["match_template masked same"] = lambda a, b: xcorr.match_template(
+        a, b[:2, 0], mode="same", mask=b[0, 0] > 0.3)
+    calls["local_ncc"] = lambda a, b: xcorr.local_ncc(a, a * b.sum(), (3, 5))
     for name, call in calls.items():
         torch._dynamo.reset()
         fn = torch.compile(call, fullgraph=True, backend="aot_eager")
@@ -595,6 +601,37 @@ def test_torch_compile_fullgraph():
         got.square().sum().backward()
         want.square().sum().backward()
         torch.testing.assert_close(wg.grad, we.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_torch_export():
+    """``torch.export`` (strict and not) of every operation: under the non-strict export the
+    FFT's NaN/Inf guard and the ndimage drop-in branched on values ("Could not guard on
+    data-dependent expression"); they now decide inside the graph."""
+    import xcorr.ndimage
+
+    xcorr.corr2d(torch.ones(4, 4), torch.ones(2, 2))  # loads the backend
+    x = rand(2, 24, 30, dtype=torch.float32)
+    calls = {f"corr2d {m}": (lambda a, b, m=m: xcorr.corr2d(a, b, method=m))
+             for m in ("auto", "direct", "fft", "overlap", "native")}
+    calls["match_template"] = lambda a, b: xcorr.match_template(a, b, mask=b > 0.2)
+    calls["local_ncc"] = lambda a, b: xcorr.local_ncc(a, a * b.sum(), 3)
+    calls["conv2d"] = lambda a, b: xcorr.conv2d(a[:, None], b[None, None], padding=1)
+    calls["ndimage"] = lambda a, b: xcorr.ndimage.correlate(a[0], b)  # not strict (dtypes)
+
+    class Model(torch.nn.Module):
+        def __init__(self, call):
+            super().__init__()
+            self.call, self.k = call, torch.nn.Parameter(rand(3, 4, dtype=torch.float32))
+
+        def forward(self, a):
+            return self.call(a, self.k)
+
+    for name, call in calls.items():
+        model = Model(call)
+        for strict in (False, True) if name != "ndimage" else (False,):
+            program = torch.export.export(model, (x,), strict=strict)
+            torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-5,
+                                       msg=f"{name} strict={strict}")
 
 
 @pytest.mark.slow

@@ -21,6 +21,19 @@ class GroupPlan(NamedTuple):
     batch: tuple[int, ...]  # the broadcast batch shape the output is reshaped to
 
 
+def broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """``np.broadcast_shapes(a, b)`` in plain Python (torch.compile's Dynamo on torch 2.9
+    cannot trace NumPy's); ``ValueError`` where they do not broadcast."""
+    n = max(len(a), len(b))
+    out = []
+    for p, q in zip((1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b),
+                    strict=True):
+        if p != q and 1 not in (p, q):
+            raise ValueError(f"shapes {tuple(a)} and {tuple(b)} do not broadcast")
+        out.append(q if p == 1 else p)
+    return tuple(out)
+
+
 def group_plan(x_lead: tuple[int, ...], k_lead: tuple[int, ...]) -> GroupPlan | None:
     """How a broadcast batch maps onto one grouped convolution, or None if it does not.
 
@@ -76,7 +89,7 @@ def batch_index(x_lead: tuple[int, ...], k_lead: tuple[int, ...]
     over pairs without materialising the broadcast operands."""
     import numpy as np
 
-    lead = np.broadcast_shapes(tuple(x_lead), tuple(k_lead))
+    lead = broadcast_shapes(tuple(x_lead), tuple(k_lead))
     xi = np.broadcast_to(np.arange(prod(x_lead), dtype=np.int64).reshape(x_lead), lead)
     ki = np.broadcast_to(np.arange(prod(k_lead), dtype=np.int64).reshape(k_lead), lead)
     return tuple(lead), xi.ravel(), ki.ravel()

@@ -38,7 +38,9 @@ constant templates pass through ``where`` guards, so their gradient is 0, not Na
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import sys
 from math import log2
 from typing import Any
 
@@ -47,7 +49,8 @@ import numpy as np
 from . import _corr, _dispatch, _validate
 from ._api import prepare
 from ._auto import choose
-from ._boxsum import axis_sums, box_sums
+from ._boxsum import box_sums
+from ._broadcast import broadcast_shapes
 from ._methods import SPECTRAL, fft_len
 
 MODES = ("valid", "same")
@@ -331,7 +334,7 @@ def _mask(be: Any, obj: Any, t: Any) -> Any:
         raise ValueError(f"mask must have at least 2 dimensions (..., th, tw), got shape "
                          f"{tuple(m.shape)}")
     try:
-        shape = np.broadcast_shapes(tuple(m.shape), tuple(t.shape))
+        shape = broadcast_shapes(tuple(m.shape), tuple(t.shape))
     except ValueError:
         shape = None
     if shape is None or shape[-2:] != tuple(t.shape[-2:]):
@@ -371,7 +374,8 @@ def _odd_window(window: Any, size: tuple[int, int]) -> tuple[int, int]:
 def _float(be: Any, x: Any, t: Any) -> tuple[Any, Any, Any]:
     """Promote to the compute dtype, and the widest float the backend computes in."""
     x, t = be.promote(x, t)
-    wide = be.asarray(np.zeros((), np.float64)).dtype  # float32 on JAX without x64
+    widest = getattr(be, "widest_float", None)  # torch's: NumPy's is not traced by Dynamo
+    wide = widest() if widest is not None else be.asarray(np.zeros((), np.float64)).dtype
     if be.kind(x) == "i":
         return be.astype(x, wide), be.astype(t, wide), wide
     if x.dtype.itemsize < 4:  # half types: compute and return float32
@@ -385,6 +389,11 @@ def _float(be: Any, x: Any, t: Any) -> tuple[Any, Any, Any]:
 def _quiet() -> Any:
     """No NumPy warnings for what NaN/Inf input does by design: a window holding Inf gets a
     zero normaliser and gives NaN (``inf · 0``), as a window holding NaN does."""
+    # Under torch.compile NumPy sees no values, and Dynamo cannot trace errstate.
+    compiling = getattr(getattr(sys.modules.get("torch"), "compiler", None), "is_compiling",
+                        None)
+    if compiling is not None and compiling():
+        return contextlib.nullcontext()
     return np.errstate(invalid="ignore", over="ignore", divide="ignore")
 
 
@@ -552,9 +561,19 @@ def _dd_moments(xp: Any, x: Any, window: tuple[int, int]) -> tuple[Any, Any]:
 def _counts(be: Any, like: Any, window: tuple[int, int]) -> Any:
     """How many pixels of each centred window lie inside the image: (H, W), exact."""
     (h, w), (wh, ww) = like.shape[-2:], window
-    rows = axis_sums(np.pad(np.ones(int(h)), wh // 2), wh, 0)
-    cols = axis_sums(np.pad(np.ones(int(w)), ww // 2), ww, 0)
+    rows, cols = _inside(int(h), wh), _inside(int(w), ww)
     return be.from_host(rows[:, None], like) * be.from_host(cols[None, :], like)
+
+
+def _inside(n: int, w: int) -> np.ndarray:
+    """How many of the ``w`` points centred on each of ``n`` lie inside them: ``(n,)``.
+
+    Clipped window ends, not sums of a zero-padded row of ones: torch.compile's Dynamo
+    traces NumPy calls as tensor operations, and its ``np.pad`` made sizes it could not
+    follow (no ``fullgraph``).
+    """
+    i, r = np.arange(n), w // 2
+    return (np.minimum(i + r, n - 1) - np.maximum(i - r, 0) + 1).astype(np.float64)
 
 
 # -- the masked form ---------------------------------------------------------------------------
@@ -568,7 +587,7 @@ def _masked(be: Any, x: Any, t: Any, m: Any, mode: str, method: str, wide: Any) 
     x, t, m = be.astype(x, wide), be.astype(t, wide), be.astype(m, wide)
     x = _pad_same(be, x, th, tw) if mode == "same" else x
     xc = x - center(be, x, wide)
-    lead = np.broadcast_shapes(tuple(m.shape), tuple(t.shape))
+    lead = broadcast_shapes(tuple(m.shape), tuple(t.shape))
     m = xp.broadcast_to(m, lead)
     t = xp.broadcast_to(t, lead)
     axes = (-2, -1)

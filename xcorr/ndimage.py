@@ -291,7 +291,7 @@ def _all_true(be: Any, mask: Any) -> bool:
 
         if isinstance(mask, jax.core.Tracer):
             return False
-    if be.NAME == "torch" and mask.is_meta:  # shapes without values
+    if be.NAME == "torch" and be.values_unknown(mask):
         return False
     return bool(mask.all())
 

@@ -82,6 +82,8 @@ CONV_COSTS[2] = CONV_COSTS[4]
 
 # torch.compiler.is_compiling is public from torch 2.3.
 _compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+# ... and is_exporting from torch 2.6: torch.export, whose graphs cannot branch on values
+_exporting = getattr(getattr(torch, "compiler", None), "is_exporting", lambda: False)
 _INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 # torch.uint16/32/64 (torch >= 2.3): storage types, mostly without kernels
 _WIDE_UINTS = tuple(getattr(torch, f"uint{n}") for n in (16, 32, 64))
@@ -206,9 +208,9 @@ def all_finite(x: torch.Tensor, k: torch.Tensor) -> bool | None:
     # spin on both cores while the NumPy backend's threads transform (4096² k15 overlap after
     # a torch sum of the image: 149 against 104 ms).  None inside torch.func's transforms:
     # under vmap each example has its own answer, which no Python bool can hold
-    # (guarded_fft and select_finite decide per example).  None for meta tensors too: they
-    # have shapes and no values (shape inference, as F.conv2d gives it on them).
-    if x.is_meta or k.is_meta or _wrapped(x, k):
+    # (guarded_fft and select_finite decide per example).  None where values are unknown
+    # too (values_unknown).
+    if values_unknown(x, k) or _wrapped(x, k):
         return None
     if _on_cpu(x, k):
         from . import _numpy
@@ -216,6 +218,19 @@ def all_finite(x: torch.Tensor, k: torch.Tensor) -> bool | None:
         return _numpy.all_finite(_host(x), _host(k))
     sums = torch.stack([x.detach().sum(dtype=torch.float64), k.detach().sum(dtype=torch.float64)])
     return bool(torch.isfinite(sums).all())
+
+
+def widest_float() -> torch.dtype:
+    """The widest float dtype this backend computes in."""
+    return torch.float64
+
+
+def values_unknown(*tensors: torch.Tensor) -> bool:
+    """Whether Python may not branch on these tensors' values: meta tensors (shapes without
+    values: shape inference, as ``F.conv2d`` gives it on them) and ``torch.export``, whose
+    graph cannot hold a branch on a value ("Could not guard on data-dependent
+    expression"); the caller then decides inside the graph (``select_finite``)."""
+    return any(t.is_meta for t in tensors) or _exporting()
 
 
 def select_finite(x: torch.Tensor, k: torch.Tensor, if_finite: Any, otherwise: Any
