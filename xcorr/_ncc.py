@@ -116,7 +116,8 @@ def match_template(image: Any, template: Any, *, mode: str = "valid", mask: Any 
     Differentiable with respect to ``image``, ``template`` and ``mask`` on JAX
     (``jax.grad``, ``jax.jit``, ``jax.vmap``) and PyTorch (autograd); the NumPy, CuPy and
     Dask backends compute values only.  Mask values are checked where they are known: a
-    traced JAX or lazy Dask mask is not (an all-zero one gives zeros).
+    traced JAX, lazy Dask, meta or ``torch.export``-traced torch mask is not (an all-zero
+    one gives zeros).
 
     Examples
     --------
