@@ -431,11 +431,13 @@ def test_torch_func_hessian_of_the_direct_method():
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
-def test_meta_tensors_give_the_shapes_and_dtypes_of_real_ones():
-    """Meta tensors (shapes, no values: shape inference, as ``F.conv2d`` does on them) go
-    through every operation and method; the FFT's NaN/Inf guard and the drop-ins' checks of
-    values decided on values they do not have ("Tensor.item() cannot be called on meta
-    tensors")."""
+def test_meta_fake_and_subclass_tensors():
+    """Meta and fake tensors (shapes, no values: shape inference, as ``F.conv2d`` does on
+    them) go through every operation and method; the FFT's NaN/Inf guard and the drop-ins'
+    checks of values decided on values they do not have ("Tensor.item() cannot be called on
+    meta tensors"), and CPU fake tensors and other subclasses were handed to NumPy
+    ("``.numpy()`` is not supported for tensor subclasses").  A subclass gives a plain
+    tensor's values."""
     import xcorr.ndimage
     import xcorr.signal
 
@@ -453,10 +455,21 @@ def test_meta_tensors_give_the_shapes_and_dtypes_of_real_ones():
         lambda x, k: xcorr.ndimage.correlate(x[0], k, mode="mirror"),
         lambda x, k: xcorr.signal.correlate2d(x[0], k, boundary="wrap"),
     ]
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    class Sub(torch.Tensor):  # a subclass has no NumPy view: torch operations run for it
+        pass
+
     for call in calls:
         want = call(real_x, real_k)
         got = call(real_x.to("meta"), real_k.to("meta"))
         assert got.is_meta and got.shape == want.shape and got.dtype == want.dtype
+        with FakeTensorMode() as mode:  # the fake tensors of torch's shape propagation
+            got = call(mode.from_tensor(real_x), mode.from_tensor(real_k))
+        assert got.shape == want.shape and got.dtype == want.dtype
+        got = call(real_x.as_subclass(Sub), real_k.as_subclass(Sub))
+        torch.testing.assert_close(got.as_subclass(torch.Tensor), want, rtol=1e-12,
+                                   atol=1e-12)
 
 
 def test_asarray_refuses_lazy_dask_arrays():

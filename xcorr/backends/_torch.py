@@ -226,11 +226,16 @@ def widest_float() -> torch.dtype:
 
 
 def values_unknown(*tensors: torch.Tensor) -> bool:
-    """Whether Python may not branch on these tensors' values: meta tensors (shapes without
-    values: shape inference, as ``F.conv2d`` gives it on them) and ``torch.export``, whose
-    graph cannot hold a branch on a value ("Could not guard on data-dependent
-    expression"); the caller then decides inside the graph (``select_finite``)."""
-    return any(t.is_meta for t in tensors) or _exporting()
+    """Whether Python may not branch on these tensors' values: meta tensors and the fake
+    tensors of ``FakeTensorMode`` (shapes without values: shape inference, as ``F.conv2d``
+    gives it on them), and ``torch.export``, whose graph cannot hold a branch on a value
+    ("Could not guard on data-dependent expression"); the caller then decides inside the
+    graph (``select_finite``)."""
+    if _exporting():
+        return True
+    fake = sys.modules.get("torch._subclasses.fake_tensor")  # none exist before it loads
+    fake_type = getattr(fake, "FakeTensor", ())
+    return any(t.is_meta or isinstance(t, fake_type) for t in tensors)
 
 
 def select_finite(x: torch.Tensor, k: torch.Tensor, if_finite: Any, otherwise: Any
@@ -386,9 +391,11 @@ def _on_cpu(*tensors: torch.Tensor) -> bool:
     """Whether the NumPy backend's kernels may compute on these tensors' memory: float32 or
     float64 CPU tensors, outside ``torch.compile`` (which cannot trace into them) and
     outside ``torch.func``'s transforms (``vmap``'s batched tensors have no memory of their
-    own to hand over)."""
+    own to hand over), and plain tensors only: a subclass (FakeTensorMode's fake tensors,
+    DTensor, a user's ``__torch_function__`` type) has no NumPy view ("``.numpy()`` is not
+    supported for tensor subclasses") or semantics of its own; its torch operations run."""
     for t in tensors:  # (a loop, and is_cpu: 0.3 µs against 1.1 for all() and device.type)
-        if not t.is_cpu or t.dtype not in _HOST_FLOATS:
+        if not t.is_cpu or t.dtype not in _HOST_FLOATS or type(t) not in _PLAIN:
             return False
     if _compiling():
         return False
@@ -411,6 +418,7 @@ _is_functorch_wrapped = getattr(getattr(torch._C, "_functorch", None),
 
 
 _HOST_FLOATS = (torch.float32, torch.float64)
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
 def _recording(*tensors: torch.Tensor) -> bool:
