@@ -326,6 +326,14 @@ def test_bad_epochs(epochs) -> None:
         learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), epochs=epochs)
 
 
+@pytest.mark.parametrize("seed", [-1, "0", 1.5])
+def test_bad_seed(seed) -> None:
+    """NumPy's own message ("expected non-negative integer") named no argument."""
+    x = edge_image()
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), seed=seed)
+
+
 def test_shapes_that_cannot_match() -> None:
     x = edge_image()
     y = xcorr.corr2d(x, EDGE)
@@ -423,6 +431,8 @@ def test_layer_input_rules() -> None:
     x, y, w, _, kw = _layer_problem()
     with pytest.raises(ValueError, match="stride, padding apply to a convolution layer"):
         learn_kernel(np.ones((6, 8)), np.ones((6, 7)), (1, 2), stride=2, padding=1)
+    with pytest.raises(ValueError, match="^stride applies to a convolution layer only"):
+        learn_kernel(np.ones((6, 8)), np.ones((6, 7)), (1, 2), stride=2)
     with pytest.raises(ValueError, match=r"y has shape \(3, 4, 7, 8\), but conv2d of x"):
         learn_kernel(x, x, w.shape, **kw)
     with pytest.raises(ValueError, match="x must be"):

@@ -163,7 +163,12 @@ lr=0.005
     if init is None:
         fan_in = math.prod(shape[1:]) if len(shape) == 4 else math.prod(shape)
         bound = 1.0 / math.sqrt(fan_in)
-        init = np.random.default_rng(seed).uniform(-bound, bound, shape)
+        try:
+            rng = np.random.default_rng(seed)
+        except (TypeError, ValueError):  # NumPy's message names no argument
+            raise ValueError(f"seed must be a non-negative integer (or None for a fresh "
+                             f"random start), got {seed!r}; e.g. seed=0") from None
+        init = rng.uniform(-bound, bound, shape)
     else:
         _validate.check_raw(init, "init")
     k = _prepare(be, init, "init")
@@ -177,8 +182,9 @@ lr=0.005
     else:
         changed = [n for n, v in conv.items() if v != _CONV_DEFAULTS[n]]
         if changed:
-            raise ValueError(f"{', '.join(changed)} apply to a convolution layer: give a 4-D "
-                             "kernel_shape (C_out, C_in // groups, kh, kw)")
+            verb = "applies" if len(changed) == 1 else "apply"
+            raise ValueError(f"{', '.join(changed)} {verb} to a convolution layer only: give "
+                             "a 4-D kernel_shape (C_out, C_in // groups, kh, kw)")
         geometry = None
         # mode="full": the size rule for valid mode is _check_targets's, with a message for
         # training
