@@ -309,6 +309,7 @@ def test_errors(backend: str) -> None:
         (dict(a=x, b=x, window=(7, 3)), "larger than the image"),
         (dict(a=x, b=x, window=3, eps=0), "eps"),
         (dict(a=x, b=x, window=3, eps=-1.0), "eps"),
+        (dict(a=x, b=x, window=3, eps=float("inf")), "eps"),  # every value 0
         (dict(a=np.ones(4), b=np.ones(4), window=3), "at least 2 dimensions"),
     ]
     for kw, match in bad_local:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import sys
-from math import log2
+from math import isfinite, log2
 from typing import Any
 
 import numpy as np
@@ -213,7 +213,7 @@ def local_ncc(a: Any, b: Any, window: Any, *, eps: float = 1e-5,
     window : int or (int, int)
         Odd window sides, at most the image's.
     eps : float
-        Positive; in the units of ``var_a · var_b``.
+        Positive and finite; in the units of ``var_a · var_b``.
     backend : str, optional
         As for :func:`xcorr.corr2d`.
 
@@ -253,8 +253,9 @@ def local_ncc(a: Any, b: Any, window: Any, *, eps: float = 1e-5,
 def _local_ncc(a: Any, b: Any, window: Any, eps: Any, backend: str | None) -> Any:
     be, x, y = _front_pair(a, b, backend)
     wh, ww = _odd_window(window, tuple(int(n) for n in x.shape[-2:]))
-    if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0:
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
+    if (not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0
+            or not isfinite(eps)):  # inf would make every value 0
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}; e.g. eps=1e-5")
     x, y, wide = _float(be, x, y)
     xp = be.xp
     out_dtype = x.dtype
