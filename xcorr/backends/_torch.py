@@ -393,7 +393,8 @@ def _on_cpu(*tensors: torch.Tensor) -> bool:
     outside ``torch.func``'s transforms (``vmap``'s batched tensors have no memory of their
     own to hand over), and plain tensors only: a subclass (FakeTensorMode's fake tensors,
     DTensor, a user's ``__torch_function__`` type) has no NumPy view ("``.numpy()`` is not
-    supported for tensor subclasses") or semantics of its own; its torch operations run."""
+    supported for tensor subclasses") and may mean more than its memory, so the torch
+    operations run for it."""
     for t in tensors:  # (a loop, and is_cpu: 0.3 µs against 1.1 for all() and device.type)
         if not t.is_cpu or t.dtype not in _HOST_FLOATS or type(t) not in _PLAIN:
             return False
