@@ -605,15 +605,24 @@ def test_torch_compile_fullgraph():
     calls["match_template masked same"] = lambda a, b: xcorr.match_template(
         a, b[:2, 0], mode="same", mask=b[0, 0] > 0.3)
     calls["local_ncc"] = lambda a, b: xcorr.local_ncc(a, a * b.sum(), (3, 5))
+    # A second shape makes Dynamo recompile with dynamic sizes (its automatic dynamic): the
+    # cost models' min() of symbolic costs did not trace there (auto, conv2d, same mode).
+    second = rand(2, 2, 37, 45, dtype=torch.float32, seed=2)
     for name, call in calls.items():
         torch._dynamo.reset()
         fn = torch.compile(call, fullgraph=True, backend="aot_eager")
-        wg, we = w.clone().requires_grad_(), w.clone().requires_grad_()
-        got, want = fn(x, wg), call(x, we)
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=name)
-        got.square().sum().backward()
-        want.square().sum().backward()
-        torch.testing.assert_close(wg.grad, we.grad, rtol=1e-4, atol=1e-4, msg=name)
+        for image in (x, second):
+            wg, we = w.clone().requires_grad_(), w.clone().requires_grad_()
+            got, want = fn(image, wg), call(image, we)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=name)
+            got.square().sum().backward()
+            want.square().sum().backward()
+            torch.testing.assert_close(wg.grad, we.grad, rtol=1e-4, atol=1e-4, msg=name)
+    for name in ("corr2d auto", "conv2d", "local_ncc"):  # sizes and eps symbolic from the start
+        torch._dynamo.reset()
+        fn = torch.compile(calls[name], fullgraph=True, dynamic=True, backend="aot_eager")
+        torch.testing.assert_close(fn(second, w), calls[name](second, w), rtol=1e-5, atol=1e-5,
+                                   msg=name)
 
 
 def test_torch_export():

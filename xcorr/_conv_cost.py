@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from math import log2
 from typing import Any
 
-from ._methods import fft_len
+from ._methods import cheapest, fft_len
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def choose(be: Any, xshape: tuple[int, ...], wshape: tuple[int, ...], geo: Any,
            integer: bool) -> str:
     """'direct', 'fft' or 'native' for padded ``x (N, C_in, Hp, Wp)`` and ``w``."""
     costs = estimate(be, xshape, wshape, geo, integer)
-    return min(costs, key=costs.__getitem__)
+    return cheapest([(cost, name) for name, cost in costs.items()])
 
 
 def estimate(be: Any, xshape: tuple[int, ...], wshape: tuple[int, ...], geo: Any,

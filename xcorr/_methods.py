@@ -215,4 +215,19 @@ def choose(costs: dict[int, Cost], shape: tuple[int, ...], kshape: tuple[int, ..
     native = cost.native(batch, ho, wo, kh, kw, grouped)
     if native is not None:
         options.append((native, "native"))
-    return min(options)[1]
+    return cheapest(options)
+
+
+def cheapest(options: list[tuple[float, str]]) -> str:
+    """The name of the cheapest ``(cost, name)`` option (``min(options)[1]``: equal costs go
+    by name).
+
+    A loop, not ``min()``: under torch.compile with dynamic shapes (which Dynamo turns on by
+    itself when a compiled function meets a second shape) the costs are symbolic, and
+    Dynamo cannot trace ``min()`` of them; it guards on each comparison instead.
+    """
+    best, name = options[0]
+    for cost, option in options[1:]:
+        if cost < best or (cost == best and option < name):
+            best, name = cost, option
+    return name

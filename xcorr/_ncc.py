@@ -41,7 +41,8 @@ from __future__ import annotations
 import contextlib
 import numbers
 import sys
-from math import isfinite, log2
+from math import inf as _INF
+from math import log2
 from typing import Any
 
 import numpy as np
@@ -253,8 +254,8 @@ def local_ncc(a: Any, b: Any, window: Any, *, eps: float = 1e-5,
 def _local_ncc(a: Any, b: Any, window: Any, eps: Any, backend: str | None) -> Any:
     be, x, y = _front_pair(a, b, backend)
     wh, ww = _odd_window(window, tuple(int(n) for n in x.shape[-2:]))
-    if (not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0
-            or not isfinite(eps)):  # inf would make every value 0
+    # (comparisons, not math.isfinite: torch.compile's dynamic shapes make eps symbolic)
+    if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not 0 < eps < _INF:
         raise ValueError(f"eps must be a positive finite number, got {eps!r}; e.g. eps=1e-5")
     x, y, wide = _float(be, x, y)
     xp = be.xp
