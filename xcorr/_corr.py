@@ -8,7 +8,6 @@ its array namespace ``xp``); the rules live here and in ``_validate``/``_boundar
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,7 +252,7 @@ def _plan_key(x: Any, k: Any, *settings: Any) -> tuple[Any, ...] | None:
         if all(kind in (None, "numpy") for kind in kinds):
             key += (_dispatch.get_backend(),)  # only host data goes where the setting says
         if "torch" in kinds:
-            if sys.modules["torch"].compiler.is_compiling():
+            if _dispatch.torch_compiling():
                 # Dynamo caches the traced graph itself, and cannot trace this key (the
                 # setting's ContextVar; hash() of a tuple on torch 2.9)
                 return None

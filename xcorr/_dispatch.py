@@ -110,6 +110,14 @@ def array_backend(obj: Any) -> str | None:
     return name
 
 
+def torch_compiling() -> bool:
+    """Whether torch.compile's Dynamo is tracing the caller (False where torch is not loaded,
+    and on torch 2.2, which has no ``torch.compiler.is_compiling``)."""
+    compiler = getattr(sys.modules.get("torch"), "compiler", None)
+    is_compiling = getattr(compiler, "is_compiling", None)
+    return is_compiling is not None and is_compiling()
+
+
 # -- registry ---------------------------------------------------------------------------------
 
 _lock = threading.Lock()

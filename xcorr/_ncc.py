@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import sys
 from math import inf as _INF
 from math import log2
 from typing import Any
@@ -392,10 +391,7 @@ def _float(be: Any, x: Any, t: Any) -> tuple[Any, Any, Any]:
 def _quiet() -> Any:
     """No NumPy warnings for what NaN/Inf input does by design: a window holding Inf gets a
     zero normaliser and gives NaN (``inf · 0``), as a window holding NaN does."""
-    # Under torch.compile NumPy sees no values, and Dynamo cannot trace errstate.
-    compiling = getattr(getattr(sys.modules.get("torch"), "compiler", None), "is_compiling",
-                        None)
-    if compiling is not None and compiling():
+    if _dispatch.torch_compiling():  # NumPy sees no values; Dynamo cannot trace errstate
         return contextlib.nullcontext()
     return np.errstate(invalid="ignore", over="ignore", divide="ignore")
 

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from . import _boundary
+from ._broadcast import broadcast_shapes
 
 MODES = ("valid", "same", "full")
 
@@ -143,18 +144,14 @@ def check_axes(axes: Any, ndim: int) -> tuple[int, int]:
 
 def broadcast_batch(x_shape: tuple[int, ...], k_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Broadcast batch shape of ``x`` (..., H, W) and ``k`` (..., kh, kw), NumPy rules."""
-    xb, kb = tuple(x_shape[:-2]), tuple(k_shape[:-2])
-    n = max(len(xb), len(kb))
-    out = []
-    for a, b in zip((1,) * (n - len(xb)) + xb, (1,) * (n - len(kb)) + kb, strict=True):
-        if a != b and 1 not in (a, b):
-            raise ValueError(
-                f"the leading dimensions of k {tuple(k_shape)} do not broadcast against the "
-                f"batch dimensions of x {tuple(x_shape)} (image axes last); give k one kernel "
-                "per batch element, a shape that broadcasts (NumPy rules), or a single "
-                "(kh, kw) kernel")
-        out.append(max(a, b))
-    return tuple(out)
+    try:
+        return broadcast_shapes(tuple(x_shape[:-2]), tuple(k_shape[:-2]))
+    except ValueError:
+        raise ValueError(
+            f"the leading dimensions of k {tuple(k_shape)} do not broadcast against the "
+            f"batch dimensions of x {tuple(x_shape)} (image axes last); give k one kernel per "
+            "batch element, a shape that broadcasts (NumPy rules), or a single (kh, kw) "
+            "kernel") from None
 
 
 def check_fillvalue(value: Any) -> float | int:
