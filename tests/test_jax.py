@@ -430,3 +430,37 @@ def test_eager_host_auto_keeps_nan_local(x32):
     bad = np.zeros(y.shape, bool)
     bad[70:101, 170:201] = True
     assert np.isnan(y[bad]).all() and np.isfinite(y[~bad]).all()
+
+
+@pytest.mark.parametrize("method", ["direct", "overlap"])
+def test_vmap_through_the_host_callback_at_unequal_ranks(monkeypatch, x32, method):
+    """vmap gives each operand of the callback a leading axis; where the other operand has
+    its own batch axes, the vmapped one must not line up with them (it did: wrong values, or
+    an error inside the callback when the sizes differed)."""
+    monkeypatch.setattr(be, "_faster_on_host", lambda x, k, m, traced=False: traced)
+    calls = _spy_host(monkeypatch)
+    x = jnp.asarray(RNG.standard_normal((3, 40, 50)), jnp.float32)
+    ks = jnp.asarray(RNG.standard_normal((2, 5, 4)), jnp.float32)
+    per_kernel = jax.vmap(lambda k: xcorr.corr2d(x, k, method=method))(ks)
+    per_image = jax.vmap(lambda a: xcorr.corr2d(a, ks, method=method))(x)
+    nested = jax.vmap(jax.vmap(lambda a, k: xcorr.corr2d(a, k, method=method),
+                               (None, 0)), (0, None))(x, ks)
+    jax.block_until_ready((per_kernel, per_image, nested))
+    assert len(calls) == 3  # through the callback, as the test means
+    monkeypatch.undo()
+    xs, kk = np.asarray(x), np.asarray(ks)
+    want = np.stack([xcorr.corr2d(xs, k, method=method) for k in kk])  # (2, 3, 36, 47)
+    np.testing.assert_allclose(np.asarray(per_kernel), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(per_image), want.swapaxes(0, 1), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(np.asarray(nested), want.swapaxes(0, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_vmap_over_templates_through_the_host_callback(x32):
+    """match_template's callback (traced float32 on the CPU) under vmap over templates of an
+    image stack: each template against every image, as the loop gives."""
+    x = jnp.asarray(RNG.standard_normal((3, 40, 50)), jnp.float32)
+    ts = jnp.asarray(RNG.standard_normal((2, 7, 6)), jnp.float32)
+    got = jax.vmap(lambda t: xcorr.match_template(x, t))(ts)
+    want = np.stack([xcorr.match_template(np.asarray(x), t) for t in np.asarray(ts)])
+    np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-5)

@@ -512,6 +512,11 @@ def _host_callback(host: Any, shape: Any, *args: Any) -> Any:
     the difference is the copy into pages the allocator maps afresh each call, 4 KiB at a
     time (NumPy's own output gets huge pages).
     """
+    # vmap gives every operand a new leading axis (the batched ones their own, the others
+    # one of size 1), and the host code broadcasts batch axes from the right: at unequal
+    # ranks the vmapped axis would line up with another operand's own batch axis.
+    rank = max(a.ndim for a in args)
+    args = tuple(a.reshape((1,) * (rank - a.ndim) + a.shape) for a in args)
     if _buffer_callback is None:
         return jax.pure_callback(host, shape, *args, **_BATCHED_CALLBACK)
 
