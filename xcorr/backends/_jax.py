@@ -194,12 +194,13 @@ def _host_valid(x: Any, k: Any, method: str) -> Any:
 
     with _numpy.for_xla():
         out = _numpy.corr2d_valid(np.asarray(x), np.asarray(k), method)
-    return _to_xla(out, x)
+    return _to_xla(out, x, k)
 
 
-def _to_xla(out: np.ndarray, like: Any) -> Any:
-    """A NumPy result as a JAX array on ``like``'s device, committed to it where ``like`` is,
-    as JAX's own result would be.
+def _to_xla(out: np.ndarray, *inputs: Any) -> Any:
+    """A NumPy result as a JAX array where JAX's own result would be: on the device of the
+    inputs committed to one (``_eager_on_cpu`` lets no two differ), committed to it; else
+    uncommitted, on the default device.
 
     Handed to XLA without a copy where it is contiguous and 64-byte aligned (the kernels'
     outputs are, see ``_numpy.empty``), else copied to such an array first: NumPy's fresh
@@ -211,8 +212,9 @@ def _to_xla(out: np.ndarray, like: Any) -> Any:
 
     if not out.flags.c_contiguous or out.ctypes.data % _numpy.ALIGNMENT:
         out = _numpy.aligned_copy(out)  # e.g. a crop of the FFT's buffer
-    if committed(like):
-        return jax.make_array_from_callback(out.shape, like.sharding, lambda _: out)
+    for like in inputs:
+        if committed(like):
+            return jax.make_array_from_callback(out.shape, like.sharding, lambda _: out)
     return jax.device_put(out)
 
 
@@ -224,8 +226,10 @@ def committed(a: Any) -> bool:
 
 
 def _eager_on_cpu(*arrays: Any) -> bool:
-    """Whether these are concrete (untraced) float32/float64 arrays, each on one CPU device:
-    then NumPy can read their memory in place (``np.asarray`` makes no copy)."""
+    """Whether these are concrete (untraced) float32/float64 arrays, each on one CPU device,
+    no two committed to different devices (XLA then raises, as it should): then NumPy can
+    read their memory in place (``np.asarray`` makes no copy)."""
+    pinned = None  # the device of a committed array
     for a in arrays:
         if (isinstance(a, jax.core.Tracer) or not isinstance(a, jax.Array)
                 or a.dtype not in _HOST_DTYPES):
@@ -240,6 +244,11 @@ def _eager_on_cpu(*arrays: Any) -> bool:
             _one_cpu[sharding] = one_cpu
         if not one_cpu:
             return False
+        if committed(a):
+            device = next(iter(sharding.device_set))
+            if pinned not in (None, device):
+                return False
+            pinned = device
     return True
 
 
@@ -452,6 +461,7 @@ def _host_kernels(x: Any) -> bool:
     from .. import _numba
 
     return (x.dtype == jnp.float32 and _on_cpu(x) and _numba.kernel() is not None
+            and jax.device_count() == 1  # no sharded program gathered onto one host call
             and callbacks_allowed())
 
 
@@ -531,11 +541,12 @@ def _host_callback(host: Any, shape: Any, *args: Any) -> Any:
     return _buffer_callback(fill, shape, vmap_method="expand_dims")(*args)
 
 
-# The callback takes leading batch dimensions, so vmap adds one to its input (jax >= 0.4.34;
-# 0.4.33 spells it vectorized=True).
+# The callback takes leading batch dimensions, so vmap adds one to its input (jax >= 0.4.34).
+# 0.4.33's vectorized=True adds none to the unmapped operands, which then no longer line up
+# with the mapped ones (nested vmap over different operands); its sequential mode is exact.
 _BATCHED_CALLBACK = ({"vmap_method": "expand_dims"}
                      if "vmap_method" in inspect.signature(jax.pure_callback).parameters
-                     else {"vectorized": True})
+                     else {"vectorized": False})
 
 
 def _find_buffer_callback() -> Any:
@@ -576,7 +587,7 @@ def ncc_match_template(x: Any, t: Any, mode: str, method: str) -> Any:
         with _numpy.for_xla():
             out = _ncc.match_template(np.asarray(x), np.asarray(t), mode=mode, method=method,
                                       backend="numpy")
-        return _to_xla(out, x)
+        return _to_xla(out, x, t)
     return _host_match(x, t, mode, method) if _host_kernels(x) else None
 
 
