@@ -197,6 +197,20 @@ def test_integers_without_x64_are_int32_and_never_wrap_silently(x32):
         xcorr.corr2d(np.full((3, 3), 2**40), np.ones((2, 2), dtype=np.int64), backend="jax")
 
 
+def test_the_x64_switch_decides_each_call_whatever_came_before():
+    """The dispatch cache remembered a call's path without the x64 switch: after one int32
+    call without x64, the same call under jax.enable_x64 skipped promotion to int64 and
+    wrapped (a fresh process gave the exact int64)."""
+    x, k = jnp.full((4, 4), 2**30, jnp.int32), jnp.ones((3, 3), jnp.int32)
+    with jax_x64(False):
+        assert xcorr.corr2d(x, k).dtype == jnp.int32  # the int32 range: 9 * 2**30 would wrap
+    with jax_x64(True):
+        y = xcorr.corr2d(x, k)
+        assert y.dtype == jnp.int64 and (np.asarray(y) == 9 * 2**30).all()
+    with jax_x64(False):
+        assert xcorr.corr2d(x, k).dtype == jnp.int32
+
+
 def test_output_stays_on_the_input_device():
     for device in jax.devices():
         x = jax.device_put(jnp.asarray(RNG.standard_normal((2, 20, 20)), jnp.float32), device)

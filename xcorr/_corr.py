@@ -258,6 +258,8 @@ def _plan_key(x: Any, k: Any, *settings: Any) -> tuple[Any, ...] | None:
                 return None
             # CPU and CUDA tensors differ in cost model and kernels, and two devices raise.
             key += (x.device, getattr(k, "device", None))
+        if "jax" in kinds:  # the x64 switch (thread-local in jax.enable_x64) sets promotion
+            key += (_dispatch.load("jax").x64(),)
         hash(key)
     except (AttributeError, TypeError):
         return None

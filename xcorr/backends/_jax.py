@@ -105,6 +105,12 @@ def kind(arr: Any) -> str:
     return numpy_kind(arr.dtype)
 
 
+def x64() -> bool:
+    """Whether JAX's 64-bit mode is on here (the global flag, or ``jax.enable_x64``'s
+    thread-local one)."""
+    return jax.dtypes.canonicalize_dtype(np.int64) == np.int64
+
+
 def promote(x: Any, k: Any) -> tuple[Any, Any]:
     """JAX promotion for floats; the default integer (int64 with x64, else int32) for integers."""
     if kind(x) == "i" and kind(k) == "i":
