@@ -211,6 +211,22 @@ def test_the_x64_switch_decides_each_call_whatever_came_before():
         assert xcorr.corr2d(x, k).dtype == jnp.int32
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_weak_typed_kernels_promote_as_jax_does(dtype):
+    """A kernel built from a Python float (weak float32) keeps a half-precision image's
+    dtype, as ``x * k`` and jax.scipy.signal do; it gave float32."""
+    x = jnp.asarray(RNG.standard_normal((12, 12)), dtype)
+    box = jnp.full((3, 3), 1 / 9)
+    assert box.weak_type
+    ref = jax.scipy.signal.correlate2d(x, box, mode="valid")
+    for y in (xcorr.corr2d(x, box), jax.jit(xcorr.corr2d)(x, box),
+              xcorr.conv2d(x[None, None], box[None, None])[0, 0]):
+        assert y.dtype == ref.dtype == dtype
+    np.testing.assert_allclose(np.asarray(xcorr.corr2d(x, box), np.float32),
+                               np.asarray(ref, np.float32), rtol=2e-2, atol=2e-2)
+    assert xcorr.corr2d(x, box.astype(jnp.float32)).dtype == jnp.float32  # strong: widens
+
+
 def test_output_stays_on_the_input_device():
     for device in jax.devices():
         x = jax.device_put(jnp.asarray(RNG.standard_normal((2, 20, 20)), jnp.float32), device)

@@ -112,11 +112,13 @@ def x64() -> bool:
 
 
 def promote(x: Any, k: Any) -> tuple[Any, Any]:
-    """JAX promotion for floats; the default integer (int64 with x64, else int32) for integers."""
+    """JAX promotion for floats, weak types included (a bfloat16 image with
+    ``jnp.full((3, 3), 0.5)`` stays bfloat16, as ``x * k`` would); the default integer (int64
+    with x64, else int32) for integers."""
     if kind(x) == "i" and kind(k) == "i":
         dt = jax.dtypes.canonicalize_dtype(jnp.int64)
     else:
-        dt = jnp.result_type(x.dtype, k.dtype)
+        dt = jnp.result_type(x, k)  # the arrays, not their dtypes: those drop weak_type
     return x.astype(dt), k.astype(dt)
 
 
