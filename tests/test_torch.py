@@ -382,6 +382,28 @@ def test_torch_func_vmap_and_grad():
         torch.testing.assert_close(got, kk.grad, rtol=1e-12, atol=1e-12)
 
 
+def test_torch_func_vmap_over_kernels_and_templates():
+    """vmap over the kernel (or template, or mask) only: the FFT wrote the mapped kernel's
+    spectrum into the unmapped image's in place ("vmap: inplace arithmetic(self,
+    *extra_args) is not possible"), in corr2d's fft/overlap/auto and match_template."""
+    x, ks = rand(2, 40, 40, seed=1), rand(3, 13, 13, seed=2)
+    masks = rand(3, 13, 13, seed=3) > 0.3
+    calls = {
+        "auto": (lambda k: xcorr.corr2d(x, k), (0,)),
+        "fft": (lambda k: xcorr.corr2d(x, k, method="fft", mode="same"), (0,)),
+        "overlap": (lambda k: xcorr.convolve2d(x, k, method="overlap"), (0,)),
+        "nested": (lambda k: torch.func.vmap(lambda a: xcorr.corr2d(a, k, method="fft"))(x),
+                   (0,)),
+        "match_template": (lambda k: xcorr.match_template(x, k, method="fft"), (0,)),
+        "masked": (lambda k, m: xcorr.match_template(x, k, mask=m, method="fft"), (0, 0)),
+    }
+    for name, (call, dims) in calls.items():
+        args = (ks, masks)[:len(dims)]
+        got = torch.func.vmap(call, in_dims=dims)(*args)
+        want = torch.stack([call(*a) for a in zip(*args, strict=True)])
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=name)
+
+
 @pytest.mark.parametrize("requires_grad", [False, True])
 def test_forward_mode_ad_on_cpu_tensors(requires_grad):
     """Dual tensors (``torch.autograd.forward_ad``): the NumPy kernels that compute CPU

@@ -533,9 +533,11 @@ def _shift_add(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 def _mul_conj(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a * conj(b)``, in place in ``a`` (a spectrum we own) when autograd needs neither."""
+    """``a * conj(b)``, in place in ``a`` (a spectrum we own) when autograd needs neither and
+    ``a`` holds the product's shape: under torch.func.vmap the shapes seen are an item's,
+    and a mapped ``b`` cannot be written into an unmapped ``a``."""
     if (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)) or \
-            a.shape != torch.broadcast_shapes(a.shape, b.shape):
+            a.shape != torch.broadcast_shapes(a.shape, b.shape) or _wrapped(a, b):
         return a * b.conj()
     return a.mul_(b.conj())
 
