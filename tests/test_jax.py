@@ -227,6 +227,20 @@ def test_weak_typed_kernels_promote_as_jax_does(dtype):
     assert xcorr.corr2d(x, box.astype(jnp.float32)).dtype == jnp.float32  # strong: widens
 
 
+def test_a_traced_fillvalue_is_refused_not_silently_constant():
+    """Under jax.grad the fill value became a constant (``.item()``): a zero gradient with
+    no word.  A traced fill value now raises, saying how to differentiate through it."""
+    a, k = jnp.asarray(RNG.random((5, 5))), jnp.ones((3, 3))
+
+    def f(fv):
+        return xcorr.corr2d(a, k, mode="same", fillvalue=fv).sum()
+
+    for transform in (jax.grad, jax.jit, jax.vmap):
+        with pytest.raises(TypeError, match="fillvalue is a traced or differentiated.*pad"):
+            transform(f)(jnp.asarray([2.0]) if transform is jax.vmap else 2.0)
+    assert float(f(jnp.asarray(2.0))) == float(f(2.0))  # a concrete 0-d array is a number
+
+
 def test_output_stays_on_the_input_device():
     for device in jax.devices():
         x = jax.device_put(jnp.asarray(RNG.standard_normal((2, 20, 20)), jnp.float32), device)

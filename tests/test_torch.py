@@ -382,6 +382,17 @@ def test_torch_func_vmap_and_grad():
         torch.testing.assert_close(got, kk.grad, rtol=1e-12, atol=1e-12)
 
 
+def test_a_fillvalue_that_requires_grad_is_refused():
+    """A fill value that autograd tracks became a constant (``.item()``), so its gradient was
+    lost without a word; it now raises, saying how to differentiate through it."""
+    fv = torch.tensor(2.0, requires_grad=True)
+    with pytest.raises(TypeError, match="fillvalue is a traced or differentiated.*pad"):
+        xcorr.corr2d(rand(5, 5), rand(3, 3), mode="same", fillvalue=fv)
+    got = xcorr.corr2d(rand(5, 5), rand(3, 3), mode="same", fillvalue=fv.detach())
+    want = xcorr.corr2d(rand(5, 5), rand(3, 3), mode="same", fillvalue=2.0)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 def test_torch_func_vmap_over_kernels_and_templates():
     """vmap over the kernel (or template, or mask) only: the FFT wrote the mapped kernel's
     spectrum into the unmapped image's in place ("vmap: inplace arithmetic(self,

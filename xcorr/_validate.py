@@ -164,6 +164,11 @@ def check_fillvalue(value: Any) -> float | int:
                         "correlates real data (xcorr.signal.correlate2d takes complex input)")
     if isinstance(value, numbers.Real):
         return float(value)
+    if _differentiated(value):
+        raise TypeError(f"fillvalue is a traced or differentiated array ({type(value).__name__}"
+                        "); xcorr pads with a constant, so a derivative with respect to it "
+                        "would be lost: pass a number, or pad the data yourself (jnp.pad, "
+                        "torch.nn.functional.pad) and correlate with mode='valid'")
     try:
         if getattr(value, "ndim", None) == 0 or getattr(value, "shape", None) == ():
             return check_fillvalue(value.item())
@@ -171,6 +176,16 @@ def check_fillvalue(value: Any) -> float | int:
         pass
     raise TypeError(f"fillvalue must be a real scalar, got {type(value).__name__} {value!r}; "
                     "e.g. fillvalue=0.0")
+
+
+def _differentiated(value: Any) -> bool:
+    """Whether ``value`` is a JAX tracer (jit, grad, vmap) or a torch tensor that autograd
+    tracks: its ``.item()`` would give a constant and drop the derivative silently."""
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(value, jax.core.Tracer):
+        return True
+    return sys.modules.get("torch") is not None and getattr(value, "requires_grad", False) \
+        is True
 
 
 def integral_fill(value: float | int, boundary: str, mode: str) -> int:
