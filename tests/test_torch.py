@@ -464,6 +464,24 @@ def test_torch_func_hessian_of_the_direct_method():
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
+def test_host_side_bias_mask_and_cotangent_join_the_device():
+    """A bias, mask or vjp cotangent given as NumPy data (or a CPU tensor) joins the device
+    of the other tensors, as a NumPy kernel does; they raised "Tensor on device cpu is not on
+    the expected device".  Meta tensors stand in for CUDA here."""
+    x, w = rand(1, 2, 8, 8).to("meta"), rand(3, 2, 3, 3).to("meta")
+    img, t = rand(8, 8).to("meta"), rand(3, 3).to("meta")
+    results = [
+        xcorr.conv2d(x, w, [1.0, 2.0, 3.0]),
+        xcorr.conv2d(x, w, torch.ones(3, dtype=torch.float64)),
+        xcorr.match_template(img, t, mask=np.ones((3, 3), bool)),
+        xcorr.match_template(img, t, mask=torch.rand(3, 3, dtype=torch.float64)),
+        *xcorr.vjp.corr2d(img, t, np.ones((6, 6))),
+        *xcorr.vjp.conv2d(x, w, np.ones((1, 3, 6, 6)), bias=np.zeros(3)),
+        xcorr.vjp.pool2d(x, np.ones((1, 2, 4, 4)), 2),
+    ]
+    assert all(r.is_meta for r in results)
+
+
 def test_meta_fake_and_subclass_tensors():
     """Meta and fake tensors (shapes, no values: shape inference, as ``F.conv2d`` does on
     them) go through every operation and method; the FFT's NaN/Inf guard and the drop-ins'

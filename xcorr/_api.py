@@ -44,4 +44,11 @@ def prepare(be: Any, obj: Any, name: str) -> Any:
     return arr
 
 
+def join(be: Any, a: Any, ref: Any) -> Any:
+    """``a`` on ``ref``'s device, where the backend moves host-side operands to a device
+    (torch: a CPU tensor joins a CUDA one, see ``to_device_of``); else ``a`` as it is."""
+    move = getattr(be, "to_device_of", None)
+    return a if move is None else move(a, ref)
+
+
 _prepare = prepare  # the name the trainer imports

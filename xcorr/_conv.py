@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _conv_cost
-from ._api import front
+from ._api import front, join
 from ._auto import warn_fft_nonfinite
 from ._methods import fft_len
 
@@ -176,6 +176,7 @@ def setup(x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any, g
                          f"{tuple(bias.shape)}")
     x, w = be.promote(x, w)
     if bias is not None:
+        bias = join(be, bias, x)
         bias = be.astype(bias, x.dtype) if be.kind(bias) != "f" or be.kind(x) == "f" else bias
         if be.kind(x) == "i" and be.kind(bias) == "f":
             raise TypeError("bias is floating point but x and w are integers; cast the "

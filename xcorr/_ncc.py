@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from . import _corr, _dispatch, _validate
-from ._api import prepare
+from ._api import join, prepare
 from ._auto import choose
 from ._boxsum import box_sums
 from ._broadcast import broadcast_shapes
@@ -146,7 +146,7 @@ def _match_template(image: Any, template: Any, mode: str, mask: Any, method: str
                          "template or mode='same'")
     x, t, wide = _float(be, x, t)
     if m is not None:
-        return _masked(be, x, t, m, mode, method, wide)
+        return _masked(be, x, t, join(be, m, x), mode, method, wide)
     fast = getattr(be, "ncc_match_template", None)  # JAX: values from the NumPy backend
     out = fast(x, t, mode, method) if fast is not None else None
     return out if out is not None else unmasked(be, x, t, mode, method, wide)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _conv, _corr, _grad, _pool
-from ._api import prepare
+from ._api import join, prepare
 
 __all__ = ["conv2d", "convolve2d", "corr2d", "pool2d"]
 
@@ -92,7 +92,7 @@ def convolve2d(x: Any, k: Any, g: Any, *, mode: str = "valid", boundary: str = "
 def _vjp(x: Any, k: Any, g: Any, mode: str, boundary: str, fillvalue: Any, axes: Any,
          backend: str | None, convolve: bool) -> tuple[Any, Any]:
     p = _corr.setup(x, k, mode, boundary, fillvalue, axes, "auto", backend, convolve)
-    g = prepare(p.be, g, "g")
+    g = join(p.be, prepare(p.be, g, "g"), p.k)
     want = p.output_shape()
     if tuple(g.shape) != want:
         raise ValueError(f"g has shape {tuple(g.shape)}, but the output of this correlation "
@@ -133,7 +133,7 @@ def conv2d(x: Any, w: Any, g: Any, bias: Any = None, *, stride: Any = 1, padding
     """
     p = _conv.setup(x, w, bias, stride, padding, dilation, groups, padding_mode, "direct",
                     backend)
-    g = prepare(p.be, g, "g")
+    g = join(p.be, prepare(p.be, g, "g"), p.x)
     want = (*((p.x.shape[0],) if not p.unbatched else ()), p.w.shape[0], *p.geo.out)
     if tuple(g.shape) != want:
         raise ValueError(f"g has shape {tuple(g.shape)}, but conv2d's output has shape "
@@ -174,7 +174,7 @@ def pool2d(x: Any, g: Any, kernel_size: Any, *, stride: Any = None, padding: Any
     [[0.0, 1.0], [0.0, 0.0]]
     """
     p = _pool.setup(x, kernel_size, stride, padding, mode, backend)
-    g = prepare(p.be, g, "g")
+    g = join(p.be, prepare(p.be, g, "g"), p.x)
     want = (*p.x.shape[:-2], *p.win.out)
     if tuple(g.shape) != want:
         raise ValueError(f"g has shape {tuple(g.shape)}, but pool2d's output has shape "

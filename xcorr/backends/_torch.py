@@ -156,6 +156,15 @@ def promote(x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return x.to(dt), k.to(dt)
 
 
+def to_device_of(a: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``a`` on ``ref``'s device where ``a`` is on the CPU and ``ref`` is not: a third operand
+    (bias, mask, cotangent) joins the device as ``promote`` moves the second; tensors on two
+    other devices are left for torch to refuse."""
+    if a.device != ref.device and a.device.type == "cpu":
+        return a.to(ref.device)
+    return a
+
+
 def pad(x: torch.Tensor, widths: tuple[int, int, int, int], boundary: str = "fill",
         value: Any = 0) -> torch.Tensor:
     """Pad the last two axes by ``widths`` (top, bottom, left, right) under ``boundary``.
