@@ -158,6 +158,11 @@ def test_sparse_inputs_are_refused_with_the_conversion_to_make():
             for call in calls:
                 with pytest.raises(TypeError, match=r"layout torch\.sparse.*\.to_dense\(\)"):
                     call(layout, backend=backend)
+        # after a dense call of the same shape and dtype: the dispatch cache skipped the check
+        k = torch.ones(1, 2, dtype=t.dtype)
+        xcorr.corr2d(t, k)
+        with pytest.raises(TypeError, match=r"layout torch\.sparse.*\.to_dense\(\)"):
+            xcorr.corr2d(layout, k)
 
 
 def test_threads_with_mixed_backends():

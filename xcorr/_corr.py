@@ -256,8 +256,9 @@ def _plan_key(x: Any, k: Any, *settings: Any) -> tuple[Any, ...] | None:
                 # Dynamo caches the traced graph itself, and cannot trace this key (the
                 # setting's ContextVar; hash() of a tuple on torch 2.9)
                 return None
-            # CPU and CUDA tensors differ in cost model and kernels, and two devices raise.
-            key += (x.device, getattr(k, "device", None))
+            # CPU and CUDA tensors differ in cost model and kernels, and two devices raise;
+            # a sparse layout is refused by the checks the plan skips.
+            key += (x.device, getattr(k, "device", None), x.layout, getattr(k, "layout", None))
         if "jax" in kinds:  # the x64 switch (thread-local in jax.enable_x64) sets promotion
             key += (_dispatch.load("jax").x64(),)
         hash(key)
