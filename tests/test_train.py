@@ -178,6 +178,28 @@ def test_explicit_init_is_used_and_not_mutated() -> None:
     assert r_list.losses == r.losses
 
 
+def test_torch_parameters_and_inference_tensors() -> None:
+    """An ``nn.Parameter`` init: the learnt kernel came back requiring grad, on a graph
+    through every epoch back to the caller's Parameter; now a plain tensor, the Parameter
+    untouched.  Data made under ``torch.inference_mode`` (or training called inside it)
+    raised "Inference tensors cannot be saved for backward"."""
+    torch = pytest.importorskip("torch", reason="torch: not installed (the 'torch' extra)")
+    x = torch.from_numpy(edge_image())
+    y = xcorr.corr2d(x, torch.from_numpy(EDGE))
+    init = torch.nn.Parameter(torch.tensor([[0.5, -0.25]], dtype=torch.float64))
+    want = learn_kernel(x, y, (1, 2), init=[[0.5, -0.25]], epochs=5)
+    r = learn_kernel(x, y, (1, 2), init=init, epochs=5)
+    assert not r.kernel.requires_grad and r.kernel.grad_fn is None and init.grad is None
+    assert init.tolist() == [[0.5, -0.25]]
+    assert r.losses == want.losses
+    with torch.inference_mode():
+        xi, yi = x.clone(), y.clone()
+        inside = learn_kernel(xi, yi, (1, 2), init=[[0.5, -0.25]], epochs=5, bias=True)
+    outside = learn_kernel(xi, yi, (1, 2), init=[[0.5, -0.25]], epochs=5, bias=True)
+    assert inside.losses == outside.losses
+    assert outside.losses[:1] == want.losses[:1]
+
+
 def test_batch_loss_is_summed() -> None:
     x = np.stack([edge_image(), 1 - edge_image(), edge_image()[::-1, ::-1] * 2])
     y = xcorr.corr2d(x, EDGE)

@@ -239,9 +239,10 @@ lr=0.005
 
 
 def _like(a: Any, ref: Any) -> Any:
-    """``a`` (same framework as ``ref``) in ``ref``'s dtype, and for torch on its device."""
+    """``a`` (same framework as ``ref``) in ``ref``'s dtype, and for torch on its device and
+    detached: the trainer's own values, not the caller's graph (an ``nn.Parameter`` init)."""
     if not hasattr(a, "astype"):  # torch: ``.to(tensor)`` takes its dtype and device
-        return a.to(ref)
+        return a.detach().to(ref)
     return a if a.dtype == ref.dtype else a.astype(ref.dtype)
 
 

@@ -294,17 +294,26 @@ def sse_value_and_grad(x: torch.Tensor, y: torch.Tensor, k: torch.Tensor, b: Any
                        geometry: Any = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Squared-error loss and its gradients ``(loss, dk, db)`` by torch autograd
-    (``geometry``: a conv2d model, see ``xcorr._grad.model``)."""
-    k = k.detach().requires_grad_()
-    params = [k]
-    with torch.enable_grad():
+    (``geometry``: a conv2d model, see ``xcorr._grad.model``), whatever the caller's grad
+    mode: under ``torch.inference_mode`` too, and on tensors made there (which autograd
+    cannot save: copied first)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        k = _autograd_ready(k).requires_grad_()
+        params = [k]
         if b is not None:
-            b = torch.as_tensor(b, dtype=k.dtype, device=k.device).detach()
+            b = _autograd_ready(torch.as_tensor(b, dtype=k.dtype, device=k.device))
             params.append(b.requires_grad_())
-        pred = _grad.model(sys.modules[__name__], x.detach(), k, b, geometry)
+        pred = _grad.model(sys.modules[__name__], _autograd_ready(x), k, b, geometry)
         loss = (pred - y).square().sum()
         grads = torch.autograd.grad(loss, params)
     return loss.detach(), grads[0], (grads[1] if b is not None else None)
+
+
+def _autograd_ready(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached from any graph, and an ordinary tensor if it was made under
+    ``torch.inference_mode`` (autograd can neither save nor differentiate those)."""
+    t = t.detach()
+    return t.clone() if t.is_inference() else t
 
 
 def rfft2(a: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
