@@ -106,7 +106,8 @@ def conv2d(x: Any, w: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 
         Shapes or channel counts that do not fit ``groups``, non-positive stride or
         dilation, negative padding, padding too wide for its mode, a kernel larger than the
         padded input, an unknown ``padding_mode``/``method``, ``method="fft"``/``"native"``
-        on integers.
+        on integers, an empty input (any dimension of length 0, the batch too, where
+        ``F.conv2d`` returns an empty batch).
     TypeError
         As ``corr2d`` (strings, complex or bool data, arrays of two frameworks).
 

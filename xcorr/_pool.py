@@ -65,7 +65,8 @@ def pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0,
     ------
     ValueError
         A non-positive window or stride, padding over half the window, a window larger than
-        the padded input, an unknown ``mode``.
+        the padded input, an unknown ``mode``, an empty input (any dimension of length 0,
+        the batch too, where ``F.max_pool2d`` returns an empty batch).
     TypeError
         ``mode="avg"`` on integer input (cast to float first), and as ``corr2d``.
 
