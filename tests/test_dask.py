@@ -208,3 +208,40 @@ def test_training_on_dask_matches_numpy():
     eager = train.learn_kernel(x, y, (2, 2), **kw)
     np.testing.assert_allclose(np.asarray(lazy.kernel), eager.kernel, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(lazy.losses, eager.losses, rtol=1e-9)
+
+
+def test_ndimage_decides_nan_handling_per_block_and_stays_lazy(monkeypatch):
+    """xcorr.ndimage skips near-zero weights (as SciPy): where such a tap may meet NaN/Inf
+    it rebuilds the IEEE products (six correlations).  On Dask it took that path for every
+    block whenever a weight was 0 (a Sobel kernel: 5-8x slower), since the values were
+    unknown, and it computed Dask weights at call time.  Now each block decides from its
+    own values, and nothing runs before compute()."""
+    import scipy.ndimage
+
+    import xcorr.ndimage as xn
+    from xcorr import _dropin
+
+    x = RNG.standard_normal((40, 36))
+    x[37, 5], x[38, 20] = np.nan, np.inf  # both in the last block of rows, not its halo
+    sobel = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+    computed = []
+
+    def touch(block):
+        computed.append(block.shape)
+        return block
+
+    weights = da.from_array(sobel, chunks=2).map_blocks(touch, meta=np.empty((0, 0)))
+    out = xn.correlate(da.from_array(x, chunks=(10, 36)), weights, mode="reflect")
+    assert isinstance(out, da.Array) and computed == []
+    rebuilt = []
+    real = _dropin.valid_of_padded
+    monkeypatch.setattr(_dropin, "valid_of_padded", lambda be, x, k, *a: (
+        rebuilt.append(k.ndim == 3), real(be, x, k, *a))[1])
+    np.testing.assert_array_equal(out.compute(), scipy.ndimage.correlate(x, sobel,
+                                                                         mode="reflect"))
+    assert len(rebuilt) >= 3 and sorted(rebuilt) == [False] * (len(rebuilt) - 1) + [True]
+    for chunks in ((7, 5), (1, 36), ((3, 30, 7), (20, 16))):
+        for mode in ("constant", "wrap", "nearest"):
+            got = xn.correlate(da.from_array(x, chunks=chunks), sobel, mode=mode, cval=np.nan)
+            np.testing.assert_array_equal(got.compute(), scipy.ndimage.correlate(
+                x, sobel, mode=mode, cval=np.nan))

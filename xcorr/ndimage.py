@@ -234,6 +234,9 @@ def _skipping_valid(be: Any, x: Any, k: Any, widths: tuple[int, int, int, int] |
     ``narrow``: ``x`` before it was widened to float64, finite exactly where ``x`` is (its
     check reads half the bytes).
     """
+    blocked = getattr(be, "skipping_blocked", None)
+    if blocked is not None:  # Dask: each block decides from its own values, lazily
+        return blocked(_dropin.padded(be, x, widths, boundary, value), k, _block_skipping)
     xp = be.xp
     used = abs(k) > _EPS  # False for NaN
     k0 = xp.where(used, k, 0.0)
@@ -267,6 +270,12 @@ def _skipping_valid(be: Any, x: Any, k: Any, widths: tuple[int, int, int, int] |
     out = xp.where(hit(ninf_ch), -_INF, sums[0])
     out = xp.where(hit(pinf_ch), _INF, out)
     return xp.where(hit(nan_ch) | (hit(pinf_ch) & hit(ninf_ch)), float("nan"), out)
+
+
+def _block_skipping(be: Any, xpad: Any, k: Any) -> Any:
+    """``_skipping_valid`` of one padded block (Dask's, with its halo): its own data decide
+    whether a skipped tap can meet NaN or Inf, so finite blocks take the one correlation."""
+    return _skipping_valid(be, xpad, k, None, "fill", 0.0)
 
 
 def _pads_narrow(a: Any, boundary: str, value: float) -> bool:

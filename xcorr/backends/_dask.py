@@ -340,6 +340,16 @@ def pool2d_blocked(x: da.Array, win: Any, mode: str, fill: Any) -> da.Array:
                      pool=_pool)
 
 
+def skipping_blocked(xpad: da.Array, k: Any, skipping: Any) -> da.Array:
+    """``xcorr.ndimage``'s sum that skips near-zero weights, of padded ``xpad``, block by
+    block: ``skipping(chunk_backend, block, k)`` on each block with its halo, so a block
+    without NaN or Inf takes the plain correlation, whatever the other blocks hold (deciding
+    for the whole array needs its values before the graph is built)."""
+    k = k.rechunk(k.shape) if isinstance(k, da.Array) else k
+    return _windowed(_block_skipping, xpad, tuple(int(n) for n in k.shape[-2:]), (1, 1), {},
+                     k=k, skipping=skipping)
+
+
 def box_sums(a: da.Array, window: tuple[int, int]) -> da.Array:
     """``xcorr._boxsum.box_sums`` block by block with the window's trailing halo (the same
     bits as the whole array: every window is summed by the same tree wherever it lies)."""
@@ -416,6 +426,11 @@ def _block_conv(xb: Any, *, w: Any, geo: Any, method: str, integer: bool, chunk:
 def _block_pool(xb: Any, *, win: Any, mode: str, chunk: str, pool: Any) -> Any:
     block = replace(win, padding=(0, 0), out=_block_out(xb, win.kernel, win.stride))
     return pool.taps_pool(_chunk_module(chunk), xb, block, mode)
+
+
+def _block_skipping(xb: Any, *, k: Any, skipping: Any, chunk: str) -> Any:
+    be = _chunk_module(chunk)
+    return skipping(be, xb, be.asarray(k))
 
 
 def _block_box_sums(ab: Any, *, window: tuple[int, int], chunk: str, boxsum: Any) -> Any:
