@@ -123,6 +123,41 @@ def test_plot_into_a_missing_folder_exits_2_before_training(tmp_path: Path) -> N
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize("name", ["losses.txt", "losses"])
+def test_plot_without_an_image_format_exits_2_before_training(tmp_path: Path,
+                                                               name: str) -> None:
+    """Found after training before (matplotlib: "Format 'txt' is not supported"; or, without
+    an extension, a PNG at another name than the one printed)."""
+    p = run("train", "--backend", "numpy", "--plot", str(tmp_path / name))
+    assert p.returncode == 2 and p.stdout == ""
+    assert "e.g. losses.png" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_failing_plot_write_is_an_error_not_a_traceback(tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:
+    """A folder that os.access calls writable can still refuse the file (root in /proc):
+    an uncaught OSError traceback before; now xcorr's error line and exit status 1."""
+    pytest.importorskip("matplotlib", reason="matplotlib: not installed (the 'plot' extra)")
+    from matplotlib.figure import Figure
+
+    from xcorr import cli
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError("[Errno 1] Operation not permitted: 'x.png'")
+
+    monkeypatch.setattr(Figure, "savefig", refuse)
+    rc = cli.main(["train", "--backend", "numpy", "--epochs", "2", "--plot",
+                   str(tmp_path / "x.png")])
+    assert rc == 1
+    assert "xcorr: error: [Errno 1] Operation not permitted" in capsys.readouterr().err
+
+
+def test_a_negative_seed_is_a_command_line_error() -> None:
+    p = run("train", "--backend", "numpy", "--seed", "-5")
+    assert p.returncode == 2
+    assert "argument --seed: must be a non-negative integer, got -5" in p.stderr
+
+
 def test_plot_onto_a_directory_exits_2(tmp_path: Path) -> None:
     p = run("train", "--backend", "numpy", "--plot", str(tmp_path))
     assert p.returncode == 2

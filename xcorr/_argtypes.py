@@ -7,6 +7,24 @@ from collections.abc import Callable
 from typing import Any
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (a seed).
+
+    >>> non_negative_int("0")
+    0
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+non_negative_int.__name__ = "int"  # argparse names the type in its messages
+
+
 def positive(kind: type) -> Callable[[str], Any]:
     """An argparse type: a number of ``kind`` (int or float) that must be > 0 and finite.
 

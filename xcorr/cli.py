@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from . import BACKENDS, BackendUnavailableError, benchmark, corr2d
-from ._argtypes import positive
+from ._argtypes import non_negative_int, positive
 from ._dispatch import load
 from ._interop import host_copy
 
@@ -90,7 +90,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    f"one or more of {', '.join(BACKENDS)}")
     p.add_argument("--epochs", type=positive(int), default=10, help="default: 10")
     p.add_argument("--lr", type=positive(float), default=3e-2, help="default: 0.03")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the initial kernel, the same on every backend (default: 0)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="precision of the data (default: float32, as the seed's PyTorch; JAX "
@@ -255,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_examples(args.examples_backend, sys.stdout)
             return 0
         return COMMANDS[args.command].run(args, sys.stdout)
-    except (BackendUnavailableError, ValueError, TypeError, FloatingPointError) as exc:
+    except (BackendUnavailableError, ValueError, TypeError, FloatingPointError,
+            OSError) as exc:  # OSError: the plot file, where the up-front check cannot tell
         print(f"xcorr: error: {exc}", file=sys.stderr)
         return 1
 
@@ -267,6 +268,12 @@ def _writable_file(text: str) -> str:
     """An argparse type: a file path whose folder exists and is writable (checked up front,
     so that a typo does not cost a whole training run)."""
     folder = os.path.dirname(os.path.abspath(text))
+    suffix = os.path.splitext(text)[1].lower().lstrip(".")
+    if suffix not in _PLOT_FORMATS and not os.path.isdir(text):
+        what = f"the format {suffix!r}" if suffix else "no extension"
+        raise argparse.ArgumentTypeError(
+            f"cannot plot into {text}: {what}; give a file name ending in one of "
+            f"{', '.join('.' + f for f in sorted(_PLOT_FORMATS))}, e.g. losses.png")
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name, e.g. "
                                          f"{os.path.join(text, 'losses.png')}")
@@ -277,6 +284,11 @@ def _writable_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {folder} is not "
                                          "writable; choose another path")
     return text
+
+
+# What matplotlib's Agg, PDF, PS and SVG writers save by name (its default backends).
+_PLOT_FORMATS = frozenset({"png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif",
+                           "tiff", "webp", "pgf", "raw", "rgba"})
 
 
 def _why_not(backend: str, dtype: str) -> str:
