@@ -137,6 +137,12 @@ def test_fillvalue_rules(backend: str) -> None:
     assert got.dtype.kind == "i"
     np.testing.assert_array_equal(got, oracle(xi, np.ones((2, 2), np.int64), "full", "fill",
                                               2))
+    # beyond the integer result's range: wrapped silently (torch) or "Python int too large
+    # to convert to C long", which names nothing
+    for big in (2**63, -(2**63) - 1, 2.0**64):
+        with pytest.raises(ValueError, match=r"fillvalue=.* is outside the int(64|32) range"):
+            xcorr.corr2d(xi, np.ones((2, 2), np.int64), mode="same", fillvalue=big,
+                         backend=backend)
     with pytest.raises(TypeError, match="fillvalue must be a real number"):
         xcorr.corr2d(np.ones((3, 3)), np.ones((2, 2)), mode="same", fillvalue=1j,
                      backend=backend)

@@ -190,7 +190,7 @@ def setup(x: Any, k: Any, mode: str, boundary: str, fillvalue: Any, axes: Any, m
     xpad = x
     if widths is not None:
         if boundary == "fill" and integer:
-            fill = _validate.integral_fill(fill, boundary, mode)
+            fill = _validate.integral_fill(fill, boundary, mode, x.dtype)
         xpad = be.pad(x, widths, boundary, fill)
     return Problem(be, x, xpad, k, widths, boundary, moved, convolve, integer)
 

@@ -188,14 +188,19 @@ def _differentiated(value: Any) -> bool:
         is True
 
 
-def integral_fill(value: float | int, boundary: str, mode: str) -> int:
-    """The fill value for integer data: it must be integral (else the exact result is lost)."""
-    if isinstance(value, int):
-        return value
-    if not math.isfinite(value) or value != int(value):
+def integral_fill(value: float | int, boundary: str, mode: str, dtype: Any) -> int:
+    """The fill value for integer data of ``dtype`` (the promoted int64, or JAX's int32
+    without x64): it must be integral (else the exact result is lost) and in its range (else
+    the framework wraps it or fails on a C long)."""
+    if not isinstance(value, int) and (not math.isfinite(value) or value != int(value)):
         raise ValueError(f"fillvalue={value!r} is not an integer, but the data are integers "
                          f"and boundary={boundary!r} with mode={mode!r} pads with it; use an "
                          "integral fillvalue or cast the data to float")
+    bits = 8 * int(getattr(dtype, "itemsize", 8))
+    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        raise ValueError(f"fillvalue={value!r} is outside the int{bits} range of the exact "
+                         "integer result it pads; use a fill value within it or cast the data "
+                         "to float")
     return int(value)
 
 
