@@ -7,6 +7,7 @@ scikit-image's own ``match_template`` tests are ported at the end of the NumPy-o
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from typing import Any
 
@@ -276,6 +277,25 @@ def test_local_ncc_equals_brute_force(backend: str) -> None:
     np.testing.assert_allclose(got32, brute_local(a, b, (3, 3), 1e-5), rtol=0, atol=1e-4)
     same = to_np(xcorr.local_ncc(a + 100, 3 * a - 7, 3, eps=1e-12, backend=backend))
     assert np.all(same > 0.99) and np.all(same <= 1)
+
+
+def test_local_ncc_takes_zero_d_arrays_of_any_framework() -> None:
+    """``eps=jnp.float32(1e-5)`` and ``window=jnp.int32(3)`` (or torch's 0-d tensors) were
+    refused as not numbers, where NumPy's scalars were taken."""
+    a, b = RNG.random((9, 11)), RNG.random((9, 11))
+    want = xcorr.local_ncc(a, b, (3, 5), eps=0.25)
+    scalars = [(np.int64(3), np.array(5), np.array(0.25))]
+    if importlib.util.find_spec("jax") is not None:
+        import jax.numpy as jnp
+
+        scalars.append((jnp.asarray(3), jnp.int32(5), jnp.float32(0.25)))
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        scalars.append((torch.tensor(3), torch.tensor(5), torch.tensor(0.25)))
+    for wh, ww, eps in scalars:
+        np.testing.assert_array_equal(xcorr.local_ncc(a, b, (wh, ww), eps=eps), want)
+        assert xcorr.local_ncc(a, b, wh, eps=eps).shape == a.shape
 
 
 def test_errors(backend: str) -> None:

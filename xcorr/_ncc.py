@@ -253,6 +253,7 @@ def local_ncc(a: Any, b: Any, window: Any, *, eps: float = 1e-5,
 def _local_ncc(a: Any, b: Any, window: Any, eps: Any, backend: str | None) -> Any:
     be, x, y = _front_pair(a, b, backend)
     wh, ww = _odd_window(window, tuple(int(n) for n in x.shape[-2:]))
+    eps = _validate.concrete_scalar(eps)
     # (comparisons, not math.isfinite: torch.compile's dynamic shapes make eps symbolic)
     if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not 0 < eps < _INF:
         raise ValueError(f"eps must be a positive finite number, got {eps!r}; e.g. eps=1e-5")
@@ -358,9 +359,10 @@ def _check_weights(xp: Any, m: Any) -> None:
 
 
 def _odd_window(window: Any, size: tuple[int, int]) -> tuple[int, int]:
+    window = _validate.concrete_scalar(window)
     items = (window, window) if isinstance(window, numbers.Integral) else window
     try:
-        pair = tuple(items)
+        pair = tuple(_validate.concrete_scalar(n) for n in items)
     except TypeError:
         pair = ()
     ok = len(pair) == 2 and all(isinstance(n, numbers.Integral) and not isinstance(n, bool)

@@ -178,6 +178,19 @@ def check_fillvalue(value: Any) -> float | int:
                     "e.g. fillvalue=0.0")
 
 
+def concrete_scalar(value: Any) -> Any:
+    """A concrete 0-d array of any framework (``jnp.float32(1e-5)``, ``torch.tensor(3)``) as
+    its Python number, as NumPy scalars already are; anything else as it is (a traced or
+    differentiated value too: the caller's check then names it)."""
+    if isinstance(value, numbers.Number) or getattr(value, "shape", None) != () \
+            or _differentiated(value):
+        return value
+    try:
+        return value.item()
+    except (AttributeError, TypeError, ValueError):
+        return value
+
+
 def _differentiated(value: Any) -> bool:
     """Whether ``value`` is a JAX tracer (jit, grad, vmap) or a torch tensor that autograd
     tracks: its ``.item()`` would give a constant and drop the derivative silently."""
