@@ -241,6 +241,21 @@ def test_a_traced_fillvalue_is_refused_not_silently_constant():
     assert float(f(jnp.asarray(2.0))) == float(f(2.0))  # a concrete 0-d array is a number
 
 
+def test_unsigned_values_beyond_the_default_int_raise_as_host_data_do():
+    """A JAX uint32 array above 2**31 - 1 without x64 (uint64 above 2**63 - 1 with it) wrapped
+    to negative in the int32 (int64) result; the same data as NumPy raised OverflowError."""
+    with jax_x64(False):
+        with pytest.raises(OverflowError, match="uint32 values above 2147483647.*64-bit"):
+            xcorr.corr2d(jnp.full((3, 3), 2**31 + 5, jnp.uint32), jnp.ones((2, 2), jnp.int32))
+        fits = xcorr.corr2d(jnp.full((3, 3), 2**31 - 1, jnp.uint32), jnp.ones((1, 1), jnp.int8))
+        assert fits.dtype == jnp.int32 and int(fits[0, 0]) == 2**31 - 1
+    with jax_x64(True):
+        with pytest.raises(OverflowError, match="uint64 values above 9223372036854775807"):
+            xcorr.corr2d(jnp.full((2, 2), 2**63 + 10, jnp.uint64), jnp.ones((1, 1), jnp.int64))
+        wide = xcorr.corr2d(jnp.full((3, 3), 2**31 + 5, jnp.uint32), jnp.ones((2, 2), jnp.int32))
+        assert (np.asarray(wide) == 4 * (2**31 + 5)).all()
+
+
 def test_output_stays_on_the_input_device():
     for device in jax.devices():
         x = jax.device_put(jnp.asarray(RNG.standard_normal((2, 20, 20)), jnp.float32), device)

@@ -117,9 +117,24 @@ def promote(x: Any, k: Any) -> tuple[Any, Any]:
     with x64, else int32) for integers."""
     if kind(x) == "i" and kind(k) == "i":
         dt = jax.dtypes.canonicalize_dtype(jnp.int64)
+        _check_fits(x, dt)
+        _check_fits(k, dt)
     else:
         dt = jnp.result_type(x, k)  # the arrays, not their dtypes: those drop weak_type
     return x.astype(dt), k.astype(dt)
+
+
+def _check_fits(a: Any, dt: Any) -> None:
+    """Unsigned values as wide as the default integer ``dt`` (uint32 without x64, uint64
+    with it) fit only below its maximum: an eager array's are checked, as host data's are
+    (``asarray``); a traced one's cannot be, and wrap as in JAX's own arithmetic."""
+    if (a.dtype.kind == "u" and a.dtype.itemsize >= np.dtype(dt).itemsize and a.size
+            and not isinstance(a, jax.core.Tracer) and int(a.max()) > np.iinfo(dt).max):
+        hint = ("enable JAX's 64-bit mode (jax.config.update('jax_enable_x64', True)), "
+                if np.dtype(dt).itemsize == 4 else "")
+        raise OverflowError(f"an input holds {a.dtype} values above {np.iinfo(dt).max}, which "
+                            f"the exact {np.dtype(dt).name} result cannot represent; "
+                            f"{hint}cast to float, or shift the data into its range")
 
 
 def pad(x: Any, widths: tuple[int, int, int, int], boundary: str = "fill",
