@@ -245,3 +245,18 @@ def test_ndimage_decides_nan_handling_per_block_and_stays_lazy(monkeypatch):
             got = xn.correlate(da.from_array(x, chunks=chunks), sobel, mode=mode, cval=np.nan)
             np.testing.assert_array_equal(got.compute(), scipy.ndimage.correlate(
                 x, sobel, mode=mode, cval=np.nan))
+
+
+def test_uint64_beyond_int64_raises_when_computed():
+    """NumPy data refuse uint64 values above 2**63 - 1 for the exact int64 result at the
+    call; lazily held ones wrapped to negative without a word.  Now the blocks that hold
+    them raise the same OverflowError when computed (nothing is read at the call)."""
+    big = np.full((4, 4), 2**63 + 1, np.uint64)
+    k = np.ones((1, 1), np.int64)
+    for lazy in (xcorr.corr2d(da.from_array(big, chunks=2), k),
+                 xcorr.conv2d(da.from_array(big[None, None], chunks=2), k[None, None]),
+                 xcorr.corr2d(np.ones((4, 4), np.int64), da.from_array(big[:1, :1]))):
+        with pytest.raises(OverflowError, match=r"holds uint64 values above 2\*\*63 - 1"):
+            lazy.compute()
+    small = xcorr.corr2d(da.from_array(np.full((4, 4), 7, np.uint64), chunks=2), k)
+    assert small.dtype == np.int64 and (small.compute() == 7).all()

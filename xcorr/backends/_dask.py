@@ -103,7 +103,24 @@ def kind(arr: da.Array) -> str:
 def promote(x: da.Array, k: da.Array) -> tuple[da.Array, da.Array]:
     """Common dtype as NumPy (and CuPy) chunks promote: floats by ``result_type``, ints to int64."""
     dt = numpy_result_dtype(x.dtype, k.dtype)
+    x, k = _int64_checked(x, "x", dt), _int64_checked(k, "k", dt)
     return x.astype(dt), k.astype(dt)  # lazy; a no-op when the dtype is already right
+
+
+def _int64_checked(a: da.Array, name: str, dt: Any) -> da.Array:
+    """uint64 blocks bound for int64 checked when they are computed (their values are not
+    known before): values above 2**63 - 1 raise the OverflowError eager data raise at the
+    call (``_validate.check_int64_range``), instead of wrapping."""
+    if a.dtype != np.uint64 or dt != np.int64:
+        return a
+    return a.map_blocks(_check_int64_block, what=name, dtype=a.dtype, meta=a._meta)
+
+
+def _check_int64_block(block: Any, what: str) -> Any:
+    from .._validate import check_int64_range
+
+    check_int64_range(block, what)
+    return block
 
 
 def pad(x: da.Array, widths: tuple[int, int, int, int], boundary: str = "fill",
