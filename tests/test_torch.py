@@ -382,6 +382,31 @@ def test_torch_func_vmap_and_grad():
         torch.testing.assert_close(got, kk.grad, rtol=1e-12, atol=1e-12)
 
 
+def test_legacy_batched_autograd():
+    """``is_grads_batched=True``, ``jacobian(vectorize=True)`` and gradcheck's batched check
+    run backward on torch's legacy batched tensors, which were handed to the NumPy kernels
+    ("Batching rule not implemented for aten::detach"), or, off them, to an ``out=`` loop."""
+    x = rand(6, 7).requires_grad_()
+    k = rand(3, 3, seed=1).requires_grad_()
+    cotangents = torch.eye(20, dtype=x.dtype).reshape(-1, 4, 5)
+    for method in ("direct", "auto", "fft"):
+        out = xcorr.corr2d(x, k, method=method)
+        dx, dk = torch.autograd.grad(out, (x, k), cotangents, is_grads_batched=True,
+                                     retain_graph=True)
+        for i, g in enumerate(cotangents):
+            gx, gk = torch.autograd.grad(out, (x, k), g, retain_graph=True)
+            torch.testing.assert_close(dx[i], gx, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(dk[i], gk, rtol=1e-12, atol=1e-12)
+    jx, jk = torch.autograd.functional.jacobian(xcorr.corr2d, (x, k), vectorize=True)
+    assert jx.shape == (4, 5, 6, 7) and jk.shape == (4, 5, 3, 3)
+    assert torch.autograd.gradcheck(lambda a, b: xcorr.match_template(a, b, mask=b > 0),
+                                    (x, k), check_batched_grad=True)
+    w = rand(2, 1, 3, 3, seed=2).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: xcorr.conv2d(a, b, groups=2),
+                                    (rand(1, 2, 6, 6, seed=3).requires_grad_(), w),
+                                    check_batched_grad=True)
+
+
 def test_a_fillvalue_that_requires_grad_is_refused():
     """A fill value that autograd tracks became a constant (``.item()``), so its gradient was
     lost without a word; it now raises, saying how to differentiate through it."""

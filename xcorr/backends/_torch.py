@@ -432,8 +432,16 @@ def _wrapped(*tensors: torch.Tensor) -> bool:
 
 
 # private, hence looked up softly
-_is_functorch_wrapped = getattr(getattr(torch._C, "_functorch", None),
-                                "is_functorch_wrapped_tensor", lambda t: False)
+_functorch = getattr(torch._C, "_functorch", None)
+_is_wrapper = getattr(_functorch, "is_functorch_wrapped_tensor", lambda t: False)
+_is_legacy_batched = getattr(_functorch, "is_legacy_batchedtensor", lambda t: False)
+
+
+def _is_functorch_wrapped(t: torch.Tensor) -> bool:
+    """torch.func's wrappers, and the legacy batched tensors of ``is_grads_batched=True``,
+    ``torch.autograd.functional.jacobian(vectorize=True)`` and ``gradcheck``'s batched
+    checks: neither has memory of its own, nor batching rules for ``detach`` or ``out=``."""
+    return _is_wrapper(t) or _is_legacy_batched(t)
 
 
 _HOST_FLOATS = (torch.float32, torch.float64)
@@ -574,7 +582,7 @@ def _tap_dots(x: torch.Tensor, g: torch.Tensor, kshape: tuple[int, ...]) -> torc
     ho, wo = g.shape[-2:]
     lead = kshape[:-2]
     views = [x[..., a:a + ho, c:c + wo] for a in range(kh) for c in range(kw)]
-    if not lead and not (torch.is_grad_enabled() or _compiling()):
+    if not lead and not (torch.is_grad_enabled() or _compiling() or _wrapped(x, g)):
         dk = torch.empty(kh * kw, dtype=g.dtype, device=g.device)
         tmp = torch.empty_like(g)  # one buffer reused by every tap
         for i, v in enumerate(views):
