@@ -407,6 +407,18 @@ def test_legacy_batched_autograd():
                                     check_batched_grad=True)
 
 
+def test_cast_advice_is_torchs_own():
+    """The casts the messages suggest were NumPy's ``x.astype('float32')``, which a tensor
+    does not have."""
+    with pytest.raises(TypeError, match=r"e\.g\. x\.to\(torch\.float32\) or "
+                                        r"x\.to\(torch\.int64\)"):
+        xcorr.corr2d(torch.ones(3, 3, dtype=torch.bool), torch.ones(2, 2))
+    with pytest.raises(TypeError, match=r"e\.g\. x\.to\(torch\.float32\)"):
+        xcorr.pool2d(torch.ones(4, 4, dtype=torch.int32), 2, mode="avg")
+    with pytest.raises(TypeError, match=r"e\.g\. x\.astype\('float32'\)"):
+        xcorr.pool2d(np.ones((4, 4), np.int32), 2, mode="avg")
+
+
 def test_a_fillvalue_that_requires_grad_is_refused():
     """A fill value that autograd tracks became a constant (``.item()``), so its gradient was
     lost without a word; it now raises, saying how to differentiate through it."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from ._api import front
 from ._dropin import cast, numpy_dtype
+from ._validate import cast_hint
 
 MODES = ("max", "avg")
 
@@ -111,7 +112,7 @@ def setup(x: Any, kernel_size: Any, stride: Any, padding: Any, mode: Any,
         raise ValueError(f"x is empty (shape {tuple(x.shape)}); every dimension must be >= 1")
     if mode == "avg" and be.kind(x) == "i":
         raise TypeError("mode='avg' on integer input would round the averages; cast x to a "
-                        "float dtype first (e.g. x.astype('float32'))")
+                        f"float dtype first (e.g. {cast_hint(x, 'x', 'float32')})")
     k = _pair(kernel_size, "kernel_size", 1)
     s = _pair(stride if stride is not None else k, "stride", 1)
     p = _pair(padding, "padding", 0)

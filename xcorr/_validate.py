@@ -91,6 +91,14 @@ def _int64_overflow(name: str) -> OverflowError:
                          "shift the data into the int64 range")
 
 
+def cast_hint(arr: Any, name: str, dtype: str) -> str:
+    """How to cast ``arr`` to ``dtype`` in its own framework: torch tensors have no
+    ``astype``."""
+    if type(arr).__module__.split(".")[0] == "torch":
+        return f"{name}.to(torch.{dtype})"
+    return f"{name}.astype('{dtype}')"
+
+
 def check_kind(arr: Any, name: str, kind: str) -> None:
     """Only real numbers: ``kind`` is the dtype kind letter the backend reports for ``arr``."""
     if kind == "c":
@@ -99,7 +107,8 @@ def check_kind(arr: Any, name: str, kind: str) -> None:
                         "and imaginary parts separately")
     if kind == "b":
         raise TypeError(f"{name} is boolean; cast it to a number type first, "
-                        f"e.g. {name}.astype('float32') or .astype('int64')")
+                        f"e.g. {cast_hint(arr, name, 'float32')} or "
+                        f"{cast_hint(arr, name, 'int64')}")
     if kind not in ("f", "i"):
         raise TypeError(f"{name} has dtype {arr.dtype}, which is not a number type; "
                         "pass float or integer data")
