@@ -309,6 +309,7 @@ def test_errors(backend: str) -> None:
         (dict(image=np.ones((2, 6, 7)), template=np.ones((3, 3, 3))), ValueError, "broadcast"),
         (dict(image=x, template=t, mask=np.ones((2, 2))), ValueError, "mask"),
         (dict(image=x, template=t, mask=np.zeros((3, 3))), ValueError, "no positive"),
+        (dict(image=x, template=t, mask=np.zeros((3, 3), bool)), ValueError, "no positive"),
         (dict(image=x, template=t, mask=-np.ones((3, 3))), ValueError, "non-negative"),
         (dict(image=x, template=t, mask=np.full((3, 3), np.nan)), ValueError, "finite"),
         (dict(image=np.ones((0, 7)), template=t), ValueError, "empty"),

@@ -327,7 +327,7 @@ def _mask(be: Any, obj: Any, t: Any) -> Any:
     (host data always; a JAX tracer or a lazy Dask array not)."""
     if _dispatch.array_backend(obj) in (None, "numpy"):  # lists, NumPy: check on the host
         host = np.asarray(obj)
-        if host.dtype.kind in "iuf" and host.ndim >= 2:
+        if host.dtype.kind in "biuf" and host.ndim >= 2:
             _check_weights(np, host)
     m = be.asarray(obj)
     kind = be.kind(m)
@@ -343,15 +343,15 @@ def _mask(be: Any, obj: Any, t: Any) -> Any:
     if shape is None or shape[-2:] != tuple(t.shape[-2:]):
         raise ValueError(f"mask {tuple(m.shape)} does not broadcast with template "
                          f"{tuple(t.shape)}; give it the template's shape")
-    if kind == "b":
-        return m
     if be.all_finite(m, m) is not None:  # None: a tracer or a lazy array, values unknown
         _check_weights(be.xp, m)
     return m
 
 
 def _check_weights(xp: Any, m: Any) -> None:
-    if not bool(xp.all(xp.isfinite(m))) or bool(xp.any(m < 0)):
+    """Finite, non-negative weights (bool masks are), some positive in every template."""
+    if str(m.dtype) not in ("bool", "torch.bool") and (
+            not bool(xp.all(xp.isfinite(m))) or bool(xp.any(m < 0))):
         raise ValueError("mask weights must be finite and non-negative")
     if not bool(xp.all(xp.any(m > 0, axis=(-2, -1)))):
         raise ValueError("mask has no positive weight (in at least one of its templates); "
