@@ -96,6 +96,15 @@ def test_batch_dimensions(backend):
         np.testing.assert_allclose(got[idx], reference(x[idx], k), rtol=1e-5, atol=1e-5)
 
 
+def test_the_reference_refuses_what_its_docstring_says():
+    """A kernel larger than x gave an empty array and 1-D input an IndexError; its docstring
+    promised ValueError for both."""
+    with pytest.raises(ValueError, match="larger than x"):
+        reference(np.ones((3, 3)), np.ones((4, 3)))
+    with pytest.raises(ValueError, match="must be 2-D"):
+        reference(np.ones(5), np.ones(2))
+
+
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_methods_agree_with_reference(backend, method):
     x = RNG.standard_normal((20, 17))

@@ -27,8 +27,7 @@ def corr2d(x: Any, k: Any) -> np.ndarray:
     Raises
     ------
     ValueError
-        ``x`` or ``k`` not 2-D (NumPy's unpacking error), or a kernel larger than ``x``
-        (a negative output size).
+        ``x`` or ``k`` not 2-D, or a kernel larger than ``x`` on either axis.
 
     Examples
     --------
@@ -37,7 +36,11 @@ def corr2d(x: Any, k: Any) -> np.ndarray:
     [[19, 25], [37, 43]]
     """
     x, k = np.asarray(x), np.asarray(k)
+    if x.ndim != 2 or k.ndim != 2:
+        raise ValueError(f"x and k must be 2-D, got shapes {x.shape} and {k.shape}")
     h, w = k.shape
+    if h > x.shape[0] or w > x.shape[1]:
+        raise ValueError(f"the kernel {k.shape} is larger than x {x.shape}")
     y = np.zeros((x.shape[0] - h + 1, x.shape[1] - w + 1), dtype=np.result_type(x, k))
     for i in range(y.shape[0]):
         for j in range(y.shape[1]):
