@@ -362,6 +362,42 @@ def test_vjp_checks_the_gradient_shape() -> None:
         xcorr.vjp.corr2d(np.ones((5, 5)), np.ones((2, 2)), np.ones((3, 3)))
 
 
+def test_vjp_of_integer_data_with_a_float_cotangent_is_float() -> None:
+    """The cotangent was cast to the data's integers: g = 0.5 gave all-zero gradients."""
+    xi, ki = np.arange(30).reshape(5, 6), np.ones((2, 2), np.int64)
+    g = np.full((4, 5), 0.5)
+    dx, dk = xcorr.vjp.corr2d(xi, ki, g)
+    fx, fk = xcorr.vjp.corr2d(xi.astype(float), ki.astype(float), g)
+    assert dx.dtype == dk.dtype == np.float64
+    np.testing.assert_array_equal(dk, fk)
+    np.testing.assert_array_equal(dx, fx)
+    exact = xcorr.vjp.corr2d(xi, ki, np.ones((4, 5), np.int64))[1]  # integers stay exact
+    assert exact.dtype == np.int64 and (exact == 2 * fk).all()
+    x4, w4 = np.arange(32).reshape(1, 2, 4, 4), np.ones((1, 2, 2, 2), np.int64)
+    got = xcorr.vjp.conv2d(x4, w4, np.full((1, 1, 3, 3), 0.5), bias=np.zeros(1, np.int64))
+    want = xcorr.vjp.conv2d(x4 * 1.0, w4 * 1.0, np.full((1, 1, 3, 3), 0.5), bias=np.zeros(1))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        xcorr.vjp.pool2d(np.arange(16).reshape(4, 4), np.full((2, 2), 0.5), 2),
+        xcorr.vjp.pool2d(np.arange(16.0).reshape(4, 4), np.full((2, 2), 0.5), 2))
+
+
+def test_vjp_cotangent_takes_part_in_choosing_the_backend() -> None:
+    """``g`` was converted to the backend of x and k: a torch cotangent with NumPy data gave
+    NumPy, and a JAX one with torch data was silently converted instead of refused."""
+    torch = pytest.importorskip("torch", reason="torch: not installed (the 'torch' extra)")
+    dx, dk = xcorr.vjp.corr2d(np.ones((5, 6)), np.ones((2, 2)), torch.ones(4, 5))
+    assert isinstance(dx, torch.Tensor) and isinstance(dk, torch.Tensor)
+    dx, *_ = xcorr.vjp.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)),
+                              torch.ones(1, 1, 3, 3))
+    assert isinstance(dx, torch.Tensor)
+    assert isinstance(xcorr.vjp.pool2d(np.ones((4, 4)), torch.ones(2, 2), 2), torch.Tensor)
+    jnp = pytest.importorskip("jax.numpy", reason="jax: not installed (the 'jax' extra)")
+    with pytest.raises(TypeError, match="x and g belong to different frameworks"):
+        xcorr.vjp.corr2d(torch.ones(5, 6), np.ones((2, 2)), jnp.ones((4, 5)))
+
+
 # -- Dask: boundaries across chunk edges ---------------------------------------------------------
 
 

@@ -5,14 +5,15 @@ with respect to ``x`` and ``k``, for every mode, boundary, axes and kernel broad
 ``corr2d`` accepts — what a framework's autodiff would give, for arrays of any backend.  JAX
 and PyTorch users can simply differentiate ``xcorr.corr2d`` itself; these functions give the
 same numbers there too (the test suite checks it), and central differences check them in
-float64.
+float64.  The cotangent ``g`` takes part in choosing the backend as the other arrays do, and
+integer data with a float ``g`` give float gradients (an integer ``g``: exact integers).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import _conv, _corr, _grad, _pool
+from . import _conv, _corr, _dispatch, _grad, _pool
 from ._api import join, prepare
 
 __all__ = ["conv2d", "convolve2d", "corr2d", "pool2d"]
@@ -91,8 +92,12 @@ def convolve2d(x: Any, k: Any, g: Any, *, mode: str = "valid", boundary: str = "
 
 def _vjp(x: Any, k: Any, g: Any, mode: str, boundary: str, fillvalue: Any, axes: Any,
          backend: str | None, convolve: bool) -> tuple[Any, Any]:
-    p = _corr.setup(x, k, mode, boundary, fillvalue, axes, "auto", backend, convolve)
-    g = join(p.be, prepare(p.be, g, "g"), p.k)
+    be = _dispatch.resolve_all((x, k, g), backend, ("x", "k", "g"))
+    p = _corr.setup(x, k, mode, boundary, fillvalue, axes, "auto", be.NAME, convolve)
+    g = join(be, prepare(be, g, "g"), p.k)
+    if _floats_for(p.integer, be, g):
+        p = _corr.setup(_like(be, x, "x", g), _like(be, k, "k", g), mode, boundary, fillvalue,
+                        axes, "auto", be.NAME, convolve)
     want = p.output_shape()
     if tuple(g.shape) != want:
         raise ValueError(f"g has shape {tuple(g.shape)}, but the output of this correlation "
@@ -131,9 +136,14 @@ def conv2d(x: Any, w: Any, g: Any, bias: Any = None, *, stride: Any = 1, padding
     >>> dw.tolist(), db.tolist()
     ([[[[45.0, 54.0], [81.0, 90.0]]]], [9.0])
     """
+    be = _dispatch.resolve_all((x, w, bias, g), backend, ("x", "w", "bias", "g"))
     p = _conv.setup(x, w, bias, stride, padding, dilation, groups, padding_mode, "direct",
-                    backend)
-    g = join(p.be, prepare(p.be, g, "g"), p.x)
+                    be.NAME)
+    g = join(be, prepare(be, g, "g"), p.x)
+    if _floats_for(p.integer, be, g):
+        p = _conv.setup(_like(be, x, "x", g), _like(be, w, "w", g),
+                        None if bias is None else _like(be, bias, "bias", g), stride, padding,
+                        dilation, groups, padding_mode, "direct", be.NAME)
     want = (*((p.x.shape[0],) if not p.unbatched else ()), p.w.shape[0], *p.geo.out)
     if tuple(g.shape) != want:
         raise ValueError(f"g has shape {tuple(g.shape)}, but conv2d's output has shape "
@@ -173,10 +183,24 @@ def pool2d(x: Any, g: Any, kernel_size: Any, *, stride: Any = None, padding: Any
     >>> xcorr.vjp.pool2d(x, np.ones((1, 1)), 2).tolist()
     [[0.0, 1.0], [0.0, 0.0]]
     """
-    p = _pool.setup(x, kernel_size, stride, padding, mode, backend)
-    g = join(p.be, prepare(p.be, g, "g"), p.x)
+    be = _dispatch.resolve_all((x, g), backend, ("x", "g"))
+    p = _pool.setup(x, kernel_size, stride, padding, mode, be.NAME)
+    g = join(be, prepare(be, g, "g"), p.x)
+    if _floats_for(p.be.kind(p.x) == "i", be, g):
+        p = _pool.setup(_like(be, x, "x", g), kernel_size, stride, padding, mode, be.NAME)
     want = (*p.x.shape[:-2], *p.win.out)
     if tuple(g.shape) != want:
         raise ValueError(f"g has shape {tuple(g.shape)}, but pool2d's output has shape "
                          f"{want}; pass the gradient of the loss w.r.t. that output")
     return _grad.pool_vjp(p, g, mode)
+
+
+def _floats_for(integer: bool, be: Any, g: Any) -> bool:
+    """Whether a float cotangent meets integer data: the gradients are then float (cast to
+    the data's integers, ``g = 0.5`` gave all zeros)."""
+    return integer and be.kind(g) == "f"
+
+
+def _like(be: Any, a: Any, name: str, g: Any) -> Any:
+    """The user's integer array ``a`` in the float cotangent's dtype."""
+    return be.astype(prepare(be, a, name), g.dtype)
