@@ -200,6 +200,22 @@ def test_torch_parameters_and_inference_tensors() -> None:
     assert outside.losses[:1] == want.losses[:1]
 
 
+def test_init_takes_part_in_choosing_the_backend() -> None:
+    """init was left out: a torch init with NumPy data gave NumPy, a JAX init with torch data
+    was converted silently, and torch data with JAX targets were "x and k" in the error."""
+    torch = pytest.importorskip("torch", reason="torch: not installed (the 'torch' extra)")
+    x = edge_image()
+    y = xcorr.corr2d(x, EDGE)
+    r = learn_kernel(x, y, (1, 2), init=torch.tensor([[0.5, -0.25]]), epochs=2)
+    assert r.backend == "torch" and isinstance(r.kernel, torch.Tensor)
+    jnp = pytest.importorskip("jax.numpy", reason="jax: not installed (the 'jax' extra)")
+    with pytest.raises(TypeError, match="x and init belong to different frameworks"):
+        learn_kernel(torch.from_numpy(x), torch.from_numpy(y), (1, 2),
+                     init=jnp.asarray([[0.5, -0.25]]), epochs=2)
+    with pytest.raises(TypeError, match="x and y belong to different frameworks"):
+        learn_kernel(torch.from_numpy(x), jnp.asarray(y), (1, 2), epochs=2)
+
+
 def test_batch_loss_is_summed() -> None:
     x = np.stack([edge_image(), 1 - edge_image(), edge_image()[::-1, ::-1] * 2])
     y = xcorr.corr2d(x, EDGE)

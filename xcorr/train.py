@@ -158,7 +158,7 @@ lr=0.005
     _validate.check_raw(x, "x")
     _validate.check_raw(y, "y")
     _check_eager(x=x, y=y, init=init)
-    be = _dispatch.resolve(x, y, backend)
+    be = _dispatch.resolve_all((x, y, init), backend, ("x", "y", "init"))
     x, y = _prepare(be, x, "x"), _prepare(be, y, "y")
     if init is None:
         fan_in = math.prod(shape[1:]) if len(shape) == 4 else math.prod(shape)
