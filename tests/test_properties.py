@@ -137,6 +137,35 @@ def test_xcorr_testing_agrees_on_every_backend() -> None:
                                xt.error_bound(x, k, "same"))
 
 
+def test_xcorr_testing_checks_what_a_non_finite_fill_leaves_finite(monkeypatch) -> None:
+    """With fillvalue=NaN or Inf every bound was NaN or Inf, so a wrong backend passed; now
+    the fill counts as 0 in the bound (its outputs are compared by value)."""
+    rng = np.random.default_rng(8)
+    x, k = rng.standard_normal((9, 8)), rng.standard_normal((3, 3))
+    for fill in (np.nan, np.inf):
+        for method in ("auto", "direct", "fft"):
+            assert np.isfinite(xt.error_bound(x, k, "same", method=method,
+                                              fillvalue=fill)).all()
+        xt.assert_backends_agree(x, k, backends=["numpy"], mode="same", fillvalue=fill)
+    pytest.importorskip("torch", reason="torch: not installed (the 'torch' extra)")
+    be = load("torch")  # a wrong backend (the reference is NumPy's)
+    real = be.corr2d_valid
+    monkeypatch.setattr(be, "corr2d_valid", lambda a, b, m: real(a, b, m) * 1.01 + 0.5)
+    for fill in (np.nan, np.inf):
+        with pytest.raises(AssertionError, match="exceed the error bound"):
+            xt.assert_backends_agree(x, k, backends=["torch"], mode="same", fillvalue=fill)
+
+
+def test_assert_within_bound_names_the_worst_failing_output() -> None:
+    """A zero or NaN bound elsewhere made the message name an output that passed; and a
+    NaN bound let any error through."""
+    got, want = np.array([[1.0, 2.0]]), np.array([[1.0, 2.0 + 1e-12]])
+    with pytest.raises(AssertionError, match=r"1 of 2 outputs .* worst at \(0, 1\)"):
+        xt.assert_within_bound(got, want, 0.0)
+    with pytest.raises(AssertionError, match=r"1 of 2 outputs .* worst at \(0, 1\)"):
+        xt.assert_within_bound(got, want, [[1.0, np.nan]])
+
+
 def test_xcorr_testing_is_quiet_on_infinite_outputs() -> None:
     """Matching infinite outputs pass without NumPy's "invalid value encountered in
     subtract" (inf - inf, which the helper printed to its users), and a non-finite mismatch

@@ -216,7 +216,9 @@ def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
     else:
         dt = dtype if str(dtype).startswith("torch.") else np.dtype(dtype)
     kshape = (int(k.shape[-2]), int(k.shape[-1]))
-    ax = _padded(_finite_abs(x), mode, kshape, boundary, abs(float(fillvalue)), convolve)
+    fill = abs(float(fillvalue))  # non-finite, as non-finite inputs: 0 (compared by value)
+    ax = _padded(_finite_abs(x), mode, kshape, boundary, fill if fill < np.inf else 0.0,
+                 convolve)
     lead = np.broadcast_shapes(ax.shape[:-2], k.shape[:-2])
     out_shape = (*lead, ax.shape[-2] - kshape[0] + 1, ax.shape[-1] - kshape[1] + 1)
     if _exact(dt):
@@ -255,7 +257,8 @@ def assert_within_bound(got: Any, want: Any, bound: Any, name: str = "result") -
     want : array_like
         The expected result (float64 or int64 preferred).
     bound : array_like
-        Allowed absolute error per element (e.g. from :func:`error_bound`), broadcastable.
+        Allowed absolute error per element (e.g. from :func:`error_bound`), broadcastable; a
+        NaN bound allows no error.
     name : str
         Used in the failure message.
 
@@ -301,10 +304,11 @@ def assert_within_bound(got: Any, want: Any, bound: Any, name: str = "result") -
                              f"dtype {got.dtype}")
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf where both are inf
         err = np.where(fw, np.abs(g - want), 0.0)
-    over = err > bound
+    over = fw & ~(err <= bound)  # a NaN bound allows nothing
     if over.any():
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1), np.inf)
+        ratio = np.where(over, ratio, -1.0)  # the worst among the outputs that fail
         i = tuple(int(j) for j in np.unravel_index(np.argmax(ratio), ratio.shape))
         raise AssertionError(f"{name}: {int(over.sum())} of {over.size} outputs exceed the "
                              f"error bound; worst at {i}: got {g[i]!r}, expected {want[i]!r}, "
