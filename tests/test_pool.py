@@ -83,6 +83,20 @@ def test_nan_propagates(backend: str) -> None:
     assert np.isnan(y[0, 0]) and np.isfinite(y.ravel()[1:]).all()
 
 
+def test_vjp_routes_a_nan_window_as_torch_does() -> None:
+    """A window with several NaNs sent its gradient to the first; F.max_pool2d (and so the
+    torch backend's autograd) sends it to the last."""
+    torch = pytest.importorskip("torch", reason="torch: not installed (the 'torch' extra)")
+    nan = np.nan
+    for x in ([[nan, nan], [1.0, 1.0]], [[1.0, nan], [nan, 2.0]], [[nan, 3.0], [3.0, 1.0]],
+              [[3.0, 3.0], [1.0, nan]], [[2.0, 2.0], [2.0, 1.0]]):
+        x = np.array(x)
+        t = torch.tensor(x, requires_grad=True)
+        torch.nn.functional.max_pool2d(t[None], 2).sum().backward()
+        np.testing.assert_array_equal(xcorr.vjp.pool2d(x, np.ones((1, 1)), 2), t.grad.numpy(),
+                                      err_msg=str(x))
+
+
 def test_half_precision_average(backend: str) -> None:
     if backend == "dask":
         pytest.skip("dask: float16 average is covered by the NumPy backend it runs")

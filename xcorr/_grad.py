@@ -204,8 +204,8 @@ def _conv_dw(be: Any, xpad: Any, gs: Any, g: Any, w: Any, geo: Any) -> Any:
 
 def pool_vjp(p: Any, g: Any, mode: str) -> Any:
     """``dL/dx`` of ``pool2d``: each window's gradient goes to its first maximum in row-major
-    order (NaN counting as the maximum, as ``F.max_pool2d``), or spread evenly over the
-    window for averages (padding cells take their share and drop it)."""
+    order, or to its last NaN where it holds NaN (as ``F.max_pool2d``'s), or spread evenly
+    over the window for averages (padding cells take their share and drop it)."""
     from . import _pool
     from ._conv import stuff
 
@@ -219,7 +219,7 @@ def pool_vjp(p: Any, g: Any, mode: str) -> Any:
         views = _pool.taps(be, p.x, win, mode)
         best, idx = views[0], be.astype(xp.zeros_like(g), "int32")
         for t, v in enumerate(views[1:], start=1):
-            better = (v > best) | (xp.isnan(v) & ~xp.isnan(best))
+            better = (v > best) | xp.isnan(v)  # the last NaN, as F.max_pool2d
             best = xp.where(better, v, best)
             idx = xp.where(better, t, idx)
         zero = xp.zeros_like(g)
