@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import xcorr
 from xcorr import ndimage
 from xcorr._dispatch import array_backend
 
@@ -718,12 +719,27 @@ def test_output_array_must_match_the_framework(backend: str) -> None:
         pytest.skip("numpy: output arrays are allowed (test_output_array_filled_in_place)")
     x = np.ones((3, 3))
     with x64(backend):
-        with pytest.raises(ValueError, match="use the returned array instead"):
+        with pytest.raises(ValueError, match="use the returned array"):
             ndimage.correlate(to_backend(backend, x), x, output=np.zeros((3, 3)))
-        with pytest.raises(ValueError, match="use the returned array instead"):
+        with pytest.raises(ValueError, match="use the returned array"):
             ndimage.correlate(x, x, output=to_backend(backend, np.zeros((3, 3))))
-        with pytest.raises(ValueError, match="use the returned array instead"):
+        with pytest.raises(ValueError, match="needs the NumPy backend.*backend='numpy'"):
             ndimage.correlate(x, x, output=np.zeros((3, 3)), backend=backend)
+        # the default backend chose it: the message said "for NumPy input" of NumPy input
+        with xcorr.use_backend(backend):
+            with pytest.raises(ValueError, match="needs the NumPy backend.*backend='numpy'"):
+                ndimage.correlate(x, x, output=np.zeros((3, 3)))
+
+
+def test_output_dtype_of_torch() -> None:
+    """``output=torch.float32`` was refused as an output array."""
+    torch = pytest.importorskip("torch", reason="torch: not installed (the 'torch' extra)")
+    x = np.arange(12.0).reshape(3, 4)
+    for dtype in (torch.float32, torch.int16):
+        got = ndimage.correlate(torch.from_numpy(x), x[:2, :2], output=dtype)
+        assert got.dtype == dtype
+        want = scipy.ndimage.correlate(x, x[:2, :2], output=str(dtype)[6:])
+        np.testing.assert_array_equal(got.numpy(), want)
 
 
 @pytest.mark.parametrize("func", list(FUNCS))

@@ -389,6 +389,8 @@ def _output(output: Any, be: Any, x_dtype: np.dtype, shape: tuple[int, ...],
     if output is None:
         dt = np.promote_types(x_dtype, np.complex64) if complex_out else x_dtype
         return np.dtype(dt), None
+    if str(type(output)) == "<class 'torch.dtype'>":  # torch.float32: NumPy's by name
+        output = np.dtype(str(output).removeprefix("torch."))
     if isinstance(output, (type, np.dtype)):
         dt = np.dtype(output)
         if complex_out and dt.kind != "c":
@@ -403,10 +405,15 @@ def _output(output: Any, be: Any, x_dtype: np.dtype, shape: tuple[int, ...],
         if not issubclass(dt.type, np.number):
             raise RuntimeError("output must have numeric dtype")
         return dt, None
-    if _dispatch.array_backend(output) != "numpy" or be.NAME != "numpy":
-        raise ValueError("output= may be None, a dtype, or (for NumPy input) a NumPy array; "
-                         f"got {type(output).__name__} with backend {be.NAME!r}; use the "
-                         "returned array instead")
+    if _dispatch.array_backend(output) != "numpy":
+        raise ValueError("output= may be None, a dtype, or a NumPy array (with the NumPy "
+                         f"backend); got {type(output).__name__}; use the returned array "
+                         "instead")
+    if be.NAME != "numpy":
+        raise ValueError(f"output= as a NumPy array needs the NumPy backend, but {be.NAME!r} "
+                         "computes this call (its input, backend= or the default backend "
+                         "chose it); pass backend='numpy', or drop output= and use the "
+                         "returned array")
     if tuple(output.shape) != shape:
         raise RuntimeError("output shape not correct")
     if complex_out and output.dtype.kind != "c":
