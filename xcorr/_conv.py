@@ -109,7 +109,8 @@ def conv2d(x: Any, w: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 
         on integers, an empty input (any dimension of length 0, the batch too, where
         ``F.conv2d`` returns an empty batch).
     TypeError
-        As ``corr2d`` (strings, complex or bool data, arrays of two frameworks).
+        As ``corr2d`` (strings, complex or bool data, arrays of two frameworks); a float
+        ``bias`` with integer ``x`` and ``w``.
 
     Examples
     --------

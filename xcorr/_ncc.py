@@ -25,8 +25,8 @@ NumPy's whole-array result for any chunking), JAX as one jitted program.
 
 A window whose centred sum of squares is within its rounding error of zero (``_flat_tol``)
 is *flat*: its correlation is undefined and given as 0, as scikit-image and OpenCV do; a
-constant template gives 0 everywhere.  The result is clipped to [-1, 1] against the last
-rounding.
+constant template gives 0 everywhere, as scikit-image (OpenCV gives 1).  The result is
+clipped to [-1, 1] against the last rounding.
 
 The masked form (Padfield 2012) needs three correlations: of the image with ``M · (T - μ)``
 and with ``M``, and of the squared image with ``M``; the first two are one ``corr2d`` call

@@ -41,8 +41,9 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
     in1, in2 : array_like, 2-D
         Any backend's arrays (or nested lists); complex allowed (``in2`` is conjugated).
     mode : {"full", "valid", "same"}
-        As SciPy.  In ``valid`` mode, if ``in2`` is at least as large as ``in1`` in every
-        dimension the inputs are swapped (and the output reversed), as SciPy does.
+        As SciPy.  In ``valid`` mode, if ``in1`` is smaller than ``in2`` in a dimension
+        (``in2`` must then be at least as large in every one) the inputs are swapped (and the
+        output reversed), as SciPy does; equal shapes are not swapped.
     boundary : {"fill", "wrap", "symm"} or SciPy's synonyms "pad", "circular", "symmetric"
     fillvalue : scalar
         Padding value for ``fill``, converted to the output dtype as SciPy converts it
@@ -88,8 +89,8 @@ def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
     in1, in2 : array_like, 2-D
         Any backend's arrays (or nested lists); complex allowed.
     mode : {"full", "valid", "same"}
-        As SciPy, including the swap of the inputs in ``valid`` mode when ``in2`` is at
-        least as large as ``in1`` in every dimension.
+        As SciPy, including the swap of the inputs in ``valid`` mode when ``in1`` is smaller
+        than ``in2`` in a dimension (equal shapes are not swapped).
     boundary : {"fill", "wrap", "symm"} or SciPy's synonyms "pad", "circular", "symmetric"
     fillvalue : scalar
         Padding value for ``fill``, converted as :func:`correlate2d` converts it.

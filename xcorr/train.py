@@ -39,8 +39,9 @@ class LearnResult:
     ----------
     kernel : array of the backend, shape ``kernel_shape``
         The learned kernel, in the training dtype.
-    bias : 0-d array of the backend, or None
-        The learned bias; None when trained with ``bias=False``.
+    bias : array or scalar of the backend, or None
+        The learned bias: 0-d (a NumPy scalar on NumPy) for a 2-D kernel, shape ``(C_out,)``
+        for a convolution layer; None when trained with ``bias=False``.
     losses : list of float
         ``losses[i]`` is the loss before the update of epoch ``i + 1`` (what the seed prints).
     backend : str
@@ -95,8 +96,9 @@ def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, ...], *, backend: str 
         kernel_shape)`` with ``s = 1/sqrt(fan_in)``, ``fan_in = C_in // groups · kh · kw``
         (PyTorch's rule; ``kh · kw`` for one channel), so every backend starts from the same
         kernel and follows the same trajectory.
-    seed : int
-        Seed of the default initialisation.
+    seed : int or None
+        Seed of the default initialisation (a non-negative integer); None for a fresh random
+        start.
     callback : callable ``(epoch, loss) -> None``, optional
         Called after each epoch with its number (from 1) and its loss (before its update).
     stride, padding, dilation, groups, padding_mode
@@ -112,8 +114,11 @@ def learn_kernel(x: Any, y: Any, kernel_shape: tuple[int, ...], *, backend: str 
     Raises
     ------
     ValueError
-        Shapes of ``x``, ``y``, ``kernel_shape`` or ``init`` that do not fit together, or
-        ``lr``/``epochs`` not positive.
+        Shapes of ``x``, ``y``, ``kernel_shape`` or ``init`` that do not fit together,
+        ``lr``/``epochs`` not positive, or a negative ``seed``.
+    TypeError
+        Traced inputs (``jax.jit``: the loop reads each loss on the host), arrays of two
+        frameworks, and data ``corr2d`` refuses.
     FloatingPointError
         The updates diverged: the loss grew past ``DIVERGENCE_GROWTH`` (1e4) times its first
         value, or the loss or the kernel became NaN/Inf.  The message names the epoch and a
