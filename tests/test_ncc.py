@@ -260,6 +260,20 @@ def test_offset_and_scale(backend: str) -> None:
         assert np.all(np.abs(got32) <= 1)
 
 
+def test_float32_templates_far_from_unit_scale(backend: str) -> None:
+    """A float32 template at 1e20 overflowed its sum of squares (1e-25: underflowed, read as
+    constant), giving 0 everywhere; with the image at 1e20 too the numerator overflowed to
+    NaN.  The template is now scaled by an exact power of two first."""
+    base = RNG.random((24, 20)).astype(np.float32)
+    for scale in (1e20, 1e-25, 3e-21):
+        t = base[4:11, 5:14] * np.float32(scale)
+        for x in (base, base * np.float32(scale)):
+            got = to_np(xcorr.match_template(x, t, backend=backend))
+            want = brute(x.astype(np.float64), t.astype(np.float64))
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-3, err_msg=f"{scale}")
+            assert got[4, 5] == pytest.approx(1.0, abs=1e-6)
+
+
 def test_local_ncc_equals_brute_force(backend: str) -> None:
     a = RNG.random((2, 9, 11))
     b = 0.5 * a + RNG.random((2, 9, 11))

@@ -444,6 +444,10 @@ def generic_template_terms(be: Any, t: Any, wide: Any) -> tuple[Any, Any]:
     mean: 2e-4 of the NCC).  So the sums are accumulated in ``wide`` (double-word where it
     is float32) and the template centred twice: what is left is rounding noise of random
     sign (the corrected two-pass algorithm).
+
+    Both are returned scaled by a power of two that brings ``max |T - mean(T)|`` to [0.5, 1):
+    the NCC is the same (to the bit: the scaling is exact), and a float32 template at 1e20
+    or 1e-25 no longer overflows or underflows its sum of squares (or the numerator).
     """
     xp = be.xp
     axes = (-2, -1)
@@ -451,6 +455,9 @@ def generic_template_terms(be: Any, t: Any, wide: Any) -> tuple[Any, Any]:
     const = xp.max(t, axis=axes, keepdims=True) == xp.min(t, axis=axes, keepdims=True)
     d = t - _sum(be, t, wide) / n
     tz = xp.where(const, 0, d - _sum(be, d, wide) / n)
+    peak = xp.max(xp.abs(tz), axis=axes, keepdims=True)
+    _, expo = xp.frexp(xp.where(xp.isfinite(peak), peak, 0))
+    tz = tz * xp.ldexp(xp.ones_like(peak), -expo)  # a constant factor: no derivative
     tss = _sum(be, tz, wide, tz)
     return tz, _inv_sqrt(xp, tss, tss > 0)
 
