@@ -343,7 +343,9 @@ def _mask(be: Any, obj: Any, t: Any) -> Any:
     if shape is None or shape[-2:] != tuple(t.shape[-2:]):
         raise ValueError(f"mask {tuple(m.shape)} does not broadcast with template "
                          f"{tuple(t.shape)}; give it the template's shape")
-    if be.all_finite(m, m) is not None:  # None: a tracer or a lazy array, values unknown
+    # Values unknown: a tracer, a lazy array (all_finite None), or a torch.compile graph
+    # (where reading them would break it).
+    if not _dispatch.torch_compiling() and be.all_finite(m, m) is not None:
         _check_weights(be.xp, m)
     return m
 
