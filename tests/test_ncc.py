@@ -260,6 +260,32 @@ def test_offset_and_scale(backend: str) -> None:
         assert np.all(np.abs(got32) <= 1)
 
 
+def test_mask_scale_and_masked_out_nan(backend: str) -> None:
+    """Weights of 1e160 overflowed the FFT's flatness floor (every window read as flat: 0);
+    a NaN at a zero-weight template pixel spread to every output."""
+    x = RNG.random((30, 28))
+    t = x[5:14, 7:17].copy()
+    m = RNG.random(t.shape) > 0.3
+    with x64(backend):
+        want = to_np(xcorr.match_template(x, t, mask=m, backend=backend))
+        for method in ("fft", "direct"):
+            big = to_np(xcorr.match_template(x, t, mask=m * 1e160, method=method,
+                                             backend=backend))
+            np.testing.assert_allclose(big, want, rtol=0, atol=1e-9)
+        t_nan = np.where(m, t, np.nan)
+        got = to_np(xcorr.match_template(x, t_nan, mask=m, backend=backend))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert got[5, 7] == pytest.approx(1.0)
+
+
+def test_local_ncc_window_holding_inf_is_nan(backend: str) -> None:
+    """A window holding ±Inf gave ±1 (its NaN variance was clipped to 0), not NaN."""
+    a = np.array([[0.0, np.inf, 0.0, 0.0, 3.0]])
+    b = np.array([[0.0, 1.0, -10.0, 5.0, 2.0]])
+    got = to_np(xcorr.local_ncc(a, b, (1, 3), backend=backend))
+    assert np.isnan(got[0, :3]).all() and np.isfinite(got[0, 3:]).all()
+
+
 def test_float32_templates_far_from_unit_scale(backend: str) -> None:
     """A float32 template at 1e20 overflowed its sum of squares (1e-25: underflowed, read as
     constant), giving 0 everywhere; with the image at 1e20 too the numerator overflowed to

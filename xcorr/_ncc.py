@@ -87,7 +87,8 @@ def match_template(image: Any, template: Any, *, mode: str = "valid", mask: Any 
     mask : array_like, optional
         Weights of the template's pixels (bool, or non-negative numbers), the template's
         shape or broadcasting with it: only weighted template pixels and the image pixels
-        under them count, each with its weight (masked NCC, Padfield 2012).
+        under them count, each with its weight (masked NCC, Padfield 2012); a zero-weight
+        template pixel may hold NaN.  The weights' scale does not matter.
     method : {"auto", "direct", "fft"} or a backend's own (e.g. "native")
         How the correlations are computed, as in :func:`xcorr.corr2d` (``auto``: by the cost
         model, never the FFT for input holding NaN/Inf).
@@ -100,7 +101,8 @@ def match_template(image: Any, template: Any, *, mode: str = "valid", mask: Any 
         float64 for float64 and integer input, float32 for float32 and half-precision input
         (float32 for everything on JAX without x64).  0 where the correlation is undefined:
         windows with no variance (within rounding: see ``xcorr._ncc``) and constant
-        templates.  A window holding NaN or Inf gives NaN.
+        templates.  A window holding NaN or Inf gives NaN (with a mask: also under a
+        zero-weight pixel, as in OpenCV).
 
     Raises
     ------
@@ -487,7 +489,8 @@ def _inv_sqrt(xp: Any, v: Any, ok: Any) -> Any:
 
 
 def _nonneg(xp: Any, v: Any) -> Any:
-    return xp.where(v > 0, v, 0)
+    """``v`` clipped below at 0, NaN kept (a window holding Inf: ``inf - inf``)."""
+    return xp.where(v < 0, 0, v)
 
 
 def _unit(dtype: Any) -> float:
@@ -601,8 +604,15 @@ def _masked(be: Any, x: Any, t: Any, m: Any, mode: str, method: str, wide: Any) 
     m = xp.broadcast_to(m, lead)
     t = xp.broadcast_to(t, lead)
     axes = (-2, -1)
+    # Weights scaled by an exact power of four into [1/4, 1): the NCC is the same to the bit
+    # (square roots of powers of four are exact), and weights of 1e160 no longer overflow
+    # the flatness floor's sum of squares.
+    peak = xp.max(m, axis=axes, keepdims=True)
+    _, expo = xp.frexp(peak)
+    m = m * xp.ldexp(xp.ones_like(peak), -2 * ((expo + 1) // 2))
     weight = xp.sum(m, axis=axes, keepdims=True)
     on = m > 0
+    t = xp.where(on, t, 0)  # a zero-weight pixel does not count, even as NaN
     const = xp.max(xp.where(on, t, -np.inf), axis=axes, keepdims=True) == \
         xp.min(xp.where(on, t, np.inf), axis=axes, keepdims=True)
     ok_t = ~const & (weight > 0)
