@@ -436,6 +436,23 @@ def test_programs_without_host_callbacks_can_be_exported(monkeypatch, x32):
     assert calls == []
 
 
+def test_the_callback_switch_counts_after_a_program_was_traced(monkeypatch, x32):
+    """``auto``'s guarded FFT is a jitted program of the module, cached by shapes: setting
+    ``XCORR_JAX_CALLBACKS=0`` after a same-shaped program had been traced kept the host
+    callback in every later program (``jax.export`` refused them)."""
+    export = pytest.importorskip("jax.export", reason="jax.export: not importable here (JAX "
+                                 "0.4.33's needs absl, which it does not require)")
+    x = jnp.asarray(RNG.standard_normal((256, 256)), jnp.float32)
+    k = jnp.asarray(RNG.standard_normal((31, 31)), jnp.float32)
+    jax.jit(lambda a, b: xcorr.corr2d(a, b))(x, k).block_until_ready()
+    monkeypatch.setenv("XCORR_JAX_CALLBACKS", "0")
+    f = jax.jit(lambda a, b: xcorr.corr2d(a, b))
+    assert "callback" not in str(jax.make_jaxpr(f)(x, k))
+    exported = export.export(f)(x, k)
+    np.testing.assert_allclose(np.asarray(exported.call(x, k)), np.asarray(f(x, k)),
+                               rtol=0, atol=1e-3)
+
+
 def test_traced_host_choice_follows_the_cost_model(monkeypatch, x32):
     """Without forcing: under jit, a 512² image with 15×15 goes to NumPy's kernels, 64² with
     3×3 stays in XLA (below the call's cost), and so does float64 and a non-CPU program."""

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import xcorr
-from xcorr import _methods, _numba
+from xcorr import _auto, _methods, _numba
 from xcorr.backends import _numpy as be
 from xcorr.backends._numpy import _direct
 from xcorr.reference import corr2d as reference
@@ -70,6 +70,21 @@ def test_numba_and_numpy_paths_are_bit_identical(monkeypatch, dtype, shape, ksha
     slow = be.corr2d_valid(x, k, "direct")
     assert fast.dtype == slow.dtype == dtype
     assert_same_bits(fast, slow)
+
+
+@needs_numba
+def test_auto_reprices_when_numba_is_switched_off(monkeypatch):
+    """The dispatch cache kept auto's choice made with Numba's direct loop after Numba was
+    switched off (tests and the benchmark's "no numba" row do): 512² with 11×11 stayed on the
+    NumPy fallback's direct loop, ~13x slower than the FFT a fresh choice takes."""
+    x = RNG.standard_normal((512, 512)).astype(np.float32)
+    k = RNG.standard_normal((11, 11)).astype(np.float32)
+    assert _auto.choose(be, x, k) == "direct"  # with Numba
+    xcorr.corr2d(x, k)
+    monkeypatch.setattr(_numba, "DISABLED", True)
+    chosen = _auto.choose(be, x, k)
+    assert chosen != "direct"
+    assert_same_bits(xcorr.corr2d(x, k), xcorr.corr2d(x, k, method=chosen))
 
 
 def assert_same_bits(a: np.ndarray, b: np.ndarray) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _boundary, _dispatch, _validate
+from . import _boundary, _dispatch, _numba, _validate
 from ._api import front
 from ._auto import choose, fft_if_finite, warn_fft_nonfinite
 
@@ -261,6 +261,7 @@ def _plan_key(x: Any, k: Any, *settings: Any) -> tuple[Any, ...] | None:
             key += (x.device, getattr(k, "device", None), x.layout, getattr(k, "layout", None))
         if "jax" in kinds:  # the x64 switch (thread-local in jax.enable_x64) sets promotion
             key += (_dispatch.load("jax").x64(),)
+        key += (_numba.DISABLED,)  # the cost model's constants (switched off by tests, bench)
         hash(key)
     except (AttributeError, TypeError):
         return None

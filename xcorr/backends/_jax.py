@@ -366,13 +366,27 @@ def _numpy_methods() -> tuple[str, ...]:
     return _numpy.METHODS
 
 
-@partial(jax.jit, static_argnames="method")
 def guarded_fft(x: Any, k: Any, method: str = "fft") -> Any:
     """``method`` (an FFT method) if every value is finite, else direct (a NaN stays local).
 
     Decided on the device by ``lax.cond``, so it works on traced values.  Under ``vmap`` the
     condition is batched and both branches run, the result still selected per example.
     """
+    return _guarded_fft(x, k, method=method, host=host_settings())
+
+
+def host_settings() -> tuple[bool, bool]:
+    """What the host-callback choices inside a jitted program depend on beyond shapes:
+    ``XCORR_JAX_CALLBACKS`` and whether Numba's kernels are on.  A static argument of the
+    module's own jitted programs, so that a change retraces them (their cache would keep the
+    old choice: a callback in a program the variable was set to keep exportable)."""
+    from .. import _numba
+
+    return callbacks_allowed(), _numba.kernel() is not None
+
+
+@partial(jax.jit, static_argnames=("method", "host"))
+def _guarded_fft(x: Any, k: Any, method: str, host: tuple[bool, bool]) -> Any:
     return lax.cond(_finite(x, k), partial(_traced_valid, method=method),
                     partial(_traced_valid, method="direct"), x, k)
 
@@ -383,20 +397,21 @@ def select_finite(x: Any, k: Any, if_finite: Any, otherwise: Any) -> Any:
     return lax.cond(_finite(x, k), lambda _: if_finite(), lambda _: otherwise(), None)
 
 
-def _sse(k: Any, b: Any | None, x: Any, y: Any, geometry: Any) -> Any:
+def _sse(k: Any, b: Any | None, x: Any, y: Any, geometry: Any, host: tuple[bool, bool]
+         ) -> Any:
     r = _grad.model(sys.modules[__name__], x, k, b, geometry) - y
     return jnp.sum(r * r)
 
 
 _sse_value_and_grad = jax.jit(jax.value_and_grad(_sse, argnums=(0, 1)),
-                              static_argnames="geometry")
+                              static_argnames=("geometry", "host"))  # host: host_settings()
 
 
 def sse_value_and_grad(x: Any, y: Any, k: Any, b: Any | None, geometry: Any = None
                        ) -> tuple[Any, Any, Any | None]:
     """Loss ``sum((model(x, k, b) - y)**2)`` and ``(dk, db)`` from one jitted step
     (``geometry``: a conv2d model, see ``xcorr._grad.model``)."""
-    loss, (dk, db) = _sse_value_and_grad(k, b, x, y, geometry=geometry)
+    loss, (dk, db) = _sse_value_and_grad(k, b, x, y, geometry=geometry, host=host_settings())
     return loss, dk, db
 
 
