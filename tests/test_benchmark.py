@@ -659,3 +659,56 @@ def test_non_positive_numbers_are_usage_errors(args: list[str],
     err = capsys.readouterr().err
     assert f"argument {args[0]}:" in err
     assert "must be a positive finite number" in err or "is not an integer" in err
+
+
+def test_report_rows_and_warnings_are_well_formed(quick_run: Path) -> None:
+    """A skipped row had one cell more than the header; the peak warning fired on FFT rows,
+    whose GF/s count a direct evaluation's flops (so they may pass the matmul peak)."""
+    from xcorr.benchmark import report
+
+    result = json.loads((quick_run / "bench.json").read_text())
+    ok = next(r for r in result["records"] if r["status"] == "ok")
+    skipped = dict(ok, status="skipped", reason="too slow", median_s=None)
+    table = report.all_cases([ok, skipped])
+    header, _, first, second = table[3:7]
+    assert header.count("|") == first.count("|") == second.count("|")
+    meta = result["meta"]
+    fast_fft = dict(ok, method="fft", peak_fraction=3.0)
+    assert not any("Peak warning" in line for line in report._machine(meta, [fast_fft]))
+    bad_direct = dict(ok, method="direct", peak_fraction=1.5)
+    assert any("Peak warning" in line for line in report._machine(meta, [bad_direct]))
+
+
+def test_a_miss_never_reads_as_the_limit() -> None:
+    """1.004 against ≤ 1 read "1.00×" and 1.4996 against ≥ 1.5 read "1.50×", each a MISS."""
+    from xcorr.benchmark.targets import bound
+
+    over = bound("≤ 1× cv2", "numpy", [("256² k3", 1.004, False)], 1.0)
+    assert over["result"] == "MISS" and "worst 1.01×" in over["measured"]
+    under = bound("≥ 1.5× cv2", "numpy", [("1024² k15", 1.4996, False)], 1.5, at_most=False)
+    assert under["result"] == "MISS" and "worst 1.49×" in under["measured"]
+    fine = bound("≤ 1× cv2", "numpy", [("256² k3", 0.996, False)], 1.0)
+    assert fine["result"] == "pass" and "worst 1.00×" in fine["measured"]
+
+
+def test_repeated_options_count_once_and_the_surface_takes_the_largest_size() -> None:
+    from xcorr.benchmark import Grid
+    from xcorr.benchmark.suites.surface import Surface
+
+    assert Grid(sizes=(64, 64, 32)).pick("sizes", [8], [8]) == (64, 32)
+    boundary = [c for c in Surface().cells(Grid(sizes=(1024, 64))) if c.case == "boundary"]
+    assert boundary and {c.shape[-1] for c in boundary} == {1024}
+
+
+def test_a_suite_named_twice_runs_once_and_force_leaves_no_stale_plot(
+        doubling: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(type(benchmark.SUITES["doubling"]), "plot_file", "doubling.png")
+    (doubling / "res").mkdir()
+    (doubling / "res" / "doubling.png").write_text("an earlier run's plot")
+    code, _, _ = _bench("--suite", "doubling", "doubling", "--backends", "numpy", "--out",
+                        "res", "--force", capsys=capsys)
+    assert code == 0
+    result = json.loads((doubling / "res" / "bench.json").read_text())
+    assert result["meta"]["suites"] == ["doubling"] and len(result["targets"]) == 1
+    assert not (doubling / "res" / "doubling.png").exists()

@@ -110,5 +110,5 @@ class Grid:
         """The user's ``name`` values if given, else the suite's quick or full default."""
         given = getattr(self, name)
         if given is not None:
-            return tuple(given)
+            return tuple(dict.fromkeys(given))  # a value given twice is one cell
         return tuple(quick if self.quick else full)

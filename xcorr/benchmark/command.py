@@ -198,7 +198,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     start, load_before = time.perf_counter(), os.getloadavg()
     now = datetime.datetime.now(datetime.timezone.utc)
-    suites = [SUITES[name] for name in (args.suite or SUITES)]
+    suites = [SUITES[name] for name in dict.fromkeys(args.suite or SUITES)]  # each once
     files = ["bench.json", "bench.md"] + ([] if args.no_plot else
                                           [s.plot_file for s in suites if s.plot_file])
     notes: list[str] = []
@@ -272,6 +272,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     notes.append(why)
                 else:
                     written.append(s.plot_file)
+    for s in suites:  # --force: no plot of an earlier run left beside these results
+        if s.plot_file and s.plot_file not in written:
+            (folder / s.plot_file).unlink(missing_ok=True)
     text = json.dumps(json_safe(result), indent=1, allow_nan=False)
     (folder / "bench.json").write_text(text + "\n")
     (folder / "bench.md").write_text(markdown(result, suites))

@@ -7,6 +7,7 @@ A row is ``{"target", "subject", "measured", "result"}`` with ``result`` one of 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,15 +61,22 @@ def bound(target: str, subject: str, ratios: Sequence[tuple[str, float, bool]], 
     if not ratios:
         return row(target, subject, "no cell of this target in the run", None)
 
-    def fmt(label: str, ratio: float, est: bool) -> str:
-        return f"{label} ({ratio:.2f}×{', estimated' if est else ''})"
-
     def ok(ratio: float) -> bool:
         return ratio <= limit if at_most else ratio >= limit
 
+    def shown(ratio: float) -> str:
+        """Two decimals, a miss rounded away from the limit (1.004 against ≤ 1: 1.01)."""
+        if ok(ratio) or not math.isfinite(ratio):
+            return f"{ratio:.2f}"
+        away = math.ceil if at_most else math.floor  # (round(, 9): 1.1 * 100 is 110.00...01)
+        return f"{away(round(ratio * 100, 9)) / 100:.2f}"
+
+    def fmt(label: str, ratio: float, est: bool) -> str:
+        return f"{label} ({shown(ratio)}×{', estimated' if est else ''})"
+
     worst = (max if at_most else min)(ratios, key=lambda r: r[1])
     misses = [fmt(*r) for r in ratios if not ok(r[1])]
-    measured = (f"{what + ': ' if what else ''}worst {worst[1]:.2f}× ({worst[0]}) over "
+    measured = (f"{what + ': ' if what else ''}worst {shown(worst[1])}× ({worst[0]}) over "
                 f"{len(ratios)} cells" + ("; misses: " + ", ".join(misses) if misses else ""))
     return row(target, subject, measured, not misses)
 

@@ -74,7 +74,7 @@ class Surface(Suite):
     plot_file = None
 
     def cells(self, grid: Grid) -> list[Cell]:
-        n = grid.pick("sizes", (128,), (1024,))[-1]
+        n = max(grid.pick("sizes", (128,), (1024,)))
         out = [Cell(self.name, "boundary", (1, n, n), k, "float32",
                     (("boundary", b), ("mode", "same")), 2 * n * n * k * k)
                for k in (3, 11) for b in BOUNDARIES]
