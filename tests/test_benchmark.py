@@ -712,3 +712,31 @@ def test_a_suite_named_twice_runs_once_and_force_leaves_no_stale_plot(
     result = json.loads((doubling / "res" / "bench.json").read_text())
     assert result["meta"]["suites"] == ["doubling"] and len(result["targets"]) == 1
     assert not (doubling / "res" / "doubling.png").exists()
+
+
+def test_a_crashed_implementation_is_a_miss_in_every_target() -> None:
+    """A failed xcorr row dropped out of the conv2d, pool2d, surface and SciPy targets (a
+    target over the cells left could then pass); cv2's and the NCC targets already counted
+    it as a MISS.  Now every target does."""
+    from xcorr.benchmark.suites.surface import surface_targets
+    from xcorr.benchmark.targets import ratio_of
+
+    recs = [_rec(1024, 3, "float64", benchmark.C2D, 20e-3),
+            _rec(1024, 3, "float64", "numpy/auto", None)]
+    rows = _rows(recs)
+    crashed = rows[("NumPy ≥ 10× correlate2d", "1024² k3 float64")]
+    assert crashed["result"] == "MISS" and crashed["measured"] == "0.0×"
+    c = corr_cell("grid", (1, 64, 64), 3, "float32")
+    idx = {(c, "torch/auto"): _rec(64, 3, "float32", "torch/auto", None),
+           (c, "peer"): _rec(64, 3, "float32", "peer", 1e-3)}
+    assert ratio_of(idx, c, "torch/auto", "peer") == math.inf
+    assert ratio_of(idx, c, "torch/auto", "peer", speedup=True) == 0.0
+    assert ratio_of(idx, c, "jax/auto", "peer") is None  # not run: no cell
+    boundary = [benchmark.Cell("surface", "boundary", (1, 64, 64), 3, "float32",
+                               (("boundary", b), ("mode", "same"))) for b in ("fill", "wrap")]
+    surface = [{**boundary[0].as_record(), "impl": "numpy/auto", "method": "auto",
+                "status": "ok", "median_s": 1e-3, "estimate_s": None},
+               {**boundary[1].as_record(), "impl": "numpy/auto", "method": "auto",
+                "status": "failed", "median_s": None, "estimate_s": None}]
+    row = next(r for r in surface_targets(surface) if r["target"].startswith("every boundary"))
+    assert row["result"] == "MISS"

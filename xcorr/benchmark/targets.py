@@ -42,6 +42,33 @@ def time_of(rec: dict[str, Any] | None) -> tuple[float | None, bool]:
     return rec["estimate_s"], rec["estimate_s"] is not None
 
 
+def ratio_of(idx: dict[tuple[Cell, str], dict[str, Any]], cell: Cell | None, impl: str,
+             other: str, *, other_cell: Cell | None = None, speedup: bool = False
+             ) -> float | None:
+    """``impl``'s time ÷ ``other``'s (``other``'s ÷ ``impl``'s with ``speedup``) in ``cell``
+    (``other`` in ``other_cell`` if given), or None where either was not run or ``other``
+    has no time.  A run of ``impl`` that failed is the worst case (∞ slower, no speed-up),
+    so that a target cannot pass on a crash.
+
+    >>> from xcorr.benchmark.cases import Cell
+    >>> c = Cell("s", "grid", (1, 8, 8), 3, "float32")
+    >>> rec = lambda t: {"status": "ok" if t else "error", "median_s": t, "estimate_s": None}
+    >>> idx = {(c, "mine"): rec(2.0), (c, "peer"): rec(1.0), (c, "broken"): rec(None)}
+    >>> ratio_of(idx, c, "mine", "peer"), ratio_of(idx, c, "broken", "peer", speedup=True)
+    (2.0, 0.0)
+    """
+    if cell is None:
+        return None
+    mine = idx.get((cell, impl))
+    theirs = time_of(idx.get((other_cell or cell, other)))[0]
+    if mine is None or theirs is None:
+        return None
+    t = time_of(mine)[0]
+    if t is None:
+        return 0.0 if speedup else math.inf
+    return theirs / t if speedup else t / theirs
+
+
 def bound(target: str, subject: str, ratios: Sequence[tuple[str, float, bool]], limit: float,
           *, at_most: bool = True, what: str = "") -> Row:
     """One row for a ratio that must stay ``≤ limit`` (or ``≥`` it) in every listed cell.

@@ -24,7 +24,7 @@ from ..cases import Cell, Grid
 from ..machine import Context
 from ..peers import Peer
 from ..suite import Suite
-from ..targets import Row, bound, index, time_of
+from ..targets import Row, bound, index, ratio_of
 
 FCONV, LAXCONV = "torch F.conv2d", "jax lax.conv"
 FPOOL, LAXPOOL = "torch F.*_pool2d", "jax lax.reduce_window"
@@ -99,10 +99,9 @@ class Conv2d(Suite):
             ratios = []
             for n in names:
                 c = cells.get(n)
-                a = time_of(idx.get((c, impl)))[0] if c else None
-                b = time_of(idx.get((c, peer)))[0] if c else None
-                if a is not None and b is not None:
-                    ratios.append((f"({n}) {c.label()}", b / a, False))
+                ratio = ratio_of(idx, c, impl, peer, speedup=True)
+                if ratio is not None:
+                    ratios.append((f"({n}) {c.label()}", ratio, False))
             rows.append(bound(f"speed ≥ {limit:.2g}× {peer} on ({','.join(names)})", impl,
                               ratios, limit, at_most=False, what="peer ÷ xcorr"))
         return rows
@@ -141,10 +140,9 @@ class Pool2d(Suite):
         for impl, peer in (("torch/auto", FPOOL), ("jax/auto", LAXPOOL)):
             ratios = []
             for c, label in idx:
-                if label == impl:
-                    a, b = time_of(idx[(c, impl)])[0], time_of(idx.get((c, peer)))[0]
-                    if a is not None and b is not None:
-                        ratios.append((c.label(), a / b, False))
+                ratio = ratio_of(idx, c, impl, peer) if label == impl else None
+                if ratio is not None:
+                    ratios.append((c.label(), ratio, False))
             rows.append(bound(f"pool2d ≤ 1.5× {peer}", impl, ratios, 1.5, what="time ÷ peer"))
         return rows
 

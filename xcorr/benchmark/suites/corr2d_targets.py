@@ -29,7 +29,7 @@ import numpy as np
 from ..cases import Cell
 from ..machine import DTYPES
 from ..peers import C2D, CORR, CV2, FCONV, LAXCONV
-from ..targets import Row, auto_vs_best, bound, index, row, time_of
+from ..targets import Row, auto_vs_best, bound, index, ratio_of, row, time_of
 from ..timing import fmt_time
 
 FALLBACK = "numpy[no numba]/auto"  # the pure-NumPy loop, in a run that has Numba
@@ -190,14 +190,14 @@ def scipy_targets(idx: Index, backends: list[str]) -> list[Row]:
         return rows
     for dtype in DTYPES:
         c = grid_cell(1024, 3, dtype)
-        peer, est = time_of(idx.get((c, C2D)))
+        est = time_of(idx.get((c, C2D)))[1]
         for impl, target in (("numpy/auto", "NumPy ≥ 10× correlate2d"),
                              (FALLBACK, "NumPy without Numba ≥ 10× correlate2d")):
-            ours, _ = time_of(idx.get((c, impl)))
-            if ours is not None and peer is not None:
+            speedup = ratio_of(idx, c, impl, C2D, speedup=True)
+            if speedup is not None:
                 rows.append(row(target, c.label(),
-                                f"{peer / ours:.1f}×" + (" (peer estimated)" if est else ""),
-                                peer / ours >= 10))
+                                f"{speedup:.1f}×" + (" (peer estimated)" if est else ""),
+                                speedup >= 10))
         c = grid_cell(1024, 31, dtype)
         ours, _ = time_of(idx.get((c, "numpy/auto")))
         peer_rec = idx.get((c, CORR))

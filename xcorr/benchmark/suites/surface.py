@@ -33,7 +33,7 @@ from ..cases import Cell, Grid
 from ..machine import Context
 from ..peers import Peer
 from ..suite import Suite
-from ..targets import Row, bound, index, time_of
+from ..targets import Row, bound, index, ratio_of
 from ..timing import Impl, host_peak
 
 BOUNDARIES = tuple(NUMPY_MODES)
@@ -224,10 +224,6 @@ def surface_targets(records: list[dict[str, Any]]) -> list[Row]:
     cells = sorted({c for c, _ in idx}, key=lambda c: (c.case, c.k, c.params))
     rows: list[Row] = []
     autos = sorted({r["impl"] for r in records if r["method"] == "auto"})
-
-    def t(cell: Cell, label: str) -> float | None:
-        return time_of(idx.get((cell, label)))[0]
-
     for impl in autos:  # every boundary within 1.25x of fill
         ratios = []
         for c in cells:
@@ -235,28 +231,26 @@ def surface_targets(records: list[dict[str, Any]]) -> list[Row]:
                 continue
             fill = Cell(c.suite, c.case, c.shape, c.k, c.dtype,
                         (("boundary", "fill"), ("mode", "same")))
-            a, b = t(c, impl), t(fill, impl)
-            if a is not None and b is not None:
-                ratios.append((c.label(), a / b, False))
+            ratio = ratio_of(idx, c, impl, impl, other_cell=fill)
+            if ratio is not None:
+                ratios.append((c.label(), ratio, False))
         rows.append(bound("every boundary ≤ 1.25× fill", impl, ratios, 1.25,
                           what="time ÷ fill's"))
     for case, mine, peer, limit, name in (("ndimage", X_NDI, SP_NDI, 10.0, "ndimage"),
                                           ("signal", X_SIGNAL, SP_SIGNAL, 10.0, "signal")):
         ratios = []
         for c in cells:
-            if c.case == case:
-                a, b = t(c, mine), t(c, peer)
-                if a is not None and b is not None:
-                    ratios.append((c.label(), b / a, False))
+            ratio = ratio_of(idx, c, mine, peer, speedup=True) if c.case == case else None
+            if ratio is not None:
+                ratios.append((c.label(), ratio, False))
         rows.append(bound(f"xcorr.{name} ≥ {limit:g}× scipy.{name}", mine, ratios, limit,
                           at_most=False, what="SciPy ÷ xcorr"))
     for impl, peer, limit in (("torch/auto", FCONV, 0.95), ("jax/auto", LAX, 20.0)):
         ratios = []
         for c in cells:
-            if c.case == "depthwise":
-                a, b = t(c, impl), t(c, peer)
-                if a is not None and b is not None:
-                    ratios.append((c.label(), b / a, False))
+            ratio = ratio_of(idx, c, impl, peer, speedup=True) if c.case == "depthwise" else None
+            if ratio is not None:
+                ratios.append((c.label(), ratio, False))
         rows.append(bound(f"depthwise ≥ {limit:g}× {peer}", impl, ratios, limit,
                           at_most=False, what="peer ÷ xcorr"))
     return rows
