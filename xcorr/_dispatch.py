@@ -110,6 +110,13 @@ def array_backend(obj: Any) -> str | None:
     return name
 
 
+def jax_tracer(obj: Any) -> bool:
+    """Whether ``obj`` is a JAX tracer (inside ``jit``, ``grad`` or ``vmap``: no values);
+    False where JAX is not loaded."""
+    tracer = getattr(sys.modules.get("jax.core"), "Tracer", None)
+    return tracer is not None and isinstance(obj, tracer)
+
+
 def torch_compiling() -> bool:
     """Whether torch.compile's Dynamo is tracing the caller (False where torch is not loaded,
     and on torch 2.2, which has no ``torch.compiler.is_compiling``)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._dispatch import array_backend
+from ._dispatch import array_backend, jax_tracer
 
 
 def to_numpy(obj: Any, target: str) -> np.ndarray:
@@ -40,8 +40,7 @@ def to_numpy(obj: Any, target: str) -> np.ndarray:
             bits = "uint8" if narrow.itemsize == 1 else "int16"
             return obj.view(getattr(sys.modules["torch"], bits)).numpy().view(narrow)
     elif kind == "jax":
-        tracer = getattr(sys.modules.get("jax.core"), "Tracer", ())
-        if isinstance(obj, tracer):  # inside jit/grad/vmap: there are no values to convert
+        if jax_tracer(obj):  # inside jit/grad/vmap: there are no values to convert
             raise TypeError(f"a traced JAX value cannot go to {where}; use backend='jax' "
                             "inside jax transformations")
         devices = obj.devices()

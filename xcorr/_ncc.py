@@ -330,7 +330,7 @@ def _mask(be: Any, obj: Any, t: Any) -> Any:
     if _dispatch.array_backend(obj) in (None, "numpy"):  # lists, NumPy: check on the host
         host = np.asarray(obj)
         if host.dtype.kind in "biuf" and host.ndim >= 2:
-            _check_weights(np, host)
+            _check_weights(np, host, host.dtype.kind == "b")
     m = be.asarray(obj)
     kind = be.kind(m)
     if kind != "b":
@@ -348,14 +348,14 @@ def _mask(be: Any, obj: Any, t: Any) -> Any:
     # Values unknown: a tracer, a lazy array (all_finite None), or a torch.compile graph
     # (where reading them would break it).
     if not _dispatch.torch_compiling() and be.all_finite(m, m) is not None:
-        _check_weights(be.xp, m)
+        _check_weights(be.xp, m, kind == "b")
     return m
 
 
-def _check_weights(xp: Any, m: Any) -> None:
-    """Finite, non-negative weights (bool masks are), some positive in every template."""
-    if str(m.dtype) not in ("bool", "torch.bool") and (
-            not bool(xp.all(xp.isfinite(m))) or bool(xp.any(m < 0))):
+def _check_weights(xp: Any, m: Any, boolean: bool) -> None:
+    """Finite, non-negative weights (``boolean`` masks are), some positive in every
+    template."""
+    if not boolean and (not bool(xp.all(xp.isfinite(m))) or bool(xp.any(m < 0))):
         raise ValueError("mask weights must be finite and non-negative")
     if not bool(xp.all(xp.any(m > 0, axis=(-2, -1)))):
         raise ValueError("mask has no positive weight (in at least one of its templates); "

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import _boundary
 from ._broadcast import broadcast_shapes
+from ._dispatch import array_backend, jax_tracer
 
 MODES = ("valid", "same", "full")
 
@@ -94,7 +95,7 @@ def _int64_overflow(name: str) -> OverflowError:
 def cast_hint(arr: Any, name: str, dtype: str) -> str:
     """How to cast ``arr`` to ``dtype`` in its own framework: torch tensors have no
     ``astype``."""
-    if type(arr).__module__.split(".")[0] == "torch":
+    if array_backend(arr) == "torch":
         return f"{name}.to(torch.{dtype})"
     return f"{name}.astype('{dtype}')"
 
@@ -178,11 +179,9 @@ def check_fillvalue(value: Any) -> float | int:
                         "); xcorr pads with a constant, so a derivative with respect to it "
                         "would be lost: pass a number, or pad the data yourself (jnp.pad, "
                         "torch.nn.functional.pad) and correlate with mode='valid'")
-    try:
-        if getattr(value, "ndim", None) == 0 or getattr(value, "shape", None) == ():
-            return check_fillvalue(value.item())
-    except (AttributeError, TypeError, ValueError):
-        pass
+    scalar = concrete_scalar(value)  # a 0-d array of any framework: its number
+    if scalar is not value:
+        return check_fillvalue(scalar)
     raise TypeError(f"fillvalue must be a real scalar, got {type(value).__name__} {value!r}; "
                     "e.g. fillvalue=0.0")
 
@@ -203,8 +202,7 @@ def concrete_scalar(value: Any) -> Any:
 def _differentiated(value: Any) -> bool:
     """Whether ``value`` is a JAX tracer (jit, grad, vmap) or a torch tensor that autograd
     tracks: its ``.item()`` would give a constant and drop the derivative silently."""
-    jax = sys.modules.get("jax")
-    if jax is not None and isinstance(value, jax.core.Tracer):
+    if jax_tracer(value):
         return True
     return sys.modules.get("torch") is not None and getattr(value, "requires_grad", False) \
         is True

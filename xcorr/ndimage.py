@@ -295,11 +295,8 @@ def _all_true(be: Any, mask: Any) -> bool:
     """Whether every element of a (small) boolean array is True; False where unknown."""
     if be.NAME == "dask":
         return bool(mask.all().compute())
-    if be.NAME == "jax":
-        import jax
-
-        if isinstance(mask, jax.core.Tracer):
-            return False
+    if be.NAME == "jax" and _dispatch.jax_tracer(mask):
+        return False
     if be.NAME == "torch" and be.values_unknown(mask):
         return False
     return bool(mask.all())

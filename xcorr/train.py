@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -407,9 +406,8 @@ def _conv_model(be: Any, x: Any, y: Any, shape: tuple[int, ...], conv: dict[str,
 def _check_eager(**objs: Any) -> None:
     """The training loop reads every epoch's loss on the host (to stop a diverging run), so
     it runs outside JAX's transformations; each step is jitted inside it already."""
-    tracer = getattr(sys.modules.get("jax.core"), "Tracer", None)
     for name, obj in objs.items():
-        if tracer is not None and isinstance(obj, tracer):
+        if _dispatch.jax_tracer(obj):
             raise TypeError(f"{name} is a traced JAX value: learn_kernel is a Python training "
                             "loop that reads each epoch's loss, and cannot run inside jax.jit, "
                             "vmap or grad; call it outside them (its steps are compiled "

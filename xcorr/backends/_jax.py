@@ -91,7 +91,7 @@ def asarray(obj: Any) -> Any:
     if isinstance(obj, (jax.Array, jax.core.Tracer)):
         return obj
     arr = to_numpy(obj, NAME)  # refuses CUDA tensors, CuPy and Dask arrays
-    if numpy_kind(arr.dtype) == "i" and arr.size and not jax.config.jax_enable_x64:
+    if numpy_kind(arr.dtype) == "i" and arr.size and not x64():
         # Without x64 JAX would wrap 64-bit integers to int32 silently.
         info = np.iinfo(np.int32)
         if arr.min() < info.min or arr.max() > info.max:

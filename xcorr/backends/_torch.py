@@ -144,11 +144,9 @@ def promote(x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     """Common dtype (torch promotion for floats, int64 for integers) and common device: a CPU
     operand joins the other's device (host to device); two different devices raise."""
     if x.device != k.device:
-        if k.device.type == "cpu":
-            k = k.to(x.device)
-        elif x.device.type == "cpu":
-            x = x.to(k.device)
-        else:
+        k = to_device_of(k, x)
+        x = to_device_of(x, k)
+        if x.device != k.device:
             raise ValueError(f"x is on {x.device} and k on {k.device}; move one of them")
     ints = kind(x) == "i" and kind(k) == "i"
     # promote_types equals result_type here (no 0-d operands) and torch.compile can trace it.
@@ -157,9 +155,9 @@ def promote(x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def to_device_of(a: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """``a`` on ``ref``'s device where ``a`` is on the CPU and ``ref`` is not: a third operand
-    (bias, mask, cotangent) joins the device as ``promote`` moves the second; tensors on two
-    other devices are left for torch to refuse."""
+    """``a`` on ``ref``'s device where ``a`` is on the CPU and ``ref`` is not: how ``promote``
+    joins its two operands, and a third (bias, mask, cotangent) joins them; tensors on two
+    other devices are left for the caller (or torch) to refuse."""
     if a.device != ref.device and a.device.type == "cpu":
         return a.to(ref.device)
     return a
