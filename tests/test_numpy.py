@@ -169,7 +169,7 @@ def test_parallel_loop_is_bit_identical_to_numpy(monkeypatch, dtype, kshape):
     k = random(kshape, dtype, 1.0)
     fast, slow = both_paths(monkeypatch, x, k)
     # B·Ho·Wo·kh·kw·itemsize: the compiled loop runs on threads
-    assert fast.size * k.size * fast.itemsize >= be._PARALLEL_MIN_TAP_BYTES
+    assert fast.size * k.size * fast.itemsize >= be._parallel_min_tap_bytes()
     np.testing.assert_array_equal(fast, slow)
 
 

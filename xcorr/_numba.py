@@ -29,7 +29,8 @@ whichever was cached first served both, the issue-13 defect), at 1-2.5 s of comp
 each (LLVM optimises the linked loop again); a parallel driver calling the loop through a
 first-class function costs 40 µs per call in Numba's argument unboxing; and OpenMP's
 workers spin after each region, which on a busy machine took a 0.3 ms call to 7-11 ms.
-A pool of Python threads costs ~10 µs a call and nothing to compile.
+Python threads cost nothing to compile; ``xcorr._spin``'s take a share in a few µs (they
+spin, but only ``XCORR_SPIN_US`` after a call, and yield the core to any runnable thread).
 """
 
 from __future__ import annotations

@@ -99,12 +99,16 @@ GEMM_PANEL = 512
 #   for all, 4096² k3 float64 84 / 73 / 85 / 103.
 _BLOCK_BYTES = 1 << 20
 # B·Ho·Wo·kh·kw·itemsize from which the compiled direct loop uses threads.  Measured on the
-# project machine (2 cores, serial against two shares, medians of 400 interleaved calls):
-# float32 256² k7 (3.1M taps) took 122 µs on one thread and 164 on two, k9 176 against 209,
-# k11 258 against 218; float64, whose taps cost twice as much, gained from 3M taps (256² k7:
-# 179 against 161).  So about 24 MB of taps: ~150-250 µs of work, against a pool thread's
-# wake-up and the shared caches' cost on a busy machine.
-_PARALLEL_MIN_TAP_BYTES = 3 << 23
+# project machine (2 cores, serial against two shares, medians of 300 calls):
+# - with xcorr._spin's spinning workers (hand-off ~8 µs), from ~3 MB of taps: float32 128²
+#   k5 (1.5 MB) 20.8 µs on one thread and 23.0 on two, 300² k3 (3.0 MB) 27.4 and 27.7,
+#   128² k9 (4.4 MB) 42.4 and 36.6, 256² k7 108.6 and 71, 512² k3 81.9 and 49.5; float64
+#   128² k5 (2.9 MB) 28.1 and 26.9, 192² k5 (6.7 MB) 55.1 and 43.1;
+# - with the executor's sleeping threads (``XCORR_SPIN_US=0``: a wake-up of ~76 µs here),
+#   from ~24 MB: float32 256² k7 (3.1M taps) took 122 µs on one thread and 164 on two, k9
+#   176 against 209, k11 258 against 218; float64 256² k7 179 against 161.
+_PARALLEL_MIN_TAP_BYTES = 3 << 20
+_PARALLEL_MIN_TAP_BYTES_ASLEEP = 3 << 23
 _NCC_PARALLEL_MIN = 1 << 16  # NCC outputs below which one thread computes the statistics
 _FALLBACK_PARALLEL_TAPS = 1 << 18
 
@@ -300,8 +304,9 @@ def ncc_inv_norm(x: np.ndarray, window: tuple[int, int], tol: float,
 
 def ncc_mean(x: np.ndarray, wide: Any) -> np.ndarray | None:
     """``mean(x, axis=(-2, -1), keepdims=True, dtype=wide)`` of float ``x`` by the compiled
-    column totals of ``_ROW_TOTAL_ROWS`` rows at a time (on the pool's threads from 4M
-    pixels: at 1024², 0.09 ms on one thread and 0.10 on two), then NumPy's pairwise sum of
+    column totals of ``_ROW_TOTAL_ROWS`` rows at a time (on the threads from 512²: with the
+    spinning workers, 256² took 13 µs on one thread and 23 on two, 512² 41 and 35, 1024²
+    175 and 108), then NumPy's pairwise sum of
     them: NumPy's float64 sum of float32 goes through its casting buffers, 0.48 ms here.
     None without Numba, or unless ``wide`` is float64 (the caller's ``xp.mean``).  The
     order of the additions differs from NumPy's; ``xcorr._ncc`` rounds the mean to 16 bits
@@ -315,13 +320,13 @@ def ncc_mean(x: np.ndarray, wide: Any) -> np.ndarray | None:
     xb = np.ascontiguousarray(x.reshape(-1, h, w))
     totals = np.empty((xb.shape[0] * ceil_div(h, _ROW_TOTAL_ROWS), w))
     _in_shares(_numba_ncc.column_totals, (xb, _ROW_TOTAL_ROWS, totals), len(totals),
-               x.size >= _MEAN_PARALLEL_MIN)
+               x.size >= _MEAN_PARALLEL_MIN, compiled=True)
     sums = totals.reshape(xb.shape[0], -1).sum(axis=1)
     return (sums / (h * w)).reshape(*lead, 1, 1)
 
 
 _ROW_TOTAL_ROWS = 64  # rows whose column totals one task of ncc_mean adds up
-_MEAN_PARALLEL_MIN = 1 << 22  # pixels from which ncc_mean's tasks go to the threads
+_MEAN_PARALLEL_MIN = 1 << 18  # pixels from which ncc_mean's tasks go to the threads
 
 
 def ncc_finish(x: np.ndarray, c: np.ndarray, num: np.ndarray, inv_t: np.ndarray,
@@ -356,7 +361,7 @@ def ncc_finish(x: np.ndarray, c: np.ndarray, num: np.ndarray, inv_t: np.ndarray,
 def _run_job(job: tuple[Any, tuple[Any, ...], int, int]) -> None:
     """A ``_numba_ncc`` kernel call, in shares on the thread pool when it is large."""
     loop, args, tasks, size = job
-    _in_shares(loop, args, tasks, size >= _NCC_PARALLEL_MIN)
+    _in_shares(loop, args, tasks, size >= _NCC_PARALLEL_MIN, compiled=True)
 
 
 def conv_costs() -> dict[int, ConvCost]:
@@ -731,26 +736,43 @@ def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     prepare = _numba.kernel() if _numba.supports(out.dtype) else None
     if prepare is not None:
         loop, rows = prepare(kh, kw, out.dtype)
-        parallel = out.size * kh * kw * out.itemsize >= _PARALLEL_MIN_TAP_BYTES
+        parallel = out.size * kh * kw * out.itemsize >= _parallel_min_tap_bytes()
     else:
         parallel = out.size * kh * kw >= _FALLBACK_PARALLEL_TAPS
         rows = _fallback_rows(x3.shape[2], out.itemsize, ho, -(-_threads(parallel) // len(xi)))
         loop = partial(_shift_add, rows=rows)
     # both loops read whole rows: a copy only of an image with strided or reversed rows
     args = (np.ascontiguousarray(x3), np.ascontiguousarray(k3), xi, ki, out, out.dtype.type(0))
-    _in_shares(loop, args, len(xi) * -(-ho // rows), parallel)
+    _in_shares(loop, args, len(xi) * -(-ho // rows), parallel, compiled=prepare is not None)
     return result
 
 
+def _parallel_min_tap_bytes() -> int:
+    """``_PARALLEL_MIN_TAP_BYTES`` where the spinning workers serve the compiled loops."""
+    from .. import _spin  # only with Numba loaded
+
+    return _PARALLEL_MIN_TAP_BYTES if _spin.enabled() else _PARALLEL_MIN_TAP_BYTES_ASLEEP
+
+
 def _in_shares(loop: Callable[..., None], args: tuple[Any, ...], blocks: int,
-               parallel: bool) -> None:
+               parallel: bool, compiled: bool = False) -> None:
     """``loop(*args, first, last)`` over blocks ``0 .. blocks-1``: in one go, or in one
-    contiguous share per thread (the loops release the GIL), the caller's thread included."""
+    contiguous share per thread (the loops release the GIL), the caller's thread included.
+
+    ``compiled``: ``loop`` is a Numba loop compiled with ``nogil=True``, which
+    ``xcorr._spin``'s spinning workers take (a hand-off of a few µs, against ~76 µs for
+    the executor's sleeping threads here); Python-level shares go to the executor.
+    """
     shares = min(_threads(parallel), blocks)
     if shares <= 1:
         loop(*args, 0, blocks)
         return
     bounds = [s * blocks // shares for s in range(shares + 1)]
+    if compiled:
+        from .. import _spin  # Numba is loaded: the loop is compiled
+
+        if _spin.run(loop, args, bounds):
+            return
     futures = [_pool(shares - 1).submit(loop, *args, bounds[s], bounds[s + 1])
                for s in range(1, shares)]
     loop(*args, 0, bounds[1])

@@ -100,7 +100,7 @@ def fix_threads(n: int, torch_used: bool, cv2_used: bool) -> dict[str, Any]:
         cv2.setNumThreads(n)  # OpenCV's pool, as many threads as xcorr's
         out["cv2.getNumThreads"] = cv2.getNumThreads()
     for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "XLA_FLAGS"):
+                "XLA_FLAGS", "XCORR_SPIN_US"):
         out[var] = os.environ.get(var)
     out["note"] = ("XLA's CPU thread pool is not settable after start-up: JAX uses its default "
                    "(all cores); ndimage and correlate2d are single-threaded")
