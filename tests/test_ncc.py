@@ -232,6 +232,34 @@ def test_nan_and_inf_stay_in_their_windows(backend: str) -> None:
     np.testing.assert_allclose(got[~reached], brute(clean, t)[~reached], rtol=0, atol=1e-9)
 
 
+def test_centring_survives_a_nan_pixel_and_same_mode(backend: str) -> None:
+    """The image's centre comes from its own finite pixels: one NaN elsewhere, or the zero
+    padding of ``mode="same"``, used to leave far windows uncentred (at an offset of 1e6 in
+    float64: 1.8e-3 and 4e-5 off the brute force)."""
+    base = RNG.random((30, 34)) + 1e6
+    t = RNG.random((5, 6))
+    m = RNG.random((5, 6)) > 0.3
+    x = base.copy()
+    x[2, 3] = np.nan
+    for mode in ("valid", "same"):
+        for mask in (None, m):
+            with x64(backend), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Dask's workers on the NaN's windows
+                got = to_np(xcorr.match_template(x, t, mode=mode, mask=mask, backend=backend))
+                clean = to_np(xcorr.match_template(base, t, mode=mode, mask=mask,
+                                                   backend=backend))
+            want = brute(base, t, mask, mode)
+            np.testing.assert_allclose(clean, want, rtol=0, atol=1e-9)
+            far = (slice(12, None), slice(12, None))  # windows nowhere near (2, 3)
+            np.testing.assert_allclose(got[far], want[far], rtol=0, atol=1e-9)
+    y = RNG.random((30, 34)) + 1e4
+    with x64(backend), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = to_np(xcorr.local_ncc(x - 1e6 + 1e4, y, 5, backend=backend))
+    want = brute_local(base - 1e6 + 1e4, y, (5, 5), 1e-5)
+    np.testing.assert_allclose(got[12:, 12:], want[12:, 12:], rtol=0, atol=1e-12)
+
+
 def test_dtypes(backend: str) -> None:
     x = RNG.integers(0, 50, (12, 13))
     t = RNG.integers(0, 50, (3, 4))

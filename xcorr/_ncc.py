@@ -157,9 +157,10 @@ def _match_template(image: Any, template: Any, mode: str, mask: Any, method: str
 def unmasked(be: Any, x: Any, t: Any, mode: str, method: str, wide: Any) -> Any:
     """``match_template`` without a mask, of promoted ``x`` and ``t`` (see ``_float``)."""
     th, tw = (int(n) for n in t.shape[-2:])
-    x = _pad_same(be, x, th, tw) if mode == "same" else x
     mean = _mean(be, x, wide)
-    c = _round_mean(be, mean, x.dtype)
+    c = _centre(be, x, mean, wide)
+    # the centre of the image's own pixels: the zero padding's would pull it towards 0
+    x = _pad_same(be, x, th, tw) if mode == "same" else x
     tz, inv_t = template_terms(be, t, wide)
     # The mean's sum is finite exactly when the image is (bar a float64 sum that overflows,
     # which all_finite's own sum would overflow too): the FFT's guard for free.
@@ -407,11 +408,25 @@ def center(be: Any, x: Any, wide: Any) -> Any:
 
     The mean, accumulated in ``wide`` and rounded to 16 significant bits: any value near
     the mean centres as well, and a rounded one does not depend on the order in which the
-    mean was summed, so Dask gives the same bits for every chunking.  0 where the mean is
-    not finite (the image holds NaN or Inf).  Not differentiable (the NCC does not depend
-    on it).
+    mean was summed, so Dask gives the same bits for every chunking.  Of the finite pixels
+    where the image holds NaN or Inf (so that one bad pixel does not take the centring
+    from every other window); 0 where no finite mean is left.  Not differentiable (the NCC
+    does not depend on it).
     """
-    return _round_mean(be, _mean(be, x, wide), x.dtype)
+    return _centre(be, x, _mean(be, x, wide), wide)
+
+
+def _centre(be: Any, x: Any, mean: Any, wide: Any) -> Any:
+    """``center``'s value from ``_mean``'s: a second pass over the finite pixels only where
+    the mean is not finite, or may not be (a lazy or traced array)."""
+    if be.all_finite(mean, mean) is not True:
+        xp = be.xp
+        axes = (-2, -1)
+        finite = xp.isfinite(x)
+        total = xp.sum(xp.where(finite, x, 0), axis=axes, keepdims=True, dtype=wide)
+        count = xp.sum(finite, axis=axes, keepdims=True, dtype=wide)
+        mean = xp.where(xp.isfinite(mean), mean, total / xp.where(count > 0, count, 1))
+    return _round_mean(be, mean, x.dtype)
 
 
 def _mean(be: Any, x: Any, wide: Any) -> Any:
@@ -598,8 +613,9 @@ def _masked(be: Any, x: Any, t: Any, m: Any, mode: str, method: str, wide: Any) 
     out_dtype = x.dtype
     th, tw = (int(n) for n in t.shape[-2:])
     x, t, m = be.astype(x, wide), be.astype(t, wide), be.astype(m, wide)
+    c = center(be, x, wide)  # of the image's own pixels, before the zero padding
     x = _pad_same(be, x, th, tw) if mode == "same" else x
-    xc = x - center(be, x, wide)
+    xc = x - c
     lead = broadcast_shapes(tuple(m.shape), tuple(t.shape))
     m = xp.broadcast_to(m, lead)
     t = xp.broadcast_to(t, lead)

@@ -40,11 +40,11 @@ def _dims(axis: int | Sequence[int] | None) -> Any:
     return axis if axis is None or isinstance(axis, int) else tuple(axis)
 
 
-def sum(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False  # noqa: A001
-        ) -> Tensor:
+def sum(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False,  # noqa: A001
+        dtype: torch.dtype | None = None) -> Tensor:
     if axis is None:
-        return torch.sum(a)
-    return torch.sum(a, dim=_dims(axis), keepdim=keepdims)
+        return torch.sum(a, dtype=dtype)
+    return torch.sum(a, dim=_dims(axis), keepdim=keepdims, dtype=dtype)
 
 
 def mean(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False,
