@@ -202,9 +202,9 @@ def test_float64_on_jax_without_x64_says_it_trained_in_float32(x64: bool) -> Non
     (["train", "--backend", "numpy", "mxnet"], "invalid choice: 'mxnet' (choose from 'all'"),
     (["--backend", "foo"], "invalid choice: 'foo'"),
     (["frobnicate"], "invalid choice: 'frobnicate' (choose from 'demo', 'train', 'info'"),
-    (["train", "--epochs", "0"], "argument --epochs: must be a positive"),
+    (["train", "--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
     (["train", "--epochs", "2.5"], "argument --epochs: '2.5' is not an integer"),
-    (["train", "--lr", "-0.1"], "argument --lr: must be a positive"),
+    (["train", "--lr", "-0.1"], "argument --lr: must be a positive finite number"),
     (["train", "--lr", "inf"], "argument --lr: must be a positive"),
     (["train", "--dtype", "float16"], "invalid choice: 'float16'"),
     (["--backend", "numpy", "demo"], "put --backend after the command"),
@@ -214,6 +214,13 @@ def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     assert p.returncode == 2
     assert message in p.stderr
     assert p.stderr.startswith("usage: xcorr")
+
+
+def test_one_epoch_has_no_later_epochs_to_time() -> None:
+    p = run("train", "--backend", "numpy", "--epochs", "1")
+    assert p.returncode == 0, p.stderr
+    row = next(line for line in p.stdout.splitlines() if line.startswith("numpy "))
+    assert "nan" not in row and re.search(r" s +- +\[\[", row), row
 
 
 def test_diverging_lr_exits_1_naming_the_epoch() -> None:

@@ -379,6 +379,8 @@ def test_errors(backend: str) -> None:
         (dict(image=x, template=np.ones(3)), ValueError, "at least 2 dimensions"),
         (dict(image=np.ones((2, 6, 7)), template=np.ones((3, 3, 3))), ValueError, "broadcast"),
         (dict(image=x, template=t, mask=np.ones((2, 2))), ValueError, "mask"),
+        (dict(image=np.ones((2, 6, 7)), template=t, mask=np.ones((3, 3, 3))), ValueError,
+         r"mask \(3, 3, 3\) and template \(3, 3\) together .* image \(2, 6, 7\)"),
         (dict(image=x, template=t, mask=np.zeros((3, 3))), ValueError, "no positive"),
         (dict(image=x, template=t, mask=np.zeros((3, 3), bool)), ValueError, "no positive"),
         (dict(image=x, template=t, mask=-np.ones((3, 3))), ValueError, "non-negative"),

@@ -333,13 +333,30 @@ def test_nonfinite_first_loss_blames_the_data_not_lr() -> None:
         learn_kernel(x, y, (1, 2))
 
 
-def test_divergence_in_the_last_update_is_caught() -> None:
+def test_arguments_that_python_would_take_are_refused_clearly() -> None:
     x = edge_image()
-    # The first loss is finite; the kernel only overflows in the update after it.
-    with pytest.raises(FloatingPointError, match="the kernel became NaN/Inf at epoch 1 "):
-        learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), lr=1e308, epochs=1)
-    with pytest.raises(FloatingPointError, match="the kernel became NaN/Inf at epoch 1 "):
-        learn_kernel(x, xcorr.corr2d(x, EDGE), (1, 2), lr=1e308, epochs=1, bias=True)
+    y = xcorr.corr2d(x, EDGE)
+    with pytest.raises(TypeError, match="callback must be a function"):  # not after epoch 1
+        learn_kernel(x, y, (1, 2), callback=5)
+    with pytest.raises(TypeError, match="bias must be True or False, got 'no'"):
+        learn_kernel(x, y, (1, 2), bias="no")  # truthy: it trained a bias
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        learn_kernel(x, y, (1, 2), seed=True)  # NumPy took it as the seed 1
+    # a 0-d array is a number, as local_ncc's eps is
+    assert learn_kernel(x, y, (1, 2), lr=np.array(0.03)).losses == \
+        learn_kernel(x, y, (1, 2), lr=0.03).losses
+
+
+def test_divergence_in_the_last_update_is_caught(backend: str) -> None:
+    x = edge_image()
+    # The first loss is finite; the kernel only overflows in the update after it (on Dask
+    # too, whose all_finite cannot tell without computing).
+    with float64_on(backend):
+        y = xcorr.corr2d(x, EDGE)
+        with pytest.raises(FloatingPointError, match="the kernel became NaN/Inf at epoch 1 "):
+            learn_kernel(x, y, (1, 2), lr=1e308, epochs=1, backend=backend)
+        with pytest.raises(FloatingPointError, match="the kernel became NaN/Inf at epoch 1 "):
+            learn_kernel(x, y, (1, 2), lr=1e308, epochs=1, bias=True, backend=backend)
 
 
 @pytest.mark.parametrize("shape", [(1,), (1, 2, 3), (0, 2), (1, -1), (1.0, 2), (True, 2), "ab",

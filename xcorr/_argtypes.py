@@ -38,7 +38,8 @@ def positive(kind: type) -> Callable[[str], Any]:
             noun = "an integer" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
         if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+            what = "a positive integer" if kind is int else "a positive finite number"
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
         return value
 
     convert.__name__ = kind.__name__  # argparse names the type in its messages

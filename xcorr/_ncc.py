@@ -302,6 +302,16 @@ def _front_template(image: Any, template: Any, mask: Any, backend: str | None
                          "pass one template per image, a shape that broadcasts (NumPy rules), "
                          "or image[..., None, :, :] for every image x template pair") from None
     m = None if mask is None else _mask(be, mask, t)
+    if m is not None:
+        try:  # the templates the mask makes must fit the image's batch as the template does
+            _validate.broadcast_batch(tuple(x.shape), broadcast_shapes(tuple(m.shape),
+                                                                       tuple(t.shape)))
+        except ValueError:
+            raise ValueError(f"the leading dimensions of mask {tuple(m.shape)} and template "
+                             f"{tuple(t.shape)} together do not broadcast against the batch "
+                             f"dimensions of image {tuple(x.shape)}; give the mask the "
+                             "template's shape, or leading dimensions that broadcast with "
+                             "the image's (NumPy rules)") from None
     return be, x, t, m
 
 

@@ -368,8 +368,9 @@ def _print_table(runs: list[_Run], args: argparse.Namespace, out: TextIO) -> Non
           "   learned kernel (truth [[1, -1]])", file=out)
     for r in runs:
         kernel = np.array2string(r.kernel, precision=6, max_line_width=10_000)
+        then = f"{r.per_epoch * 1e3:>8.2f} ms" if r.per_epoch == r.per_epoch else f"{'-':>11}"
         print(f"{r.backend:<8} {r.kernel.dtype.name:<8} {r.seconds:>7.3f} s {r.first:>8.3f} s "
-              f"{r.per_epoch * 1e3:>8.2f} ms   {kernel}", file=out)
+              f"{then}   {kernel}", file=out)
     print("(the first epoch includes each framework's one-time setup, such as JAX's "
           "compilation; then/epoch is the median of the others)", file=out)
 

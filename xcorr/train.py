@@ -159,6 +159,14 @@ lr=0.005
     shape = _check_kernel_shape(kernel_shape)
     lr = _check_lr(lr)
     epochs = _check_epochs(epochs)
+    if not isinstance(bias, (bool, np.bool_)):  # bias="no" is truthy: it would train one
+        raise TypeError(f"bias must be True or False, got {bias!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function (epoch, loss) -> None, or None; got "
+                        f"{callback!r}")
+    if isinstance(seed, (bool, np.bool_)):  # NumPy would take True as the seed 1
+        raise ValueError(f"seed must be a non-negative integer (or None for a fresh random "
+                         f"start), got {seed!r}; e.g. seed=0")
     _validate.check_raw(x, "x")
     _validate.check_raw(y, "y")
     _check_eager(x=x, y=y, init=init)
@@ -234,12 +242,19 @@ lr=0.005
             if callback is not None:
                 callback(epoch, value)
         # The last update has no loss after it: make sure it did not overflow either.
-        if be.all_finite(k, k) is False or (b is not None and be.all_finite(b, b) is False):
+        if not _finite(be, k) or (b is not None and not _finite(be, b)):
             raise _diverged("the kernel became NaN/Inf", epochs, lr, be, x, y, k, b, step)
     return LearnResult(kernel=k, bias=b, losses=losses, backend=be.NAME)
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _finite(be: Any, a: Any) -> bool:
+    """Whether every value of the (small) parameter ``a`` is finite; a lazy one (Dask, whose
+    ``all_finite`` does not know) is computed: it is already persisted."""
+    ok = be.all_finite(a, a)
+    return bool(be.xp.all(be.xp.isfinite(a))) if ok is None else ok
 
 
 def _like(a: Any, ref: Any) -> Any:
@@ -415,6 +430,7 @@ def _check_eager(**objs: Any) -> None:
 
 
 def _check_lr(lr: Any) -> float:
+    lr = _validate.concrete_scalar(lr)  # a 0-d array of any framework, as local_ncc's eps
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
         raise ValueError(f"lr must be a positive finite number, got {lr!r}; e.g. lr=3e-2")
     return float(lr)
