@@ -591,6 +591,46 @@ def test_jax_float32_on_the_cpu_runs_the_numpy_backend(
     np.testing.assert_array_equal(np.asarray(fast[1]), numpy_same)  # the same computation
 
 
+def test_jax_float32_masked_and_local_ncc_sum_in_float64_on_the_cpu() -> None:
+    """JAX without x64 summed the masked form and local_ncc in plain float32: on the camera
+    photograph a third of a masked map was off by more than 0.01 (low-contrast sky taken for
+    flat), local_ncc by 0.011, and by 2.0 across a step of 1e4.  On the CPU with Numba they
+    take the NumPy backend's float64 sums: eagerly, under jit and vmap, with derivatives
+    from the program."""
+    jax = pytest.importorskip("jax", reason="jax: not installed")
+    data = pytest.importorskip("skimage.data", reason="scikit-image (test extra): the camera")
+    if _numba.kernel() is None:
+        pytest.skip("numba: not installed (the 'fast' extra): JAX sums in float32 then")
+    import jax.numpy as jnp
+
+    cam = data.camera().astype(np.float32)[:96, :96]
+    t = cam[30:51, 20:41]
+    m = np.random.default_rng(0).random(t.shape) > 0.3
+    step = cam.copy()
+    step[:, 48:] += 1e4
+    moved = np.roll(cam, 2, axis=1) * 0.8 + 10
+    want_m = brute(cam.astype(np.float64), t.astype(np.float64), m)
+    want_l = brute_local(step.astype(np.float64), moved.astype(np.float64), (9, 9), 1e-5)
+    with x64("jax", enabled=False):
+        xj, tj, mj = jnp.asarray(cam), jnp.asarray(t), jnp.asarray(m)
+        masked = [xcorr.match_template(xj, tj, mask=mj),
+                  jax.jit(lambda a, b, c: xcorr.match_template(a, b, mask=c))(xj, tj, mj),
+                  jax.vmap(lambda b: xcorr.match_template(xj, b, mask=mj))(tj[None])[0]]
+        sj, mv = jnp.asarray(step), jnp.asarray(moved)
+        local = [xcorr.local_ncc(sj, mv, 9),
+                 jax.jit(lambda a, b: xcorr.local_ncc(a, b, 9))(sj, mv),
+                 jax.vmap(lambda a: xcorr.local_ncc(a, mv, 9))(sj[None])[0]]
+        grads = [jax.grad(lambda a: jnp.sum(xcorr.match_template(a, tj, mask=mj)))(xj),
+                 jax.grad(lambda a: jnp.sum(xcorr.local_ncc(a, mv, 9)))(sj)]
+    for got in masked:
+        assert got.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(got), want_m, rtol=0, atol=1e-5)
+    for got in local:
+        assert got.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(got), want_l, rtol=0, atol=1e-5)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("mode", ["valid", "same"])
 def test_jax_eager_on_the_cpu_is_the_numpy_backends_result(monkeypatch: pytest.MonkeyPatch,

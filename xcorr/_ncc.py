@@ -147,11 +147,13 @@ def _match_template(image: Any, template: Any, mode: str, mask: Any, method: str
                          f"{tuple(int(n) for n in x.shape[-2:])} in mode='valid'; use a smaller "
                          "template or mode='same'")
     x, t, wide = _float(be, x, t)
-    if m is not None:
-        return _masked(be, x, t, join(be, m, x), mode, method, wide)
+    m = None if m is None else join(be, m, x)
     fast = getattr(be, "ncc_match_template", None)  # JAX: values from the NumPy backend
-    out = fast(x, t, mode, method) if fast is not None else None
-    return out if out is not None else unmasked(be, x, t, mode, method, wide)
+    out = fast(x, t, mode, method, m) if fast is not None else None
+    if out is not None:
+        return out
+    return unmasked(be, x, t, mode, method, wide) if m is None else \
+        _masked(be, x, t, m, mode, method, wide)
 
 
 def unmasked(be: Any, x: Any, t: Any, mode: str, method: str, wide: Any) -> Any:
@@ -261,6 +263,15 @@ def _local_ncc(a: Any, b: Any, window: Any, eps: Any, backend: str | None) -> An
     if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not 0 < eps < _INF:
         raise ValueError(f"eps must be a positive finite number, got {eps!r}; e.g. eps=1e-5")
     x, y, wide = _float(be, x, y)
+    fast = getattr(be, "ncc_local", None)  # JAX float32: float64 sums from the NumPy backend
+    out = fast(x, y, (wh, ww), eps) if fast is not None else None
+    return out if out is not None else local_values(be, x, y, (wh, ww), eps, wide)
+
+
+def local_values(be: Any, x: Any, y: Any, window: tuple[int, int], eps: float, wide: Any
+                 ) -> Any:
+    """``local_ncc`` of promoted ``x`` and ``y`` (see ``_float``), the sums in ``wide``."""
+    wh, ww = window
     xp = be.xp
     out_dtype = x.dtype
     x = be.astype(x, wide)

@@ -601,8 +601,9 @@ def _find_buffer_callback() -> Any:
 _buffer_callback = _find_buffer_callback()
 
 
-def ncc_match_template(x: Any, t: Any, mode: str, method: str) -> Any:
-    """``xcorr._ncc.unmasked``'s values from the NumPy backend on the CPU, or None.
+def ncc_match_template(x: Any, t: Any, mode: str, method: str, m: Any = None) -> Any:
+    """``xcorr._ncc.unmasked``'s values (``_masked``'s with a mask ``m``) from the NumPy
+    backend on the CPU, or None.
 
     With Numba at hand and a method NumPy has: eager float32 and float64 arrays on the CPU
     go to the NumPy backend directly (its result handed to XLA by ``_to_xla``); traced
@@ -614,19 +615,28 @@ def ncc_match_template(x: Any, t: Any, mode: str, method: str) -> Any:
     templates 31² on 1024², 140 ms against the callback's 71 (NumPy's own 65).  Under
     differentiation the values come from the program too (the primal of its jvp), which
     then costs no more than before.
+
+    The masked form's sums are float64 there, where JAX without x64 sums in float32: on the
+    camera photograph with a 31² template and a random mask, a third of the map was off by
+    more than 0.01 (low-contrast sky windows taken for flat; NumPy's error 3e-8).
     """
     from .. import _ncc, _numba
 
     if (method != "auto" and method not in _numpy_methods()) or _numba.kernel() is None:
         return None  # (x and t are promoted to one dtype: _ncc._float)
-    if _eager_on_cpu(x, t):  # no callback, no copy into XLA's buffer
+    arrays = (x, t) if m is None else (x, t, m)
+    if _eager_on_cpu(*arrays):  # no callback, no copy into XLA's buffer
         from . import _numpy
 
         with _numpy.for_xla():
             out = _ncc.match_template(np.asarray(x), np.asarray(t), mode=mode, method=method,
-                                      backend="numpy")
-        return _to_xla(out, x, t)
-    return _host_match(x, t, mode, method) if _host_kernels(x) else None
+                                      backend="numpy",
+                                      mask=None if m is None else np.asarray(m))
+        return _to_xla(out, *arrays)
+    if not _host_kernels(x):
+        return None
+    return _host_match(x, t, mode, method) if m is None else \
+        _host_match_masked(x, t, m.astype(x.dtype), mode, method)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -683,6 +693,92 @@ def _ncc_program(x: Any, t: Any, mode: str, method: str) -> Any:
 
     wide = jnp.asarray(np.zeros((), np.float64)).dtype
     return _ncc.unmasked(sys.modules[__name__], x, t, mode, method, wide)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+@partial(jax.jit, static_argnums=(3, 4))
+def _host_match_masked(x: Any, t: Any, m: Any, mode: str, method: str) -> Any:
+    """``_host_match`` with a mask (float32 weights, as ``x``)."""
+    from .. import _ncc
+
+    lead = np.broadcast_shapes(tuple(x.shape[:-2]), tuple(t.shape[:-2]), tuple(m.shape[:-2]))
+    (h, w), (th, tw) = x.shape[-2:], t.shape[-2:]
+    size = (h - th + 1, w - tw + 1) if mode == "valid" else (h, w)
+
+    def host(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        # the weights' values were not known when the program was traced, so not checked:
+        # the masked form itself, as the program would compute it (not match_template, which
+        # would raise inside the callback)
+        from . import _numpy
+
+        f32 = (np.asarray(v, np.float32) for v in (a, b, c))
+        return np.asarray(_ncc._masked(_numpy, *f32, mode, method, np.float64), np.float32)
+
+    shape = jax.ShapeDtypeStruct((*lead, *size), x.dtype)
+    return _host_callback(host, shape, x, t, m)
+
+
+@_host_match_masked.defjvp
+def _host_match_masked_jvp(mode: str, method: str, primals: tuple[Any, Any, Any],
+                           tangents: tuple[Any, Any, Any]) -> tuple[Any, Any]:
+    return jax.jvp(partial(_masked_program, mode=mode, method=method), primals, tangents)
+
+
+def ncc_local(x: Any, y: Any, window: tuple[int, int], eps: float) -> Any:
+    """``xcorr._ncc.local_values`` from the NumPy backend (float64 sums) for float32 on the
+    CPU without x64, or None.  JAX's own sums are float32 there: on the camera photograph
+    against a shifted copy, window 9, an error of 0.011 (NumPy's 3e-8), and 2.0 (the sign
+    flipped) across a step of 1e4.  Eager arrays go to NumPy directly; traced ones through
+    one host callback, their derivatives from the program (``custom_jvp``)."""
+    from .. import _ncc
+
+    if x.dtype != jnp.float32 or x64():
+        return None  # float64 sums in the program already
+    if _eager_on_cpu(x, y):
+        from . import _numpy
+
+        with _numpy.for_xla():
+            out = _ncc.local_values(_numpy, np.asarray(x), np.asarray(y), window, eps,
+                                    np.float64)
+        return _to_xla(np.asarray(out, np.float32), x, y)
+    return _host_local(x, y, window, float(eps)) if _host_kernels(x) else None
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+@partial(jax.jit, static_argnums=(2, 3))
+def _host_local(x: Any, y: Any, window: tuple[int, int], eps: float) -> Any:
+    from .. import _ncc
+
+    def host(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        from . import _numpy
+
+        # (vmap expands an unmapped operand with an axis of 1: broadcast it to the other's)
+        a, b = np.broadcast_arrays(np.asarray(a, np.float32), np.asarray(b, np.float32))
+        return np.asarray(_ncc.local_values(_numpy, a, b, window, eps, np.float64),
+                          np.float32)
+
+    shape = jax.ShapeDtypeStruct(jnp.broadcast_shapes(x.shape, y.shape), x.dtype)
+    return _host_callback(host, shape, x, y)
+
+
+@_host_local.defjvp
+def _host_local_jvp(window: tuple[int, int], eps: float, primals: tuple[Any, Any],
+                    tangents: tuple[Any, Any]) -> tuple[Any, Any]:
+    return jax.jvp(partial(_local_program, window=window, eps=eps), primals, tangents)
+
+
+def _local_program(x: Any, y: Any, window: tuple[int, int], eps: float) -> Any:
+    from .. import _ncc
+
+    wide = jnp.asarray(np.zeros((), np.float64)).dtype
+    return _ncc.local_values(sys.modules[__name__], x, y, window, eps, wide)
+
+
+def _masked_program(x: Any, t: Any, m: Any, mode: str, method: str) -> Any:
+    from .. import _ncc
+
+    wide = jnp.asarray(np.zeros((), np.float64)).dtype
+    return _ncc._masked(sys.modules[__name__], x, t, m, mode, method, wide)
 
 
 def ncc_template_terms(t: Any) -> tuple[Any, Any]:
