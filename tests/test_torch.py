@@ -754,3 +754,26 @@ def test_torch_compile_inductor_direct_forward_and_backward():
     k2 = k.clone().requires_grad_()
     xcorr.corr2d(x, k2, method="direct").square().sum().backward()
     torch.testing.assert_close(kg.grad, k2.grad)
+
+
+@pytest.mark.parametrize("fill", [2**53 + 1, 2**63 - 1, -(2**62) - 5])
+def test_an_int64_fill_past_2_53_is_exact(fill):
+    # F.pad takes its value through a double: 2**53 + 1 came out as 2**53, 2**63 - 1 as -2**63
+    x = np.arange(6, dtype=np.int64).reshape(2, 3)
+    k = np.ones((1, 3), np.int64)
+    want = xcorr.corr2d(x, k, mode="full", fillvalue=fill)  # NumPy's, SciPy's bits
+    got = xcorr.corr2d(torch.from_numpy(x), torch.from_numpy(k), mode="full", fillvalue=fill)
+    np.testing.assert_array_equal(got.numpy(), want)
+    batched = torch.func.vmap(lambda a: xcorr.corr2d(a, torch.from_numpy(k), mode="full",
+                                                     fillvalue=fill))(torch.from_numpy(x)[None])
+    np.testing.assert_array_equal(batched[0].numpy(), want)
+
+
+@pytest.mark.parametrize(("dtype", "fill"), [(torch.float32, 1e39), (torch.float16, 1e5),
+                                             (torch.bfloat16, -1e39)])
+def test_a_fill_past_the_dtypes_range_pads_inf_as_numpy(dtype, fill):
+    # F.pad refused it ("value cannot be converted to type float without overflow")
+    x = torch.zeros((1, 2), dtype=dtype)
+    got = xcorr.corr2d(x, torch.ones((1, 3), dtype=dtype), mode="same", fillvalue=fill)
+    assert got.dtype == dtype
+    assert torch.all(torch.isinf(got)) and torch.all(torch.sign(got) == np.sign(fill))

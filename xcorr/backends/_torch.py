@@ -163,6 +163,24 @@ def to_device_of(a: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return a
 
 
+def _fill_pad(x: torch.Tensor, pads: tuple[int, int, int, int], value: Any) -> torch.Tensor:
+    """``F.pad(x, pads, value=value)``, exact: ``F.pad`` takes the value through a double
+    (an int64 fill past 2**53 came out rounded, 2**63 - 1 as -2**63) and refuses one that
+    overflows a float dtype (1e39 in float32, which NumPy pads as inf)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return F.pad(x, pads, value=value)
+    if not x.is_floating_point() and not x.is_complex() and isinstance(value, int) \
+            and abs(value) > 2**53:  # the border by where(): no in-place write (vmap)
+        border = F.pad(torch.zeros(x.shape[-2:], dtype=torch.bool, device=x.device), pads,
+                       value=True)
+        fill = torch.tensor(value, dtype=x.dtype, device=x.device)
+        return torch.where(border, fill, F.pad(x, pads, value=0))
+    if x.is_floating_point() and math.isfinite(value) and abs(value) > torch.finfo(x.dtype).max:
+        # IEEE rounding to the dtype (a value within half an ulp of its largest rounds down)
+        value = torch.tensor(float(value), dtype=torch.float64).to(x.dtype).item()
+    return F.pad(x, pads, value=value)
+
+
 def pad(x: torch.Tensor, widths: tuple[int, int, int, int], boundary: str = "fill",
         value: Any = 0) -> torch.Tensor:
     """Pad the last two axes by ``widths`` (top, bottom, left, right) under ``boundary``.
@@ -175,7 +193,7 @@ def pad(x: torch.Tensor, widths: tuple[int, int, int, int], boundary: str = "fil
     """
     top, bottom, left, right = widths
     if boundary == "fill":
-        return F.pad(x, (left, right, top, bottom), value=value)
+        return _fill_pad(x, (left, right, top, bottom), value)
     h, w = x.shape[-2:]
     wide_h, wide_w = max(top, bottom), max(left, right)
     mode = _F_PAD_MODES.get(boundary)
