@@ -5,11 +5,12 @@ signature, defaults, mode names (and meanings), ``origin`` and output dtypes, co
 xcorr's direct kernels on any backend's arrays (results in the input's framework).  Like
 ``scipy.ndimage`` the sums are accumulated in float64 (complex128) and cast once to the
 output dtype (integers truncated toward zero, as ndimage's C cast does), so results equal
-ndimage's within float64 rounding; like ndimage, weights with ``|w| <= DBL_EPSILON`` (and NaN
-weights) are left out, so they never turn an infinite pixel into NaN.  ndimage's errors keep
-their types and messages.  What ndimage supports and these do not (N-D input or weights,
-``axes``) raises ``NotImplementedError`` saying so.  The only addition is the keyword
-``backend=``.
+ndimage's within float64 rounding (on JAX, with ``jax_enable_x64``: without it JAX has no
+float64, the sums are float32, and an int32 result past 2**24 is rounded); like ndimage,
+weights with ``|w| <= DBL_EPSILON`` (and NaN weights) are left out, so they never turn an
+infinite pixel into NaN.  ndimage's errors keep their types and messages.  What ndimage
+supports and these do not (N-D input or weights, ``axes``) raises ``NotImplementedError``
+saying so.  The only addition is the keyword ``backend=``.
 
 Where ndimage's C cast is undefined (NaN, ±Inf or a sum out of range into an integer
 output) the result is the truncated sum wrapped into int64 (``INT64_MIN`` beyond its range)
