@@ -273,7 +273,7 @@ def test_axes_in_any_order_and_negative(backend: str) -> None:
 
 @pytest.mark.parametrize("axes, match", [
     ((0, 0), "same axis twice"), ((0, 3), "out of range"), ((0,), "two integers"),
-    ("ab", "two integers"), ((0.0, 1), "two integers"),
+    ("ab", "two integers"), ((0.0, 1), "two integers"), ((True, False), "two integers"),
 ])
 def test_bad_axes(backend: str, axes: Any, match: str) -> None:
     with pytest.raises(ValueError, match=match):

@@ -174,6 +174,17 @@ def test_correlate18(backend: str) -> None:  # test_correlate18
              mode="nearest", origin=-1)
 
 
+def test_a_bool_origin_and_a_read_only_output_fail_as_in_ndimage() -> None:
+    x, w = np.ones((3, 3)), np.ones((3, 3))
+    for lib in (scipy.ndimage, ndimage):  # (True was taken as the origin 1)
+        with pytest.raises(TypeError, match="an integer is required"):
+            lib.correlate(x, w, origin=True)
+        out = np.ones((3, 3))
+        out.flags.writeable = False
+        with pytest.raises(ValueError, match=r"^output array is read-only\.$"):
+            lib.correlate(x, w, output=out)
+
+
 @pytest.mark.parametrize("func", list(FUNCS))
 def test_correlate_mode_sequence(func: str) -> None:  # test_correlate_mode_sequence
     with pytest.raises(RuntimeError, match="A sequence of modes is not supported"):

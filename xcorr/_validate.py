@@ -138,6 +138,8 @@ def check_shapes(x: Any, k: Any, mode: str) -> None:
 def check_axes(axes: Any, ndim: int) -> tuple[int, int]:
     """The two image axes of an ``ndim``-dimensional ``x``, made non-negative."""
     try:
+        if any(isinstance(v, bool) for v in axes):
+            raise TypeError  # an index, but not an axis anyone means
         a, b = (operator.index(v) for v in axes)
     except (TypeError, ValueError):
         raise ValueError(f"axes must be two integers (the image's height and width axes), got "

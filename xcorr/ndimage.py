@@ -375,6 +375,8 @@ def _origins(o: list[Any], wshape: tuple[int, int], convolve: bool) -> list[int]
     if convolve:  # ndimage flips the weights and mirrors the centre (one more for even sides)
         o = [-v - (1 - n % 2) for v, n in zip(o, wshape, strict=True)]
     for v, n in zip(o, wshape, strict=True):
+        if isinstance(v, (bool, np.bool_)):  # ndimage's C code refuses them
+            raise TypeError("an integer is required")
         if v < -(n // 2) or v > (n - 1) // 2:
             raise ValueError("Invalid origin; origin must satisfy -(weights.shape[k] // 2) "
                              "<= origin[k] <= (weights.shape[k]-1) // 2")
@@ -414,6 +416,8 @@ def _output(output: Any, be: Any, x_dtype: np.dtype, shape: tuple[int, ...],
                          "returned array")
     if tuple(output.shape) != shape:
         raise RuntimeError("output shape not correct")
+    if not output.flags.writeable:  # before the work, as ndimage
+        raise ValueError("output array is read-only.")
     if complex_out and output.dtype.kind != "c":
         raise RuntimeError("output must have complex dtype")
     return output.dtype, output
