@@ -174,6 +174,16 @@ def test_correlate18(backend: str) -> None:  # test_correlate18
              mode="nearest", origin=-1)
 
 
+def test_a_sum_past_float32s_range_is_inf_without_a_warning() -> None:
+    x = np.full((3, 3), 3e38, np.float32)
+    want = scipy.ndimage.correlate(x, np.ones((2, 2)))  # C's cast: inf, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = ndimage.correlate(x, np.ones((2, 2)))
+    np.testing.assert_array_equal(got, want)
+    assert np.all(np.isinf(got)) and got.dtype == np.float32
+
+
 def test_a_bool_origin_and_a_read_only_output_fail_as_in_ndimage() -> None:
     x, w = np.ones((3, 3)), np.ones((3, 3))
     for lib in (scipy.ndimage, ndimage):  # (True was taken as the origin 1)

@@ -333,7 +333,8 @@ def _cast_out(be: Any, res: Any, out_dtype: np.dtype) -> Any:
         res = _dropin.cast(be, res, np.dtype(np.int64))
         if out_dtype.kind == "b":  # npy_bool is an unsigned char
             res = _dropin.cast(be, res, np.dtype(np.uint8))
-    return _dropin.cast(be, res, out_dtype)
+    with np.errstate(over="ignore"):  # a float64 sum past float32's range: inf, silently
+        return _dropin.cast(be, res, out_dtype)
 
 
 def _as_double(v: Any) -> float:
