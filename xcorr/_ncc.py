@@ -209,7 +209,9 @@ def local_ncc(a: Any, b: Any, window: Any, *, eps: float = 1e-5,
 
     with ``cov``, ``var_a``, ``var_b`` the window's (biased) covariance and variances.  The
     similarity term of image registration (VoxelMorph's and MONAI's local NCC); ``eps``
-    keeps flat windows finite (they give 0) and their gradient too.
+    keeps flat windows finite (they give 0) and their gradient too, as long as it exceeds
+    the rounding noise of their variances (about ``1e-16 · mean(a²) · mean(b²)`` with
+    float64 sums: ``eps=1e-300`` lets that noise through as ±1).
 
     Parameters
     ----------
@@ -238,8 +240,9 @@ def local_ncc(a: Any, b: Any, window: Any, *, eps: float = 1e-5,
     Notes
     -----
     Differentiable on JAX and PyTorch; NumPy, CuPy and Dask compute values only.  Sums are
-    accumulated in float64 (float32 on JAX without x64) after centring each image on its
-    mean.
+    accumulated in float64 after centring each image on its mean (on JAX without x64:
+    float64 from the NumPy backend for float32 on the CPU where Numba is installed, else
+    float32).
 
     Examples
     --------
