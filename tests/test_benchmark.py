@@ -658,7 +658,8 @@ def test_non_positive_numbers_are_usage_errors(args: list[str],
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {args[0]}:" in err
-    assert "must be a positive finite number" in err or "is not an integer" in err
+    assert ("must be a positive integer" in err or "must be a positive finite number" in err
+            or "is not an integer" in err)
 
 
 def test_report_rows_and_warnings_are_well_formed(quick_run: Path) -> None:

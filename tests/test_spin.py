@@ -51,7 +51,7 @@ def test_a_sleeping_worker_is_woken_by_the_next_post():
             time.sleep(0.001)
         out: list[int] = []
         worker.post(out.append, (rounds,))
-        worker.join(steps=10)
+        assert worker.wait(steps=10)
         assert out == [rounds]
 
 
@@ -64,7 +64,7 @@ def test_a_long_share_is_awaited_past_the_spin():
         time.sleep(0.05)
         out.append("done")
     worker.post(slow, ())
-    worker.join(steps=1)  # gives up spinning at once, then polls
+    assert worker.wait(steps=1)  # gives up spinning at once, then polls
     assert out == ["done"]
 
 
@@ -183,10 +183,113 @@ def test_xcorr_spin_us_0_turns_the_workers_off():
     assert out.split() == ["none", str(be._PARALLEL_MIN_TAP_BYTES_ASLEEP), "True"]
 
 
-@pytest.mark.parametrize("value", ["fast", "-5", "nan"])
+@pytest.mark.parametrize("value", ["fast", "-5", "nan", "inf"])
 def test_a_bad_xcorr_spin_us_warns_and_keeps_the_default(monkeypatch, value):
     monkeypatch.setenv("XCORR_SPIN_US", value)
-    with pytest.warns(RuntimeWarning, match="XCORR_SPIN_US=.* using 500"):
+    with pytest.warns(RuntimeWarning, match="XCORR_SPIN_US=.* using 500"):  # (inf: an
+        # OverflowError in every parallel call)
         assert _spin._spin_seconds() == pytest.approx(500e-6)
     monkeypatch.setenv("XCORR_SPIN_US", "80")
     assert _spin._spin_seconds() == pytest.approx(80e-6)
+
+
+def _slow_share(log: list[str], first: int, last: int) -> None:
+    time.sleep(0.05 if first else 0)
+    log.append(f"share {first}")
+
+
+@needs_posix
+def test_an_interrupt_while_waiting_waits_for_the_shares_then_raises(monkeypatch):
+    # A Ctrl-C in the wait for a slower worker returned at once: the share went on writing
+    # into the output after run() had returned, and the next call's job went to a busy
+    # worker (its share never ran, then every call hung).
+    real = _spin._Worker.wait
+    calls = {"n": 0}
+
+    def interrupted(self, steps):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(self, steps)
+    monkeypatch.setattr(_spin._Worker, "wait", interrupted)
+    log: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        _spin.run(_slow_share, (log,), [0, 1, 2])
+    assert sorted(log) == ["share 0", "share 1"]  # ended before the interrupt was raised
+    monkeypatch.setattr(_spin._Worker, "wait", real)
+    log.clear()
+    assert _spin.run(_slow_share, (log,), [0, 1, 2])
+    assert sorted(log) == ["share 0", "share 1"]
+
+
+@needs_posix
+def test_an_interrupt_between_posts_waits_for_the_posted_shares(monkeypatch):
+    real = _spin._Worker.post
+    posts = {"n": 0}
+
+    def interrupted(self, fn, args):
+        posts["n"] += 1
+        if posts["n"] == 2:
+            raise KeyboardInterrupt
+        real(self, fn, args)
+    monkeypatch.setattr(_spin._Worker, "post", interrupted)
+    log: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        _spin.run(_slow_share, (log,), [0, 1, 2, 3])
+    assert log == ["share 1"]  # the one posted share ended first; the caller's never began
+    monkeypatch.setattr(_spin._Worker, "post", real)
+    log.clear()
+    assert _spin.run(_slow_share, (log,), [0, 1, 2, 3])
+    assert sorted(log) == ["share 0", "share 1", "share 2"]
+
+
+@needs_posix
+def test_one_set_of_workers_serves_every_share_count():
+    pool = _spin._the_pool()
+    before = len(pool.workers)
+    for n in (2, 3, 4):
+        seen, share = _recorder()
+        assert _spin.run(share, (), list(range(n + 1)))
+        assert sorted(seen) == list(range(n))
+    assert len(pool.workers) == max(before, 3)  # not 1 + 2 + 3 threads
+
+
+@needs_posix
+def test_a_busy_pool_leaves_small_problems_to_the_calling_thread(monkeypatch):
+    # Below the executor's threshold, waking its threads costs more than it saves (2-4 user
+    # threads calling at once were 20-30% slower): the caller computes every share.
+    x = np.random.default_rng(1).standard_normal((256, 256), dtype=np.float32)
+    k = np.ones((7, 7), np.float32)
+    taps = 250 * 250 * 49 * 4
+    assert be._parallel_min_tap_bytes() <= taps < be._PARALLEL_MIN_TAP_BYTES_ASLEEP
+    want = corr2d(x, k, method="direct")
+
+    def no_executor(workers):
+        raise AssertionError("the executor was used")
+    monkeypatch.setattr(be, "_pool", no_executor)
+    monkeypatch.setattr(be, "_thread_count", lambda: 2)
+    pool = _spin._the_pool()
+    with pool.lock:  # another thread has the spinning workers
+        got = corr2d(x, k, method="direct")
+    np.testing.assert_array_equal(got, want)
+
+
+@needs_posix
+def test_a_fork_while_another_thread_holds_a_pool_lock_does_not_hang_the_child():
+    out = _run("""
+        from xcorr import _spin
+        held = [_spin._pool_lock, be._pools_lock]
+        for lock in held:
+            lock.acquire()  # as a thread starting the workers would, at the fork
+        pid = os.fork()
+        if pid == 0:
+            import signal
+            signal.alarm(20)  # a hang fails the test instead of the suite
+            be._PARALLEL_MIN_TAP_BYTES = be._PARALLEL_MIN_TAP_BYTES_ASLEEP = 1
+            again = corr2d(x, k, method="direct")
+            be._pool(1).submit(int).result()
+            os._exit(0 if np.array_equal(again, first) else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """)
+    assert out.split() == ["0"]

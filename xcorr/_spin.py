@@ -41,6 +41,8 @@ caller takes the executor path.  A forked child starts its own workers.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import platform
 import sys
@@ -60,14 +62,15 @@ _SPIN_DEFAULT_US = 500.0
 
 
 def _spin_seconds() -> float:
-    """``XCORR_SPIN_US`` in seconds; a value that is not a number >= 0 warns and is ignored."""
+    """``XCORR_SPIN_US`` in seconds; a value that is not a finite number >= 0 warns and is
+    ignored."""
     raw = os.environ.get("XCORR_SPIN_US", "").strip()
     try:
         us = float(raw) if raw else _SPIN_DEFAULT_US
-        if not us >= 0:
+        if not 0 <= us < math.inf:
             raise ValueError
     except ValueError:
-        warnings.warn(f"XCORR_SPIN_US={raw!r} is not a number of microseconds >= 0; using "
+        warnings.warn(f"XCORR_SPIN_US={raw!r} is not a finite number of microseconds >= 0; using "
                       f"{_SPIN_DEFAULT_US:g} (0 turns the spinning workers off)",
                       RuntimeWarning, stacklevel=2)
         us = _SPIN_DEFAULT_US
@@ -148,9 +151,11 @@ jit = numba.njit(cache=True, nogil=True)
 
 @jit
 def _await_job(state, done, finished, steps, settle):  # noqa: ANN001, ANN202
-    # A worker's wait: report job ``finished`` done (if > 0), then spin until a job is
-    # posted (-> RUNNING, returns POSTED) or ``steps`` pass (-> SLEEPING, returns SLEEPING)
+    # A worker's wait: report job ``finished`` done (if > 0; RUNNING -> SPINNING first, so
+    # that the poster of the next job finds it spinning), then spin until a job is posted
+    # (-> RUNNING, returns POSTED) or ``steps`` pass (-> SLEEPING, returns SLEEPING)
     if finished > 0:
+        _swap(state, RUNNING, SPINNING)
         _store(done, finished)
     i = 0
     while True:
@@ -197,7 +202,11 @@ def _relaxes(n):  # noqa: ANN001, ANN202
 
 
 class _Worker:
-    """One spinning thread and its words (``state``; ``done``: the last job number done)."""
+    """One spinning thread and its words (``state``; ``done``: the last job number done).
+
+    A job is posted only to an idle worker (``done == posted``: ``run`` waits for every job
+    it posted, whatever interrupts it), so a worker never holds two.
+    """
 
     def __init__(self, steps: int, settle: int) -> None:
         self.state = np.zeros(1, np.int64)
@@ -207,24 +216,33 @@ class _Worker:
         self.job: tuple[Callable[..., None], tuple[Any, ...]] | None = None
         self.error: BaseException | None = None
         self.steps, self.settle = steps, settle
-        threading.Thread(target=self._serve, name="xcorr-spin", daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, name="xcorr-spin", daemon=True)
+        self.thread.start()
 
     def _serve(self) -> None:
         finished = 0
         while True:
             got = _await_job(self.state, self.done, finished, self.steps, self.settle)
             if got == SLEEPING:
-                self.wake.wait()
-                self.wake.clear()
-                self.state[0] = RUNNING  # a poster stored POSTED before it set wake
-            fn, args = self.job  # type: ignore[misc]
-            self.job = None
+                self._sleep()
+            job, self.job = self.job, None
             try:
+                fn, args = job  # type: ignore[misc]
                 fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the poster
                 self.error = exc
             finished = self.posted
-            self.state[0] = SPINNING  # before done: the next post finds it spinning
+
+    def _sleep(self) -> None:
+        while True:  # (a wake-up without a job, were there one, goes back to sleep)
+            self.wake.wait()
+            self.wake.clear()
+            if int(self.state[0]) == POSTED:  # stored before wake was set
+                self.state[0] = RUNNING
+                return
+
+    def idle(self) -> bool:
+        return int(self.done[0]) == self.posted and self.thread.is_alive()
 
     def post(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         self.job, self.error = (fn, args), None
@@ -232,27 +250,68 @@ class _Worker:
         if not _post(self.state):
             self.wake.set()
 
-    def join(self, steps: int) -> None:
-        if not _await_done(self.done, self.posted, steps):
-            while not _await_done(self.done, self.posted, 1):  # a long share: poll
-                time.sleep(_POLL_SECONDS)
-        if self.error is not None:
-            exc, self.error = self.error, None
-            raise exc
+    def wait(self, steps: int) -> bool:
+        """Wait for the last job posted: spinning up to ``steps``, then polling; False if
+        the thread is gone (it never should be: its loop catches everything)."""
+        if _await_done(self.done, self.posted, steps):
+            return True
+        while not _await_done(self.done, self.posted, 1):  # a long share
+            if not self.thread.is_alive():
+                return False
+            time.sleep(_POLL_SECONDS)
+        return True
+
+
+def _join(workers: Sequence[_Worker], steps: int
+          ) -> tuple[BaseException | None, list[BaseException]]:
+    """Wait for every job posted to ``workers``, whatever is raised meanwhile (a Ctrl-C while
+    a share still writes into the output would hand the caller a result being written, and
+    the worker a second job): that interruption, deferred, and the workers' errors."""
+    deferred: BaseException | None = None
+    errors: list[BaseException] = []
+    for worker in workers:
+        while True:
+            try:
+                if not worker.wait(steps):
+                    errors.append(RuntimeError("an xcorr spinning worker thread died"))
+                break
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                deferred = deferred or exc
+        if worker.error is not None:
+            errors.append(worker.error)
+            worker.error = None
+    return deferred, errors
 
 
 class _Pool:
-    def __init__(self, workers: int) -> None:
-        per_step = _step_seconds()
-        settle = max(1, round(_SETTLE_SECONDS / _relax_seconds()))
-        self.wait_steps = max(1, round(_WAIT_SECONDS / per_step))
-        steps = max(1, round(SPIN_SECONDS / per_step))
-        self.workers = [_Worker(steps, settle) for _ in range(workers)]
+    """The process's workers (as many as the largest call has needed) and the lock that
+    gives them to one caller at a time."""
+
+    def __init__(self) -> None:
+        self.workers: list[_Worker] = []
         self.lock = threading.Lock()
 
+    def take(self, n: int, steps: int, settle: int) -> list[_Worker] | None:
+        """``n`` idle workers (started as needed), or None; called holding ``lock``."""
+        while len(self.workers) < n:
+            self.workers.append(_Worker(steps, settle))
+        workers = self.workers[:n]
+        return workers if all(w.idle() for w in workers) else None
 
-_pools: dict[tuple[int, int], _Pool] = {}  # (pid, workers) -> pool
-_pools_lock = threading.Lock()
+
+_pool: _Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    # The parent's threads did not survive the fork, and a lock held by one of them then
+    # would never be released in the child.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def enabled() -> bool:
@@ -263,24 +322,30 @@ def enabled() -> bool:
 def run(loop: Callable[..., None], args: tuple[Any, ...], bounds: Sequence[int]) -> bool:
     """``loop(*args, bounds[s], bounds[s + 1])`` for every share ``s`` (``loop`` compiled
     with ``nogil=True``), share 0 on this thread; False, having run nothing, where another
-    thread is using the pool (or spinning is off)."""
+    thread is using the workers (or spinning is off).  Returns, or raises, only once every
+    share has ended."""
     if not enabled():
         return False
-    pool = _pool(len(bounds) - 2)
+    steps, settle, wait_steps = _calibration()
+    pool = _the_pool()
     if not pool.lock.acquire(blocking=False):
         return False
     try:
-        for worker, s in zip(pool.workers, range(1, len(bounds) - 1), strict=True):
-            worker.post(loop, (*args, bounds[s], bounds[s + 1]))
+        workers = pool.take(len(bounds) - 2, steps, settle)
+        if workers is None:
+            return False
+        posted: list[_Worker] = []
         try:
+            for worker, s in zip(workers, range(1, len(bounds) - 1), strict=True):
+                worker.post(loop, (*args, bounds[s], bounds[s + 1]))
+                posted.append(worker)
             loop(*args, bounds[0], bounds[1])
-        finally:  # the workers' shares end before the caller hears of an error
-            errors = []
-            for worker in pool.workers:
-                try:
-                    worker.join(pool.wait_steps)
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    errors.append(exc)
+        except BaseException:
+            _join(posted, wait_steps)  # the caller's own error first; the workers' dropped
+            raise
+        deferred, errors = _join(posted, wait_steps)
+        if deferred is not None:
+            raise deferred
         if errors:
             raise errors[0]
         return True
@@ -288,22 +353,34 @@ def run(loop: Callable[..., None], args: tuple[Any, ...], bounds: Sequence[int])
         pool.lock.release()
 
 
-def _pool(workers: int) -> _Pool:
-    key = (os.getpid(), workers)
-    pool = _pools.get(key)
+def _the_pool() -> _Pool:
+    global _pool
+    pool = _pool
     if pool is None:
-        with _pools_lock:
-            pool = _pools.get(key)
-            if pool is None:
-                pool = _pools[key] = _Pool(workers)
+        with _pool_lock:
+            if _pool is None:
+                _pool = _Pool()
+            pool = _pool
     return pool
+
+
+@functools.cache
+def _calibration() -> tuple[int, int, int]:
+    """(spin steps after a job, settle relaxes, the poster's spin steps): from the least
+    disturbed of a few timings, so that a busy moment does not shorten the spin for good."""
+    per_step = min(_step_seconds() for _ in range(5))
+    per_relax = min(_relax_seconds() for _ in range(5))
+    cap = 2**62
+    return (min(cap, max(1, round(SPIN_SECONDS / per_step))),
+            min(cap, max(1, round(_SETTLE_SECONDS / per_relax))),
+            min(cap, max(1, round(_WAIT_SECONDS / per_step))))
 
 
 def _step_seconds() -> float:
     """Seconds one spin step (a check and a ``sched_yield``) takes here."""
     word = np.zeros(1, np.int64)
     _await_done(word, 1, 10)  # compile (or load) first
-    n = 5_000
+    n = 1_000
     t0 = time.perf_counter()
     _await_done(word, 1, n)
     return max((time.perf_counter() - t0) / n, 1e-9)
@@ -312,7 +389,7 @@ def _step_seconds() -> float:
 def _relax_seconds() -> float:
     """Seconds one ``_relax`` takes here."""
     _relaxes(10)
-    n = 5_000
+    n = 1_000
     t0 = time.perf_counter()
     _relaxes(n)
     return max((time.perf_counter() - t0) / n, 1e-10)

@@ -320,13 +320,15 @@ def ncc_mean(x: np.ndarray, wide: Any) -> np.ndarray | None:
     xb = np.ascontiguousarray(x.reshape(-1, h, w))
     totals = np.empty((xb.shape[0] * ceil_div(h, _ROW_TOTAL_ROWS), w))
     _in_shares(_numba_ncc.column_totals, (xb, _ROW_TOTAL_ROWS, totals), len(totals),
-               x.size >= _MEAN_PARALLEL_MIN, compiled=True)
+               x.size >= _MEAN_PARALLEL_MIN, compiled=True,
+               wake=x.size >= _MEAN_PARALLEL_MIN_ASLEEP)
     sums = totals.reshape(xb.shape[0], -1).sum(axis=1)
     return (sums / (h * w)).reshape(*lead, 1, 1)
 
 
 _ROW_TOTAL_ROWS = 64  # rows whose column totals one task of ncc_mean adds up
 _MEAN_PARALLEL_MIN = 1 << 18  # pixels from which ncc_mean's tasks go to the threads
+_MEAN_PARALLEL_MIN_ASLEEP = 1 << 22  # ... to the executor's (at 1024² no faster on two)
 
 
 def ncc_finish(x: np.ndarray, c: np.ndarray, num: np.ndarray, inv_t: np.ndarray,
@@ -734,16 +736,20 @@ def _direct(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     result = empty((*lead, ho, wo), x.dtype)
     out = result.reshape(len(xi), ho, wo)  # a view: result is contiguous
     prepare = _numba.kernel() if _numba.supports(out.dtype) else None
+    wake = True
     if prepare is not None:
         loop, rows = prepare(kh, kw, out.dtype)
-        parallel = out.size * kh * kw * out.itemsize >= _parallel_min_tap_bytes()
+        tap_bytes = out.size * kh * kw * out.itemsize
+        parallel = tap_bytes >= _parallel_min_tap_bytes()
+        wake = tap_bytes >= _PARALLEL_MIN_TAP_BYTES_ASLEEP
     else:
         parallel = out.size * kh * kw >= _FALLBACK_PARALLEL_TAPS
         rows = _fallback_rows(x3.shape[2], out.itemsize, ho, -(-_threads(parallel) // len(xi)))
         loop = partial(_shift_add, rows=rows)
     # both loops read whole rows: a copy only of an image with strided or reversed rows
     args = (np.ascontiguousarray(x3), np.ascontiguousarray(k3), xi, ki, out, out.dtype.type(0))
-    _in_shares(loop, args, len(xi) * -(-ho // rows), parallel, compiled=prepare is not None)
+    _in_shares(loop, args, len(xi) * -(-ho // rows), parallel, compiled=prepare is not None,
+               wake=wake)
     return result
 
 
@@ -755,13 +761,17 @@ def _parallel_min_tap_bytes() -> int:
 
 
 def _in_shares(loop: Callable[..., None], args: tuple[Any, ...], blocks: int,
-               parallel: bool, compiled: bool = False) -> None:
+               parallel: bool, compiled: bool = False, wake: bool = True) -> None:
     """``loop(*args, first, last)`` over blocks ``0 .. blocks-1``: in one go, or in one
     contiguous share per thread (the loops release the GIL), the caller's thread included.
 
     ``compiled``: ``loop`` is a Numba loop compiled with ``nogil=True``, which
     ``xcorr._spin``'s spinning workers take (a hand-off of a few µs, against ~76 µs for
-    the executor's sleeping threads here); Python-level shares go to the executor.
+    the executor's sleeping threads here); Python-level shares go to the executor.  When
+    another thread has the spinning workers, the executor takes the shares only if ``wake``
+    (the problem is worth waking its threads for), else this thread computes them all:
+    with 2-4 user threads calling at once (Dask's scheduler), the executor at the spinning
+    workers' lower threshold made 225 256² 7×7 calls 20-30% slower than one thread.
     """
     shares = min(_threads(parallel), blocks)
     if shares <= 1:
@@ -772,6 +782,9 @@ def _in_shares(loop: Callable[..., None], args: tuple[Any, ...], blocks: int,
         from .. import _spin  # Numba is loaded: the loop is compiled
 
         if _spin.run(loop, args, bounds):
+            return
+        if not wake:
+            loop(*args, 0, blocks)
             return
     futures = [_pool(shares - 1).submit(loop, *args, bounds[s], bounds[s + 1])
                for s in range(1, shares)]
@@ -792,6 +805,15 @@ def _thread_count() -> int:
 
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, workers) -> pool
 _pools_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    global _pools_lock  # one held by a parent's thread would never be released in the child
+    _pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
