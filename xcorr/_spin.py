@@ -35,8 +35,11 @@ Each spin step checks its word, then calls ``sched_yield``: a runnable thread on
 the spin to end.  ``XCORR_SPIN_US`` sets the spin in µs (read when the first parallel call
 loads this module; ``0``: no spinning workers, the executor serves every share, and the
 direct loop goes to two threads from ~24 MB of taps as before).  One caller at a time uses
-a pool: ``run`` returns False, having run nothing, when another thread holds it, and the
-caller takes the executor path.  A forked child starts its own workers.
+the workers: ``run`` returns False, having run nothing, when another thread holds them,
+and the caller takes another path.  ``run`` returns (or raises) only once every share has
+ended: a Ctrl-C during the wait is raised after it, so that no share writes into an output
+the caller already has, and no worker is handed a second job.  A forked child starts its
+own workers.
 """
 
 from __future__ import annotations
