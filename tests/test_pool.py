@@ -166,3 +166,24 @@ def test_dask_chunked_is_bit_equal() -> None:
         np.testing.assert_array_equal(got, want)
 
     run()
+
+
+def test_vjp_of_integer_data_routes_on_the_exact_integers(backend: str) -> None:
+    """An integer g gives exact int64 gradients (uint8 data with g = -1 gave 255, int8 with
+    four windows of 100 gave -112); a float g meets the maxima of the exact integers (2**24
+    and 2**24 + 1 were a tie once cast to float32, and 70000 and 100000 one in float16)."""
+    x = np.zeros((3, 3), np.int8)
+    x[1, 1] = 5
+    got = to_np(xcorr.vjp.pool2d(x, np.full((2, 2), 100), 2, stride=1, backend=backend))
+    want = np.zeros((3, 3))
+    want[1, 1] = 400
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype.kind == "i"
+    small = to_np(xcorr.vjp.pool2d(np.array([[1, 2], [3, 4]], np.uint8), np.array([[-1]]), 2,
+                                   backend=backend))
+    np.testing.assert_array_equal(small, [[0, 0], [0, -1]])
+    for xs, g in (([[2**24, 2**24 + 1]], np.ones((1, 1), np.float32)),
+                  ([[70000, 100000]], np.ones((1, 1), np.float16))):
+        got = to_np(xcorr.vjp.pool2d(np.array(xs, np.int32), g, (1, 2), backend=backend))
+        np.testing.assert_array_equal(got, [[0, 1]])
+        assert got.dtype.kind == "f"

@@ -210,7 +210,13 @@ def pool_vjp(p: Any, g: Any, mode: str) -> Any:
     from ._conv import stuff
 
     be, xp, win = p.be, p.be.xp, p.win
-    g = be.astype(g, p.x.dtype)
+    if be.kind(p.x) == "f":
+        g = be.astype(g, p.x.dtype)
+    elif be.kind(g) != "f":  # integers: exact in the backend's widest (int64; JAX without
+        g, _ = be.promote(g, g)  # x64 int32), as vjp.conv2d's (x's dtype wrapped: uint8
+        # data and g = -1 gave 255)
+    # else integer data and a float g: the maxima are found on the exact integers (in g's
+    # float dtype, 2**24 and 2**24 + 1 were a tie in float32), the values are g's
     h, w = p.x.shape[-2:]
     hp, wp = h + 2 * win.padding[0], w + 2 * win.padding[1]
     if mode == "avg":

@@ -185,9 +185,7 @@ def pool2d(x: Any, g: Any, kernel_size: Any, *, stride: Any = None, padding: Any
     """
     be = _dispatch.resolve_all((x, g), backend, ("x", "g"))
     p = _pool.setup(x, kernel_size, stride, padding, mode, be.NAME)
-    g = join(be, prepare(be, g, "g"), p.x)
-    if _floats_for(p.be.kind(p.x) == "i", be, g):
-        p = _pool.setup(_like(be, x, "x", g), kernel_size, stride, padding, mode, be.NAME)
+    g = join(be, prepare(be, g, "g"), p.x)  # (integer data stay integers: see pool_vjp)
     want = (*p.x.shape[:-2], *p.win.out)
     if tuple(g.shape) != want:
         raise ValueError(f"g has shape {tuple(g.shape)}, but pool2d's output has shape "
