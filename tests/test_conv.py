@@ -204,7 +204,14 @@ def test_half_types_are_summed_in_float32_and_rounded_once(backend: str, dtype: 
             # auto may give a depthwise convolution to corr2d's FFTs
             fft = method == "fft" or (method == "auto" and groups > 1)
             check(got, exact, w[0].size, fft, f"{method}, groups={groups}")
-    values(xcorr.conv2d(native(x), native(dense), native(b), padding=1, backend=backend))
+    # with a bias, the bias too is added before the one rounding (F.conv2d's; rounding the
+    # convolution first took bfloat16 1 + 2**-8 with a bias of 2**-8 to 1.0)
+    exact = oracle(x.astype(np.float64), dense.astype(np.float64), b.astype(np.float64),
+                   padding=1)
+    for method in methods(backend):
+        got = values(xcorr.conv2d(native(x), native(dense), native(b), padding=1,
+                                  method=method, backend=backend))
+        check(got, exact, dense[0].size + 1, method == "fft", f"{method}, with a bias")
     for mode in ("max", "avg"):
         values(xcorr.pool2d(native(x), 2, padding=1, mode=mode, backend=backend))
     values(xcorr.convolve2d(native(x[0, 0]), native(dense[0, 0]), mode="same",

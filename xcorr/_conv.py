@@ -124,7 +124,7 @@ def conv2d(x: Any, w: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 
     [[[56, 72], [104, 120]]]
     """
     p = setup(x, w, bias, stride, padding, dilation, groups, padding_mode, method, backend)
-    return p.finish(forward(p.be, p.xpad, p.w, p.geo, method, p.integer, p.native_pads))
+    return p.output(method)
 
 
 @dataclass
@@ -141,13 +141,24 @@ class Problem:
     unbatched: bool
     native_pads: tuple[int, int, int, int] | None  # zero padding left to a native layer
 
-    def finish(self, y: Any) -> Any:
+    def output(self, method: str) -> Any:
+        """``conv2d``'s result by ``method``: the convolution plus the bias.
+
+        Half types (float16, bfloat16, float8) with a bias are convolved on their float32
+        values, the bias added in float32, and the sum rounded once, as ``F.conv2d`` does:
+        rounding the convolution first and the sum again gave bfloat16 1.0 for 1 + 2**-8
+        and a bias of 2**-8 (1.0078125 exactly, and from ``F.conv2d``).
+        """
+        be, x, w = self.be, self.xpad, self.w
+        half = self.bias is not None and be.kind(x) == "f" and x.dtype.itemsize < 4
+        if half:
+            x, w = be.astype(x, "float32"), be.astype(w, "float32")
+        y = forward(be, x, w, self.geo, method, self.integer, self.native_pads)
         if self.bias is not None:
-            be, bias = self.be, self.be.xp.reshape(self.bias, (1, -1, 1, 1))
-            if be.kind(y) == "f" and y.dtype.itemsize == 1:  # float8: torch cannot add them
-                y = be.astype(be.astype(y, "float32") + be.astype(bias, "float32"), y.dtype)
-            else:
-                y = y + bias
+            bias = be.astype(self.bias, "float32") if half else self.bias
+            y = y + be.xp.reshape(bias, (1, -1, 1, 1))
+        if half:
+            y = be.astype(y, self.x.dtype)
         return y[0] if self.unbatched else y
 
 
