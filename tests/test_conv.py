@@ -375,3 +375,26 @@ def test_dask_chunked_along_n_and_space_is_bit_equal() -> None:
         np.testing.assert_array_equal(got, want)
 
     run()
+
+
+def test_vjp_of_half_types_keeps_the_weights_dtype(backend: str) -> None:
+    """``dw`` of dense weights was ml_dtypes' matmul of bfloat16: float32 on NumPy, and on
+    Dask a float32 block that failed to add to its bfloat16 neighbours."""
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes (a JAX dependency): absent")
+    if backend == "torch":
+        pytest.skip("torch: its own bfloat16, tested through autograd")
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    x = RNG.random((2, 2, 8, 8)).astype(bf16)
+    w = RNG.random((3, 2, 3, 3)).astype(bf16)
+    g = RNG.random((2, 3, 6, 6)).astype(bf16)
+    xs = x
+    if backend == "dask":
+        import dask.array as da
+
+        xs = da.from_array(x, chunks=(1, 2, 4, 4))
+    dx, dw, _ = xcorr.vjp.conv2d(xs, w, g, backend=backend)
+    dx, dw = to_np(dx), to_np(dw)
+    assert dx.dtype == dw.dtype == bf16
+    want = xcorr.vjp.conv2d(x.astype(np.float32), w.astype(np.float32), g.astype(np.float32),
+                            backend="numpy")[1]
+    np.testing.assert_array_equal(dw, want.astype(bf16))  # float32 sums, rounded once

@@ -198,7 +198,12 @@ def _conv_dw(be: Any, xpad: Any, gs: Any, g: Any, w: Any, geo: Any) -> Any:
     gq = xp.reshape(xp.moveaxis(xp.reshape(g, (n, groups, og, ho * wo)), 0, 2),
                     (groups, og, q))
     cols = xp.reshape(xp.stack(taps, axis=2), (groups, cg * kh * kw, q))
+    half = be.kind(w) == "f" and w.dtype.itemsize < 4
+    if half:  # summed in float32 and rounded once, as the forward pass (_conv._wide):
+        # ml_dtypes' matmul gives float32, and Dask's blocks then failed to add up
+        gq, cols = be.astype(gq, "float32"), be.astype(cols, "float32")
     dw = xp.matmul(gq, xp.moveaxis(cols, -1, -2))  # (G, Og, Cg·T)
+    dw = be.astype(dw, w.dtype) if half else dw
     return xp.reshape(dw, (cout, cg, kh, kw))
 
 
