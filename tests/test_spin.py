@@ -16,7 +16,8 @@ import pytest
 from xcorr import _numba, corr2d, reference
 
 pytestmark = pytest.mark.skipif(_numba.kernel() is None,
-                                reason="numba: not installed (the 'fast' extra)")
+                                reason="numba: not installed (the 'fast' extra), or "
+                                "XCORR_DISABLE_NUMBA=1")
 if _numba.kernel() is not None:
     from xcorr import _spin
     from xcorr.backends import _numpy as be
