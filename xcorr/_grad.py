@@ -198,13 +198,15 @@ def _conv_dw(be: Any, xpad: Any, gs: Any, g: Any, w: Any, geo: Any) -> Any:
     gq = xp.reshape(xp.moveaxis(xp.reshape(g, (n, groups, og, ho * wo)), 0, 2),
                     (groups, og, q))
     cols = xp.reshape(xp.stack(taps, axis=2), (groups, cg * kh * kw, q))
-    half = be.kind(w) == "f" and w.dtype.itemsize < 4
-    if half:  # summed in float32 and rounded once, as the forward pass (_conv._wide):
-        # ml_dtypes' matmul gives float32, and Dask's blocks then failed to add up
-        gq, cols = be.astype(gq, "float32"), be.astype(cols, "float32")
-    dw = xp.matmul(gq, xp.moveaxis(cols, -1, -2))  # (G, Og, Cg·T)
-    dw = be.astype(dw, w.dtype) if half else dw
+    # half types summed in float32 and rounded once, as in the forward pass (ml_dtypes'
+    # matmul gives float32, and Dask's blocks then failed to add up); g, x and w share a dtype
+    dw = _conv._wide(be, _matmul_t, gq, cols)  # (G, Og, Cg·T)
     return xp.reshape(dw, (cout, cg, kh, kw))
+
+
+def _matmul_t(be: Any, a: Any, b: Any) -> Any:
+    """``a @ b.T`` over the last two axes."""
+    return be.xp.matmul(a, be.xp.moveaxis(b, -1, -2))
 
 
 def pool_vjp(p: Any, g: Any, mode: str) -> Any:
