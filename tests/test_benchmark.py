@@ -741,3 +741,44 @@ def test_a_crashed_implementation_is_a_miss_in_every_target() -> None:
                 "status": "failed", "median_s": None, "estimate_s": None}]
     row = next(r for r in surface_targets(surface) if r["target"].startswith("every boundary"))
     assert row["result"] == "MISS"
+
+
+_SYNC_PROBE = """
+import sys, jax, jax.numpy as jnp
+from xcorr.benchmark import command
+if sys.argv[1] == "started":
+    jnp.ones(2).block_until_ready()
+print(command.jax_sync_dispatch())
+print(jax.config.values["jax_cpu_enable_async_dispatch"])
+print(float(jnp.arange(3.0).sum()))
+"""
+
+
+@pytest.mark.parametrize("when", ["fresh", "started"])
+def test_jax_sync_dispatch_is_set_before_jax_starts_or_reported(when: str) -> None:
+    # The bench's own switch (the library never sets it): in a fresh process JAX computes on
+    # the calling thread afterwards; once JAX's CPU client runs, the report says it stays
+    # asynchronous.  Subprocesses keep this process's JAX untouched.
+    pytest.importorskip("jax", reason="JAX not installed: its dispatch switch is untestable")
+    proc = subprocess.run([sys.executable, "-c", _SYNC_PROBE, when], capture_output=True,
+                          text=True, timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    line, flag, total = proc.stdout.split("\n")[:3]
+    assert total == "3.0" and flag == "False"
+    if when == "fresh":
+        assert line.startswith("JAX CPU dispatch: synchronous"), line
+    else:
+        assert "had already started" in line and "asynchronous" in line, line
+
+
+def test_bench_records_jax_dispatch(tmp_path: Path) -> None:
+    pytest.importorskip("jax", reason="JAX not installed: no JAX cells to run")
+    cmd = [sys.executable, "-m", "xcorr.benchmark", "--quick", "--backends", "jax",
+           "--suite", "corr2d", "--peers", "correlate2d", "--sizes", "16", "--kernels", "3",
+           "--dtypes", "float32", "--no-plot", "--jax-sync-dispatch", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "bench.json").read_text())["meta"]
+    assert meta["threads"]["jax_cpu_enable_async_dispatch"] is False
+    assert any(n.startswith("JAX CPU dispatch: synchronous") for n in meta["notes"])
+    assert "jax_cpu_enable_async_dispatch=False" in (tmp_path / "bench.md").read_text()

@@ -105,6 +105,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-call", type=positive(float), default=1.5, metavar="SECONDS",
                         help="skip a case whose call is estimated to take longer (default 1.5)")
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNGs")
+    parser.add_argument("--jax-sync-dispatch", action="store_true",
+                        help="run JAX's CPU computations on the calling thread "
+                        "(jax_cpu_enable_async_dispatch=False, set before JAX starts; "
+                        "recorded in the report): on VMs whose idle cores halt, the "
+                        "hand-off to JAX's dispatch thread costs ~30-70 µs per call")
 
 
 def output_dir(out: Path | None, force: bool, files: Sequence[str],
@@ -202,6 +207,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     files = ["bench.json", "bench.md"] + ([] if args.no_plot else
                                           [s.plot_file for s in suites if s.plot_file])
     notes: list[str] = []
+    if args.jax_sync_dispatch:  # before chosen_backends, whose check may start JAX
+        notes.append(jax_sync_dispatch())
     names = chosen_backends(args.backends, notes)  # may refuse: before any folder is made
     folder = output_dir(args.out, args.force, files, now)
     quick = args.quick
@@ -217,6 +224,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         "torch" in p.requires for p in peers))
     cv2_used = installed("cv2") and any("cv2" in p.requires for p in peers)
     threads = fix_threads(args.threads, torch_used, cv2_used)
+    if "jax" in sys.modules:  # the default (True) hands each call to a dispatch thread
+        threads["jax_cpu_enable_async_dispatch"] = bool(
+            sys.modules["jax"].config.values.get("jax_cpu_enable_async_dispatch", True))
 
     if busy(load_before[0]):
         print(f"warning: load average {load_before[0]:.1f} on {os.cpu_count()} CPUs; "
@@ -284,6 +294,25 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     print(f"wrote {', '.join(written)} in {result['meta']['wall_s']:.0f} s to {folder}/",
           file=out)
     return 0
+
+
+def jax_sync_dispatch() -> str:
+    """Ask JAX to run CPU computations on the calling thread; return a line for the report.
+
+    Only ``xcorr bench --jax-sync-dispatch`` calls it: the library never changes a
+    framework's settings.  JAX reads the setting when its CPU client starts, so a process
+    that has already run JAX on the CPU keeps asynchronous dispatch (the line says so).
+    """
+    if not installed("jax"):
+        return "--jax-sync-dispatch: JAX is not installed"
+    import jax
+    from jax._src import xla_bridge
+
+    started = getattr(xla_bridge, "backends_are_initialized", lambda: False)()
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+    return ("--jax-sync-dispatch: JAX's CPU client had already started, so its dispatch "
+            "stays asynchronous" if started else "JAX CPU dispatch: synchronous "
+            "(jax_cpu_enable_async_dispatch=False, from --jax-sync-dispatch)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
