@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import to_np
+from conftest import to_np, x64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,3 +187,34 @@ def test_vjp_of_integer_data_routes_on_the_exact_integers(backend: str) -> None:
         got = to_np(xcorr.vjp.pool2d(np.array(xs, np.int32), g, (1, 2), backend=backend))
         np.testing.assert_array_equal(got, [[0, 1]])
         assert got.dtype.kind == "f"
+
+
+def test_uint64_maxima_above_int64_are_exact(backend: str) -> None:
+    """Max pooling only compares, so uint64 from 2**63 up pools exactly on every backend
+    (NumPy refused them with int64's OverflowError, Dask and JAX pooled them); torch, which
+    holds uint64 as int64, compares them with the sign bit flipped."""
+    x = np.array([[2**64 - 1, 5, 7], [3, 2**63 + 1, 2**63], [0, 1, 2**63 - 1]], np.uint64)
+    pad = np.zeros((5, 5), np.uint64)  # uint64's minimum, the padding of max pooling
+    pad[1:-1, 1:-1] = x
+    want = np.array([[pad[i:i + 2, j:j + 2].max() for j in range(4)] for i in range(4)])
+    with x64(backend):  # JAX's uint64
+        got = to_np(xcorr.pool2d(x, 2, stride=1, padding=1, backend=backend))
+        # the gradient goes to each window's maximum, found in uint64's order
+        g = to_np(xcorr.vjp.pool2d(x, np.ones((4, 4)), 2, stride=1, padding=1,
+                                   backend=backend))
+        with pytest.raises(TypeError, match="mode='avg' on integer input"):
+            xcorr.pool2d(x, 2, mode="avg", backend=backend)
+    assert got.dtype == np.uint64
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(g, [[4, 0, 2], [1, 3, 2], [0, 1, 2]])
+
+
+def test_torch_uint64_tensor_pools_exactly() -> None:
+    if not hasattr(torch, "uint64"):
+        pytest.skip(f"torch {torch.__version__} has no uint64 (from 2.3)")
+    x = np.array([[2**64 - 1, 2**63], [2**63 - 1, 0]], np.uint64)
+    t = torch.from_numpy(x.view(np.int64)).view(torch.uint64)
+    got = xcorr.pool2d(t, (1, 2))
+    assert got.dtype == torch.uint64
+    bits = got.view(torch.int64).numpy().view(np.uint64)
+    assert bits.ravel().tolist() == [2**64 - 1, 2**63 - 1]

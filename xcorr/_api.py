@@ -13,13 +13,14 @@ from . import _dispatch, _validate
 from ._interop import to_numpy
 
 
-def front(arrays: dict[str, Any], backend: str | None, optional: tuple[str, ...] = ()
-          ) -> tuple[ModuleType, list[Any]]:
+def front(arrays: dict[str, Any], backend: str | None, optional: tuple[str, ...] = (),
+          int64_range: bool = True) -> tuple[ModuleType, list[Any]]:
     """Validate and convert an operation's array arguments.
 
     ``arrays`` maps parameter names to the user's objects, in signature order; those named in
-    ``optional`` may be None and stay None.  Returns the backend module and the converted
-    arrays in the same order.
+    ``optional`` may be None and stay None.  ``int64_range``: refuse uint64 values above
+    2**63 - 1 (they would wrap in an int64 sum); False for an operation that only compares
+    them.  Returns the backend module and the converted arrays in the same order.
     """
     names = tuple(arrays)
     objs = tuple(arrays.values())
@@ -27,17 +28,19 @@ def front(arrays: dict[str, Any], backend: str | None, optional: tuple[str, ...]
         if obj is not None or name not in optional:
             _validate.check_raw(obj, name)
     be = _dispatch.resolve_all(objs, backend, names)
-    return be, [None if obj is None else prepare(be, obj, name) for name, obj in arrays.items()]
+    return be, [None if obj is None else prepare(be, obj, name, int64_range)
+                for name, obj in arrays.items()]
 
 
-def prepare(be: Any, obj: Any, name: str) -> Any:
+def prepare(be: Any, obj: Any, name: str, int64_range: bool = True) -> Any:
     """Convert ``obj`` to the backend, checking its dtype kind (and uint64 range) on the way."""
     source = _dispatch.array_backend(obj)
     if source in (None, "numpy"):  # lists, scalars, NumPy: one rule
         obj = to_numpy(obj, be.NAME)
         _validate.check_kind(obj, name, _validate.numpy_kind(obj.dtype))
-        _validate.check_int64_range(obj, name)
-    elif source in ("cupy", "torch"):
+        if int64_range:
+            _validate.check_int64_range(obj, name)
+    elif source in ("cupy", "torch") and int64_range:
         _validate.check_int64_range(obj, name)
     arr = be.asarray(obj)
     _validate.check_kind(arr, name, be.kind(arr))

@@ -81,30 +81,49 @@ def pool2d(x: Any, kernel_size: Any, *, stride: Any = None, padding: Any = 0,
     [[2.0, 3.0], [5.0, 6.0]]
     """
     p = setup(x, kernel_size, stride, padding, mode, backend)
-    return _input_dtype(p.be, forward(p.be, p.x, p.win, mode), x)
+    out = forward(p.be, p.x, p.win, mode)
+    return _input_dtype(p.be, out ^ _SIGN if p.flipped else out, p.src)
 
 
-def _input_dtype(be: Any, out: Any, x: Any) -> Any:
+_SIGN = -(2**63)  # int64's sign bit
+
+
+def _source_dtype(x: Any) -> Any:
+    """The NumPy dtype of the user's array ``x``, native (a big-endian input's values);
+    None for lists and scalars (read as int64 or float64, never unsigned)."""
+    return numpy_dtype(x).newbyteorder("=") if hasattr(x, "dtype") else None
+
+
+def _uint64_as_int64(arr: Any, src: Any) -> bool:
+    """Whether the backend holds a uint64 input as int64 (torch)."""
+    return src is not None and src.kind == "u" and src.itemsize == 8 and \
+        str(arr.dtype).removeprefix("torch.") == "int64"
+
+
+def _input_dtype(be: Any, out: Any, src: Any) -> Any:
     """Integer maxima in the input's dtype where the backend widened it on the way in (torch
     holds uint16-64 as int64): they are the input's own values, so they fit."""
-    if be.kind(out) != "i" or not hasattr(x, "dtype"):
+    if be.kind(out) != "i" or src is None:
         return out
-    dtype = numpy_dtype(x).newbyteorder("=")  # a big-endian input's values, native
-    return cast(be, out, dtype) if dtype.kind == "u" and dtype.itemsize > 1 else out
+    return cast(be, out, src) if src.kind == "u" and src.itemsize > 1 else out
 
 
 @dataclass
 class Problem:
     be: Any
-    x: Any
+    x: Any  # the backend's array; its sign bit flipped where ``flipped``
     win: Window
+    src: Any = None  # the NumPy dtype of the user's integer x (else None)
+    flipped: bool = False
 
 
 def setup(x: Any, kernel_size: Any, stride: Any, padding: Any, mode: Any,
           backend: str | None) -> Problem:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose 'max' or 'avg'")
-    be, (x,) = front({"x": x}, backend)
+    # Pooling only compares (max) or refuses integers (avg): uint64 needs no int64 range.
+    user_x = x
+    be, (x,) = front({"x": x}, backend, int64_range=False)
     if x.ndim < 2:
         raise ValueError(f"x must have at least 2 dimensions (..., H, W), got shape "
                          f"{tuple(x.shape)}")
@@ -125,7 +144,14 @@ def setup(x: Any, kernel_size: Any, stride: Any, padding: Any, mode: Any,
         raise ValueError(f"window {k} is larger than the padded input {(h, w)}; use a "
                          "smaller kernel_size or more padding")
     out = ((h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
-    return Problem(be, x, Window(k, s, p, out))
+    src = _source_dtype(user_x) if be.kind(x) == "i" else None
+    flipped = _uint64_as_int64(x, src)
+    if flipped:
+        # torch holds uint64 as int64, the same bits: values from 2**63 up read negative.
+        # Flipping the sign bit maps uint64's order onto int64's (0 -> int64's minimum, the
+        # padding), and back: the maxima stay exact, as on the backends that keep uint64.
+        x = x ^ _SIGN
+    return Problem(be, x, Window(k, s, p, out), src, flipped)
 
 
 def _pair(v: Any, name: str, low: int) -> tuple[int, int]:
