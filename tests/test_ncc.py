@@ -8,6 +8,7 @@ scikit-image's own ``match_template`` tests are ported at the end of the NumPy-o
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import warnings
 from typing import Any
 
@@ -241,20 +242,19 @@ def test_centring_survives_a_nan_pixel_and_same_mode(backend: str) -> None:
     m = RNG.random((5, 6)) > 0.3
     x = base.copy()
     x[2, 3] = np.nan
-    for mode in ("valid", "same"):
-        for mask in (None, m):
-            # The masked form's FFTs in 'same' mode meet the zero padding at -1e6 from the
-            # centre: their rounding (1e-16 of the padding's 1e12 squares) is 4e-4 of an
-            # interior window's NCC.  A limit of the FFT (the docs say so), so direct here,
-            # which auto takes at this size with Numba (without it, the FFT).
-            method = "direct" if mode == "same" and mask is not None else "auto"
-            kw = {"mode": mode, "mask": mask, "method": method, "backend": backend}
-            with x64(backend), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Dask's workers on the NaN's windows
-                got = to_np(xcorr.match_template(x, t, **kw))
-                clean = to_np(xcorr.match_template(base, t, **kw))
-            want = brute(base, t, mask, mode)
-            np.testing.assert_allclose(clean, want, rtol=0, atol=1e-9)
+    for mode, mask, method in itertools.product(("valid", "same"), (None, m),
+                                                ("auto", "direct", "fft")):
+        # "same" by FFT: the masked form's correlations met the centred zero padding (-1e6),
+        # whose 1e12 squares set their rounding: 4e-4 of an interior window's NCC, until
+        # the padding's part was added apart (_padding_sums)
+        kw = {"mode": mode, "mask": mask, "method": method, "backend": backend}
+        with x64(backend), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Dask's workers on the NaN's windows
+            got = to_np(xcorr.match_template(x, t, **kw))
+            clean = to_np(xcorr.match_template(base, t, **kw))
+        want = brute(base, t, mask, mode)
+        np.testing.assert_allclose(clean, want, rtol=0, atol=1e-9, err_msg=str(kw))
+        if method != "fft":  # an FFT spreads the NaN over every window
             far = (slice(12, None), slice(12, None))  # windows nowhere near (2, 3)
             np.testing.assert_allclose(got[far], want[far], rtol=0, atol=1e-9)
     y = RNG.random((30, 34)) + 1e4

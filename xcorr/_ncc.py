@@ -638,8 +638,12 @@ def _masked(be: Any, x: Any, t: Any, m: Any, mode: str, method: str, wide: Any) 
     th, tw = (int(n) for n in t.shape[-2:])
     x, t, m = be.astype(x, wide), be.astype(t, wide), be.astype(m, wide)
     c = center(be, x, wide)  # of the image's own pixels, before the zero padding
-    x = _pad_same(be, x, th, tw) if mode == "same" else x
+    size = tuple(int(n) for n in x.shape[-2:])
     xc = x - c
+    # "same": the zero padding holds -c once centred, but an FFT's rounding errors follow its
+    # input's largest values (an image offset by 1e6 was 4e-4 off), so the centred image is
+    # padded with zeros and the padding's part added after the correlations (_padding_sums)
+    xc = _pad_same(be, xc, th, tw) if mode == "same" else xc
     lead = broadcast_shapes(tuple(m.shape), tuple(t.shape))
     m = xp.broadcast_to(m, lead)
     t = xp.broadcast_to(t, lead)
@@ -665,11 +669,38 @@ def _masked(be: Any, x: Any, t: Any, m: Any, mode: str, method: str, wide: Any) 
     both = _corr.valid(be, xc[..., None, :, :], kernels, method, False)[0]
     num, s1 = both[..., 0, :, :], both[..., 1, :, :]
     s2 = _corr.valid(be, xc * xc, m, method, False)[0]
+    if mode == "same":  # the padding's -c: its products with tz and m, and (-c)² with m
+        pad_tz, pad_m = _padding_sums(be, kernels, size)
+        num, s1, s2 = num - c * pad_tz, s1 - c * pad_m, s2 + (c * c) * pad_m
     var = s2 - s1 * (s1 / safe_weight)
     flat = var <= _masked_floor(be, xc, m, kernels, s2, safe_weight, method)
     inv_w = _inv_sqrt(xp, var, ~flat)
     inv_t = _inv_sqrt(xp, tss, ok_t & (tss > 0))
     return be.astype(xp.clip(num * inv_w * inv_t, -1, 1), out_dtype)
+
+
+def _padding_sums(be: Any, kernels: Any, size: tuple[int, int]) -> tuple[Any, Any]:
+    """``mode="same"``'s windows, correlated with the indicator of the zero padding around an
+    image of ``size``: for each of ``kernels (..., 2, th, tw)``, the sum of its taps that
+    fall on padding, ``(..., H, W)`` (exactly 0 where none do).
+
+    With ``R[i, a]`` 1 where tap row ``a`` of output row ``i`` is an image row (``C`` for the
+    columns), ``1 - R·C = (1 - R) + R·(1 - C)``: the rows' sums of the taps on padding rows,
+    plus the taps on padding columns of the image rows, as two small products.
+    """
+    (h, w), (th, tw) = size, (int(n) for n in kernels.shape[-2:])
+    rows, cols = _on_image(h, th), _on_image(w, tw)
+    r, off_r, off_c = (be.from_host(a, kernels) for a in (rows, 1 - rows, (1 - cols).T))
+    sums = off_r @ be.xp.sum(kernels, axis=-1)[..., None] + (r @ kernels) @ off_c
+    return sums[..., 0, :, :], sums[..., 1, :, :]
+
+
+def _on_image(n: int, taps: int) -> np.ndarray:
+    """``(n, taps)``: 1.0 where tap ``a`` of output ``i`` of ``mode="same"`` (padding
+    ``taps // 2`` before the image) falls on one of its ``n`` points, else 0.0 (NumPy
+    comparisons, not a padded array: see ``_inside``)."""
+    at = np.arange(n)[:, None] + np.arange(taps)[None, :] - taps // 2
+    return ((at >= 0) & (at < n)).astype(np.float64)
 
 
 def _masked_floor(be: Any, xc: Any, m: Any, kernels: Any, s2: Any, weight: Any,
