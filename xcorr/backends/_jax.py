@@ -518,36 +518,6 @@ def _on_cpu(x: Any) -> bool:
     return all(d.platform == "cpu" for d in x.devices())
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-@partial(jax.jit, static_argnums=(1, 2))
-def _host_inv_norm(x: Any, window: tuple[int, int], tol: float) -> Any:
-    """``_ncc_inv_norm(x, window, tol)``'s values from the NumPy backend's compiled pass (its
-    own flatness bound, for float64 sums); its derivatives from ``_ncc_inv_norm``."""
-    from .. import _ncc
-    from . import _numpy
-
-    h, w = x.shape[-2:]
-    tol64 = _ncc._flat_tol(window[0] + window[1], _ncc._unit(np.float64))  # float64 sums
-
-    def host(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a, np.float32)
-        out = _numpy.ncc_inv_norm(a, window, tol64)
-        if out is None:  # Numba switched off since this was traced: NumPy's own sums
-            out = _ncc.generic_inv_norm(_numpy, a, window, tol64, np.dtype(np.float64))
-        return out
-
-    shape = jax.ShapeDtypeStruct((*x.shape[:-2], h - window[0] + 1, w - window[1] + 1),
-                                 x.dtype)
-    return _host_callback(host, shape, x)
-
-
-@_host_inv_norm.defjvp
-def _host_inv_norm_jvp(window: tuple[int, int], tol: float, primals: tuple[Any],
-                       tangents: tuple[Any]) -> tuple[Any, Any]:
-    _, dy = jax.jvp(partial(_ncc_inv_norm, window=window, tol=tol), primals, tangents)
-    return _host_inv_norm(*primals, window, tol), dy
-
-
 def _host_callback(host: Any, shape: Any, *args: Any) -> Any:
     """``host(*arrays) -> ndarray`` on the host as an operation of the traced program, with
     ``shape`` (a ``jax.ShapeDtypeStruct``) its result's.
@@ -639,89 +609,11 @@ def ncc_match_template(x: Any, t: Any, mode: str, method: str, m: Any = None) ->
         _host_match_masked(x, t, m.astype(x.dtype), mode, method)
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(2,))
-@partial(jax.jit, static_argnums=(2,))
-def _host_corr(x: Any, k: Any, method: str) -> Any:
-    """``_valid(x, k, method)``'s values from the NumPy backend's kernels (a host callback:
-    ``_host_callback``), its derivatives from the jitted program (``custom_jvp``)."""
-    from . import _numpy
-
-    (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
-    lead = broadcast_batch(tuple(x.shape), tuple(k.shape))
-    shape = jax.ShapeDtypeStruct((*lead, h - kh + 1, w - kw + 1), x.dtype)
-
-    def host(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return _numpy.corr2d_valid(np.asarray(a, np.float32), np.asarray(b, np.float32),
-                                   method)
-
-    return _host_callback(host, shape, x, k)
-
-
-@_host_corr.defjvp
-def _host_corr_jvp(method: str, primals: tuple[Any, Any], tangents: tuple[Any, Any]
-                   ) -> tuple[Any, Any]:
-    # values and derivatives both from the program under differentiation (as _host_match)
-    return jax.jvp(partial(_valid, method=method), primals, tangents)
-
-
-@partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-@partial(jax.jit, static_argnums=(2, 3))
-def _host_match(x: Any, t: Any, mode: str, method: str) -> Any:
-    from .. import _ncc
-
-    lead = np.broadcast_shapes(tuple(x.shape[:-2]), tuple(t.shape[:-2]))
-    (h, w), (th, tw) = x.shape[-2:], t.shape[-2:]
-    size = (h - th + 1, w - tw + 1) if mode == "valid" else (h, w)
-
-    def host(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        out = _ncc.match_template(np.asarray(a, np.float32), np.asarray(b, np.float32),
-                                  mode=mode, method=method, backend="numpy")
-        return np.asarray(out, np.float32)
-
-    shape = jax.ShapeDtypeStruct((*lead, *size), x.dtype)
-    return _host_callback(host, shape, x, t)
-
-
-@_host_match.defjvp
-def _host_match_jvp(mode: str, method: str, primals: tuple[Any, Any],
-                    tangents: tuple[Any, Any]) -> tuple[Any, Any]:
-    return jax.jvp(partial(_ncc_program, mode=mode, method=method), primals, tangents)
-
-
 def _ncc_program(x: Any, t: Any, mode: str, method: str) -> Any:
     from .. import _ncc
 
     wide = jnp.asarray(np.zeros((), np.float64)).dtype
     return _ncc.unmasked(sys.modules[__name__], x, t, mode, method, wide)
-
-
-@partial(jax.custom_jvp, nondiff_argnums=(3, 4))
-@partial(jax.jit, static_argnums=(3, 4))
-def _host_match_masked(x: Any, t: Any, m: Any, mode: str, method: str) -> Any:
-    """``_host_match`` with a mask (float32 weights, as ``x``)."""
-    from .. import _ncc
-
-    lead = np.broadcast_shapes(tuple(x.shape[:-2]), tuple(t.shape[:-2]), tuple(m.shape[:-2]))
-    (h, w), (th, tw) = x.shape[-2:], t.shape[-2:]
-    size = (h - th + 1, w - tw + 1) if mode == "valid" else (h, w)
-
-    def host(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-        # the weights' values were not known when the program was traced, so not checked:
-        # the masked form itself, as the program would compute it (not match_template, which
-        # would raise inside the callback)
-        from . import _numpy
-
-        f32 = (np.asarray(v, np.float32) for v in (a, b, c))
-        return np.asarray(_ncc._masked(_numpy, *f32, mode, method, np.float64), np.float32)
-
-    shape = jax.ShapeDtypeStruct((*lead, *size), x.dtype)
-    return _host_callback(host, shape, x, t, m)
-
-
-@_host_match_masked.defjvp
-def _host_match_masked_jvp(mode: str, method: str, primals: tuple[Any, Any, Any],
-                           tangents: tuple[Any, Any, Any]) -> tuple[Any, Any]:
-    return jax.jvp(partial(_masked_program, mode=mode, method=method), primals, tangents)
 
 
 def ncc_local(x: Any, y: Any, window: tuple[int, int], eps: float) -> Any:
@@ -744,29 +636,6 @@ def ncc_local(x: Any, y: Any, window: tuple[int, int], eps: float) -> Any:
     return _host_local(x, y, window, float(eps)) if _host_kernels(x) else None
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-@partial(jax.jit, static_argnums=(2, 3))
-def _host_local(x: Any, y: Any, window: tuple[int, int], eps: float) -> Any:
-    from .. import _ncc
-
-    def host(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        from . import _numpy
-
-        # (vmap expands an unmapped operand with an axis of 1: broadcast it to the other's)
-        a, b = np.broadcast_arrays(np.asarray(a, np.float32), np.asarray(b, np.float32))
-        return np.asarray(_ncc.local_values(_numpy, a, b, window, eps, np.float64),
-                          np.float32)
-
-    shape = jax.ShapeDtypeStruct(jnp.broadcast_shapes(x.shape, y.shape), x.dtype)
-    return _host_callback(host, shape, x, y)
-
-
-@_host_local.defjvp
-def _host_local_jvp(window: tuple[int, int], eps: float, primals: tuple[Any, Any],
-                    tangents: tuple[Any, Any]) -> tuple[Any, Any]:
-    return jax.jvp(partial(_local_program, window=window, eps=eps), primals, tangents)
-
-
 def _local_program(x: Any, y: Any, window: tuple[int, int], eps: float) -> Any:
     from .. import _ncc
 
@@ -779,6 +648,131 @@ def _masked_program(x: Any, t: Any, m: Any, mode: str, method: str) -> Any:
 
     wide = jnp.asarray(np.zeros((), np.float64)).dtype
     return _ncc._masked(sys.modules[__name__], x, t, m, mode, method, wide)
+
+
+def _host_valued(program: Any, host: Any, result: Any, arrays: int, statics: int,
+                 host_primal: bool = False) -> Any:
+    """``program(*arrays, *statics)`` with its values from the NumPy backend on the host.
+
+    The returned function is jitted with its ``statics`` trailing arguments static; it runs
+    ``host(*statics)``, a function of NumPy arrays, through one ``_host_callback`` whose
+    result ``result(*arrays, *statics)`` (a ``jax.ShapeDtypeStruct``) describes.  Under
+    differentiation (``custom_jvp``, so ``jax.grad``, ``jax.jvp``, ``jax.jit`` and
+    ``jax.vmap`` all work) the derivatives come from ``program``, and so do the values,
+    which then cost nothing more, unless ``host_primal`` (a normaliser whose flatness
+    decisions must stay the host's).
+    """
+    static = tuple(range(arrays, arrays + statics))
+
+    @partial(jax.custom_jvp, nondiff_argnums=static)
+    @partial(jax.jit, static_argnums=static)
+    def hosted(*args: Any) -> Any:
+        return _host_callback(host(*args[arrays:]), result(*args), *args[:arrays])
+
+    @hosted.defjvp
+    def hosted_jvp(*args: Any) -> tuple[Any, Any]:
+        *params, primals, tangents = args
+        y, dy = jax.jvp(lambda *a: program(*a, *params), primals, tangents)
+        return (hosted(*primals, *params) if host_primal else y), dy
+
+    return hosted
+
+
+def _f32(*arrays: Any) -> tuple[np.ndarray, ...]:
+    return tuple(np.asarray(a, np.float32) for a in arrays)
+
+
+def _inv_norm_host(window: tuple[int, int], tol: float) -> Any:
+    from .. import _ncc
+    from . import _numpy
+
+    tol64 = _ncc._flat_tol(window[0] + window[1], _ncc._unit(np.float64))  # float64 sums
+
+    def host(a: np.ndarray) -> np.ndarray:
+        (a,) = _f32(a)
+        out = _numpy.ncc_inv_norm(a, window, tol64)
+        if out is None:  # Numba switched off since this was traced: NumPy's own sums
+            out = _ncc.generic_inv_norm(_numpy, a, window, tol64, np.dtype(np.float64))
+        return out
+
+    return host
+
+
+def _corr_host(method: str) -> Any:
+    from . import _numpy
+
+    return lambda a, b: _numpy.corr2d_valid(*_f32(a, b), method)
+
+
+def _match_host(mode: str, method: str) -> Any:
+    from .. import _ncc
+
+    return lambda a, b: np.asarray(_ncc.match_template(*_f32(a, b), mode=mode, method=method,
+                                                       backend="numpy"), np.float32)
+
+
+def _masked_host(mode: str, method: str) -> Any:
+    # the weights' values were not known when the program was traced, so not checked: the
+    # masked form itself, as the program would compute it (not match_template, which would
+    # raise inside the callback)
+    from .. import _ncc
+    from . import _numpy
+
+    return lambda a, b, c: np.asarray(_ncc._masked(_numpy, *_f32(a, b, c), mode, method,
+                                                   np.float64), np.float32)
+
+
+def _local_host(window: tuple[int, int], eps: float) -> Any:
+    from .. import _ncc
+    from . import _numpy
+
+    def host(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        # (vmap expands an unmapped operand with an axis of 1: broadcast it to the other's)
+        a, b = np.broadcast_arrays(*_f32(a, b))
+        return np.asarray(_ncc.local_values(_numpy, a, b, window, eps, np.float64),
+                          np.float32)
+
+    return host
+
+
+def _valid_shape(x: Any, k: Any, *_: Any) -> Any:
+    (h, w), (kh, kw) = x.shape[-2:], k.shape[-2:]
+    lead = broadcast_batch(tuple(x.shape), tuple(k.shape))
+    return jax.ShapeDtypeStruct((*lead, h - kh + 1, w - kw + 1), x.dtype)
+
+
+def _window_shape(x: Any, window: tuple[int, int], *_: Any) -> Any:
+    (h, w), (wh, ww) = x.shape[-2:], window
+    return jax.ShapeDtypeStruct((*x.shape[:-2], h - wh + 1, w - ww + 1), x.dtype)
+
+
+def _map_shape(*args: Any) -> Any:
+    """``match_template``'s result of ``(x, t[, m], mode, method)``."""
+    *arrays, mode, _ = args
+    x, t = arrays[:2]
+    lead = np.broadcast_shapes(*(tuple(a.shape[:-2]) for a in arrays))
+    (h, w), (th, tw) = x.shape[-2:], t.shape[-2:]
+    size = (h - th + 1, w - tw + 1) if mode == "valid" else (h, w)
+    return jax.ShapeDtypeStruct((*lead, *size), x.dtype)
+
+
+def _pair_shape(x: Any, y: Any, *_: Any) -> Any:
+    return jax.ShapeDtypeStruct(jnp.broadcast_shapes(x.shape, y.shape), x.dtype)
+
+
+# The five computations whose values a traced float32 CPU program takes from the host (see
+# ncc_inv_norm, _traced_valid, ncc_match_template and ncc_local).
+_host_inv_norm = _host_valued(lambda x, window, tol: _ncc_inv_norm(x, window=window, tol=tol),
+                              _inv_norm_host, _window_shape, 1, 2, host_primal=True)
+_host_corr = _host_valued(lambda x, k, method: _valid(x, k, method=method), _corr_host,
+                          _valid_shape, 2, 1)
+_host_match = _host_valued(lambda x, t, mode, method: _ncc_program(x, t, mode, method),
+                           _match_host, _map_shape, 2, 2)
+_host_match_masked = _host_valued(
+    lambda x, t, m, mode, method: _masked_program(x, t, m, mode, method), _masked_host,
+    _map_shape, 3, 2)
+_host_local = _host_valued(lambda x, y, window, eps: _local_program(x, y, window, eps),
+                           _local_host, _pair_shape, 2, 2)
 
 
 def ncc_template_terms(t: Any) -> tuple[Any, Any]:
