@@ -204,6 +204,34 @@ def test_xcorr_testing_bounds_half_types_by_their_own_roundoff(dtype: str) -> No
         xt.assert_within_bound(got, exact, bound)
 
 
+@pytest.mark.parametrize(("x_dtype", "k_dtype", "want"), [
+    ("bfloat16", "int64", "float64"), ("bfloat16", "int32", "float64"),
+    ("bfloat16", "int16", "float32"), ("bfloat16", "uint8", "bfloat16"),
+    ("bfloat16", "float16", "float32"), ("float8_e4m3fn", "float16", "float32"),
+    ("float8_e4m3fn", "bfloat16", "float32"), ("float8_e4m3fn", "int64", "float64")])
+def test_ml_dtypes_pairs_numpy_cannot_promote(x_dtype: str, k_dtype: str, want: str) -> None:
+    """NumPy has no promotion for ml_dtypes' types with float16, with each other, or with
+    integers over 8 bits (DTypePromotionError from np.result_type, on NumPy and Dask): as
+    float8_e5m2's rules, float16's with integers, float32 for two half formats."""
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes (a JAX dependency): absent")
+
+    def dtype(name: str) -> np.dtype:
+        return np.dtype(getattr(ml_dtypes, name, None) or name)
+
+    x = (np.arange(20).reshape(4, 5) % 7).astype(dtype(x_dtype))
+    k = np.array([[1, 2], [3, -1]]).astype(dtype(k_dtype)) if "u" not in k_dtype else \
+        np.array([[1, 2], [3, 1]], k_dtype)
+    exact = oracle(x.astype(np.float64), k.astype(np.float64), "valid")
+    for backend in ("numpy", "dask"):
+        if backend not in xcorr.available_backends():  # (NumPy's checked already)
+            pytest.skip(f"{backend}: not available here")
+        got = xcorr.corr2d(x, k, backend=backend)
+        got = got.compute() if backend == "dask" else got
+        assert got.dtype == dtype(want), backend
+        np.testing.assert_array_equal(got.astype(np.float64), exact)  # small integers: exact
+        assert xt.error_bound(x, k).shape == exact.shape
+
+
 # -- 2. laws -----------------------------------------------------------------------------------
 
 LAW_DTYPES = st.sampled_from(("float32", "float64", "int64"))

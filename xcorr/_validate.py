@@ -69,7 +69,27 @@ def numpy_result_dtype(x_dtype: Any, k_dtype: Any) -> Any:
     np = sys.modules["numpy"]
     if numpy_kind(x_dtype) == "i" and numpy_kind(k_dtype) == "i":
         return np.dtype(np.int64)
-    return np.result_type(x_dtype, k_dtype)
+    try:
+        return np.result_type(x_dtype, k_dtype)
+    except TypeError:  # DTypePromotionError: ml_dtypes' types with most others
+        return _half_result_dtype(np.dtype(x_dtype), np.dtype(k_dtype))
+
+
+def _half_result_dtype(a: Any, b: Any) -> Any:
+    """The promotion NumPy has no rule for: ml_dtypes' bfloat16 and float8 types with
+    float16, with each other, or with integers wider than 8 bits (``float8_e5m2`` has most
+    of these rules, and the others follow it).  Two half-precision formats, neither of which
+    holds the other: float32, as JAX and PyTorch promote bfloat16 with float16.  With an
+    integer: as NumPy promotes float16 with it (int16 -> float32, int32 and int64 ->
+    float64).
+    """
+    np = sys.modules["numpy"]
+    floats = [d for d in (a, b) if numpy_kind(d) == "f"]
+    if len(floats) == 2:
+        return np.dtype(np.float32)
+    (other,) = (d for d in (a, b) if numpy_kind(d) != "f")
+    wide = np.result_type(np.float16, other)
+    return floats[0] if wide == np.float16 else wide
 
 
 def check_int64_range(arr: Any, name: str) -> None:

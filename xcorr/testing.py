@@ -45,7 +45,7 @@ from ._corr import corr2d
 from ._dispatch import available, load
 from ._interop import host_copy as as_numpy
 from ._methods import SPECTRAL, fft_len
-from ._validate import MODES, numpy_kind
+from ._validate import MODES, numpy_kind, numpy_result_dtype
 
 __all__ = [
     "DIRECT_C",
@@ -212,7 +212,7 @@ def error_bound(x: Any, k: Any, mode: str = "valid", dtype: Any = None,
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if dtype is None:
-        dt = np.result_type(x.dtype, k.dtype)
+        dt = numpy_result_dtype(x.dtype, k.dtype)  # (defined for ml_dtypes' pairs too)
     else:
         dt = dtype if str(dtype).startswith("torch.") else np.dtype(dtype)
     kshape = (int(k.shape[-2]), int(k.shape[-1]))
