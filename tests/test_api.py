@@ -226,6 +226,16 @@ def test_plan_cache_keeps_every_rule():
         xcorr.corr2d(nan, k, method="fft")
 
 
+def test_plan_cache_never_admits_what_the_checks_refuse():
+    """Settings equal to valid ones but of another type (``(False, True) == (0, 1)``) are
+    refused every time, not only before a plan for the valid ones is cached."""
+    x, k = np.ones((4, 4)), np.ones((2, 2))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="axes must be two integers"):
+            xcorr.corr2d(x, k, axes=(False, True))
+        xcorr.corr2d(x, k, axes=(0, 1))  # cached from the first round on
+
+
 def test_plan_cache_sees_devices_and_conversions():
     """A cached plan is only reused for inputs that reached the kernel untouched."""
     with pytest.warns(PendingDeprecationWarning):

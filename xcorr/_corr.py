@@ -208,7 +208,10 @@ def padded_valid(be: Any, x: Any, k: Any, widths: tuple[int, int, int, int] | No
 
 def _correlate(x: Any, k: Any, mode: str, boundary: str, fillvalue: Any, axes: Any,
                method: str, backend: str | None, convolve: bool) -> Any:
-    key = _plan_key(x, k, mode, boundary, fillvalue, axes, method, backend, convolve)
+    # the types of the numeric settings too: (False, True) == (0, 1), but the checks a plan
+    # skips refuse bool axes
+    key = _plan_key(x, k, mode, boundary, fillvalue, axes, method, backend, convolve,
+                    type(fillvalue), tuple(map(type, axes)) if type(axes) is tuple else None)
     plan = _plans.get(key) if key is not None else None
     if plan is not None:  # seen before: same types, devices, shapes, dtypes and settings
         return plan[0].corr2d_valid(x, k, plan[1])
