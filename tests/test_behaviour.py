@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import to_np
+from conftest import to_np, x64
 from scipy import signal
 
 import xcorr
@@ -235,6 +235,24 @@ def test_uint64_beyond_int64_is_refused(backend):
     x[1, 1] = 2**63
     with pytest.raises(OverflowError, match="above 2\\*\\*63 - 1"):
         xcorr.corr2d(x, k, backend=backend)
+
+
+def test_uint64_beyond_int64_beside_a_float_is_read_as_float64(backend):
+    """With a float operand the result is float, so uint64 values past int64 have nothing to
+    wrap: read as float64, NumPy's promotion (they were refused with int64's OverflowError),
+    in corr2d, conv2d and the NCC (float whatever the input)."""
+    x = np.array([[2**63, 1, 7], [2, 3, 2**64 - 1], [5, 5, 2**63 + 2**20]], np.uint64)
+    k = np.array([[0.5, 0.25]])
+    with x64(backend):
+        got = to_np(xcorr.corr2d(x, k, backend=backend))
+        conv = to_np(xcorr.conv2d(x[None, None], k[None, None], backend=backend))
+        ncc = to_np(xcorr.match_template(x, np.array([[1.0, 2.0]]), backend=backend))
+        with pytest.raises(OverflowError, match="above 2\\*\\*63 - 1"):  # integer result
+            xcorr.corr2d(x, k.astype(np.int64), backend=backend)
+    np.testing.assert_array_equal(got, reference(x.astype(np.float64), k))
+    np.testing.assert_array_equal(conv[0, 0], got)
+    want = xcorr.match_template(x.astype(np.float64), np.array([[1.0, 2.0]]))
+    np.testing.assert_allclose(ncc, want, atol=1e-6 if backend == "jax" else 1e-12)
 
 
 def _jax_x64() -> bool:

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from . import _corr, _dispatch, _validate
-from ._api import join, prepare
+from ._api import join, prepare_float
 from ._auto import choose
 from ._boxsum import box_sums
 from ._broadcast import broadcast_shapes
@@ -305,7 +305,7 @@ def _front_template(image: Any, template: Any, mask: Any, backend: str | None
         if obj is not None or name != "mask":
             _validate.check_raw(obj, name)
     be = _dispatch.resolve_all((image, template, mask), backend, names)
-    x, t = prepare(be, image, "image"), prepare(be, template, "template")
+    x, t = prepare_float(be, image, "image"), prepare_float(be, template, "template")
     _check_image(x, "image")
     _check_image(t, "template")
     try:
@@ -332,7 +332,7 @@ def _front_template(image: Any, template: Any, mask: Any, backend: str | None
 def _front_pair(a: Any, b: Any, backend: str | None) -> tuple[Any, Any, Any]:
     from ._api import front
 
-    be, (x, y) = front({"a": a, "b": b}, backend)
+    be, (x, y) = front({"a": a, "b": b}, backend, float_result=True)
     if tuple(x.shape) != tuple(y.shape):
         raise ValueError(f"a and b must have the same shape, got {tuple(x.shape)} and "
                          f"{tuple(y.shape)}")

@@ -106,8 +106,13 @@ def check_int64_range(arr: Any, name: str) -> None:
         raise _int64_overflow(name)
 
 
+class Int64Overflow(OverflowError):
+    """uint64 values past int64's range (``check_int64_range``): with a float operand beside
+    them, ``xcorr._api.front`` reads them as float64 instead."""
+
+
 def _int64_overflow(name: str) -> OverflowError:
-    return OverflowError(f"{name} holds uint64 values above 2**63 - 1, which the exact int64 "
+    return Int64Overflow(f"{name} holds uint64 values above 2**63 - 1, which the exact int64 "
                          "result cannot represent; cast to float64 (rounds above 2**53) or "
                          "shift the data into the int64 range")
 
