@@ -293,3 +293,14 @@ def test_big_endian_gives_native_results_of_every_operation(backend: str, dtype:
         host = to_np(got)
         assert host.dtype.isnative, f"{name}: {host.dtype.str}"
         np.testing.assert_array_equal(host, to_np(want), err_msg=name)
+
+
+def test_integer_fill_past_float64_is_an_infinity(backend):
+    """An integer fillvalue past float64's range, for float data, rounds to an infinity (as
+    one past float32's range does for float32 data); np.pad raised Python's OverflowError."""
+    x, k = np.ones((3, 3)), np.ones((2, 2))
+    for sign in (1, -1):
+        got = to_np(xcorr.corr2d(x, k, mode="same", fillvalue=sign * 10**400, backend=backend))
+        want = to_np(xcorr.corr2d(x, k, mode="same", fillvalue=sign * np.inf, backend=backend))
+        np.testing.assert_array_equal(got, want)
+        assert np.isinf(got[-1]).all() and (got[:2, :2] == 4).all()

@@ -191,8 +191,20 @@ def setup(x: Any, k: Any, mode: str, boundary: str, fillvalue: Any, axes: Any, m
     if widths is not None:
         if boundary == "fill" and integer:
             fill = _validate.integral_fill(fill, boundary, mode, x.dtype)
+        elif boundary == "fill":
+            fill = _float_fill(fill)
         xpad = be.pad(x, widths, boundary, fill)
     return Problem(be, x, xpad, k, widths, boundary, moved, convolve, integer)
+
+
+def _float_fill(fill: float | int) -> float | int:
+    """The fill of float data: an integer past float64's range rounds to an infinity, as one
+    past float32's does for float32 data (NumPy's pad raised Python's OverflowError)."""
+    try:
+        float(fill)
+    except OverflowError:
+        return float("inf") if fill > 0 else float("-inf")
+    return fill
 
 
 def padded_valid(be: Any, x: Any, k: Any, widths: tuple[int, int, int, int] | None,
