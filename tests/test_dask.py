@@ -161,8 +161,13 @@ def test_validation_rules_apply():
     with pytest.raises(ValueError, match="unknown method"):
         xcorr.corr2d(xd, K, method="native")
     unknown = xd[xd[:, 0] > 0]  # rows selected by value: sizes unknown until computed
-    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+    with pytest.raises(ValueError, match=r"^x has unknown .* x = x.compute_chunk_sizes\(\)"):
         xcorr.corr2d(unknown, K)
+    kd = da.from_array(K, chunks=1)
+    with pytest.raises(ValueError, match=r"^k has unknown .* k = k.compute_chunk_sizes\(\)"):
+        xcorr.corr2d(xd, kd[kd[:, 0] > -1])  # the kernel's name, not x's
+    with pytest.raises(ValueError, match=r"^template has unknown"):
+        xcorr.match_template(xd, kd[kd[:, 0] > -1])
 
 
 def test_sse_value_and_grad_matches_numpy():

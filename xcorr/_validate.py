@@ -31,6 +31,10 @@ def check_raw(obj: Any, name: str) -> None:
     if sparse is not None and sparse.issparse(obj):  # NumPy reads it as one object
         raise TypeError(f"{name} is a SciPy sparse {type(obj).__name__}, which xcorr does not "
                         "correlate; call .toarray() first")
+    shape = getattr(obj, "shape", None)
+    if type(shape) is tuple and float in map(type, shape):  # Dask's unknown sizes are NaN
+        raise ValueError(f"{name} has unknown chunk sizes (shape {shape}); call "
+                         f"{name} = {name}.compute_chunk_sizes() first")
 
 
 def check_options(mode: Any, method: Any, offered: tuple[str, ...], backend: str) -> None:
