@@ -725,6 +725,14 @@ def test_dask_any_chunking_equals_numpy() -> None:
                                             mask=mask, method="direct")
                 assert isinstance(lazy, da.Array)
                 np.testing.assert_array_equal(lazy.compute(), want)
+            # a chunked template or mask: their sums added in the order of Dask's tree (1-2
+            # ulp off NumPy's) until each template was merged into one block
+            tb = da.from_array(t * 3 + 100, chunks=2)
+            mb = None if mask is None else da.from_array(mask, chunks=(3, 4))
+            lazy = xcorr.match_template(da.from_array(x, chunks=(1, 7, 8)), tb, mode=mode,
+                                        mask=mb, method="direct")
+            np.testing.assert_array_equal(lazy.compute(), xcorr.match_template(
+                x, t * 3 + 100, mode=mode, mask=mask, method="direct"))
             auto = xcorr.match_template(da.from_array(x, chunks=(1, 9, 10)), t, mode=mode,
                                         mask=mask).compute()
             np.testing.assert_allclose(auto, want, rtol=0, atol=1e-12)

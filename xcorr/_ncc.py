@@ -316,6 +316,9 @@ def _front_template(image: Any, template: Any, mask: Any, backend: str | None
                          "pass one template per image, a shape that broadcasts (NumPy rules), "
                          "or image[..., None, :, :] for every image x template pair") from None
     m = None if mask is None else _mask(be, mask, t)
+    whole = getattr(be, "whole_planes", None)  # Dask: a template's sums in NumPy's order
+    if whole is not None:
+        t, m = whole(t), None if m is None else whole(m)
     if m is not None:
         try:  # the templates the mask makes must fit the image's batch as the template does
             _validate.broadcast_batch(tuple(x.shape), broadcast_shapes(tuple(m.shape),

@@ -162,15 +162,19 @@ def all_finite(x: da.Array, k: da.Array) -> None:
     return None
 
 
+def whole_planes(a: da.Array) -> da.Array:
+    """``a`` with its last two axes in one chunk each (the leading ones as they are): a
+    template's sums then add in NumPy's order, whatever its chunks (``match_template``)."""
+    return a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
+
+
 def rfft2(a: da.Array, s: tuple[int, int]) -> da.Array:
     """``da.fft.rfft2`` needs the transformed axes in one chunk each: merge them first."""
-    a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
-    return da.fft.rfft2(a, s=s, axes=(-2, -1))
+    return da.fft.rfft2(whole_planes(a), s=s, axes=(-2, -1))
 
 
 def irfft2(a: da.Array, s: tuple[int, int]) -> da.Array:
-    a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
-    return da.fft.irfft2(a, s=s, axes=(-2, -1))
+    return da.fft.irfft2(whole_planes(a), s=s, axes=(-2, -1))
 
 
 def corr2d_valid(x: da.Array, k: da.Array, method: str) -> da.Array:
