@@ -218,3 +218,22 @@ def test_torch_uint64_tensor_pools_exactly() -> None:
     assert got.dtype == torch.uint64
     bits = got.view(torch.int64).numpy().view(np.uint64)
     assert bits.ravel().tolist() == [2**64 - 1, 2**63 - 1]
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_jax_gradients_under_jit_checkpoint_and_jacfwd(mode: str) -> None:
+    """Traced, the pooling's initial value was a tracer: lax.reduce_window then became its
+    generic form, with no transpose or batched JVP rule (jit(grad) raised "Linearization
+    failed", jit(jacfwd) an out_axes error); eager gradients were fine."""
+    jax = pytest.importorskip("jax", reason="jax: not installed")
+    import jax.numpy as jnp
+
+    x = jnp.asarray(RNG.random((2, 6, 7)), jnp.float32)
+
+    def f(a):
+        return (xcorr.pool2d(a, 3, stride=2, padding=1, mode=mode) ** 2).sum()
+
+    want = jax.grad(f)(x)  # eager, checked against torch in test_gradients_on_every_backend
+    for got in (jax.jit(jax.grad(f))(x), jax.grad(jax.jit(f))(x),
+                jax.grad(jax.checkpoint(f))(x), jax.jit(jax.jacfwd(f))(x)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)

@@ -440,11 +440,14 @@ def pool2d_native(x: Any, win: Any, mode: str) -> Any:
     lead = (1,) * (x.ndim - 2)
     dims, strides = (*lead, *win.kernel), (*lead, *win.stride)
     pad = ((0, 0),) * (x.ndim - 2) + ((win.padding[0],) * 2, (win.padding[1],) * 2)
+    # The initial values as NumPy constants: a traced one (jnp.asarray under jit) hides the
+    # max/add pattern, and the generic reduce_window has no transpose or batched JVP rule
+    # (jit(grad) of the pooling failed)
     if mode == "max":
-        init = (jnp.iinfo(x.dtype).min if kind(x) == "i" else -jnp.inf)
-        return lax.reduce_window(x, jnp.asarray(init, x.dtype), lax.max, dims, strides, pad)
+        init = (jnp.iinfo(x.dtype).min if kind(x) == "i" else -np.inf)
+        return lax.reduce_window(x, np.array(init, x.dtype), lax.max, dims, strides, pad)
     acc = x.astype(jnp.float32) if x.dtype.itemsize < 4 else x
-    total = lax.reduce_window(acc, jnp.asarray(0, acc.dtype), lax.add, dims, strides, pad)
+    total = lax.reduce_window(acc, np.array(0, acc.dtype), lax.add, dims, strides, pad)
     return (total / (win.kernel[0] * win.kernel[1])).astype(x.dtype)
 
 
