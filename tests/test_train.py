@@ -494,3 +494,22 @@ def test_layer_input_rules() -> None:
         learn_kernel(np.ones((6, 8)), np.ones((1, 1, 6, 7)), (1, 1, 1, 2))
     with pytest.raises(ValueError, match="groups=3 must divide"):
         learn_kernel(x, y, w.shape, **{**kw, "groups": 3})
+
+
+def test_a_diverging_conv_layer_with_bias_reports_its_hessian(backend: str) -> None:
+    """A layer's bias has C_out entries: the Hessian counted one (NumPy and Dask raised
+    TypeError on float() of the C_out gradients; torch and JAX reported L = 3821 for an
+    exact 3461, so lr = 0.00057, which converges, was said to diverge)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 2, 8, 8)) + 1.0
+    w = rng.normal(size=(2, 2, 2, 2))
+    y = xcorr.conv2d(x, w)
+    # Each output channel has its own kernel and bias on the same windows: L is 2 λmax(AᵀA),
+    # A one row per output position (its 2×2×2 window, and a 1 for the bias)
+    win = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(2, 3))  # (4,2,7,7,2,2)
+    a = np.moveaxis(win, 1, 3).reshape(-1, 8)
+    a = np.hstack([a, np.ones((len(a), 1))])
+    limit = 2 / float(np.linalg.eigvalsh(2 * a.T @ a).max())
+    with float64_on(backend), pytest.raises(FloatingPointError) as info:
+        learn_kernel(x, y, (2, 2, 2, 2), lr=1.0, epochs=20, bias=True, backend=backend)
+    assert f"converges only for lr < {limit:.3g} " in str(info.value), str(info.value)

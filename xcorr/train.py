@@ -339,16 +339,18 @@ def hessian_max_eigenvalue(be: Any, x: Any, y: Any, k: Any, b: Any | None, *,
     target = y * 0  # y's framework, dtype and device; finite, since y gave a finite loss
     shape = tuple(int(n) for n in k.shape)
     size = math.prod(shape)
+    # the bias: one number for a correlation, C_out for a convolution layer
+    bshape = () if b is None else tuple(int(n) for n in b.shape)
+    n = size + (0 if b is None else math.prod(bshape))
 
     def hvp(v: np.ndarray) -> np.ndarray:
         """``H v`` for all parameters as one float64 host vector (kernel, then bias)."""
         vk = _like(be.asarray(v[:size].reshape(shape)), x)
-        vb = None if b is None else _like(be.asarray(np.asarray(v[size])), x)
+        vb = None if b is None else _like(be.asarray(v[size:].reshape(bshape)), x)
         _, hk, hb = grad(x, target, vk, vb)
         hv = host_copy(hk).astype(np.float64).ravel()  # a kernel's worth of numbers
-        return hv if b is None else np.append(hv, float(hb))
+        return hv if b is None else np.append(hv, host_copy(hb).astype(np.float64).ravel())
 
-    n = size + (b is not None)
     if n <= EXACT_HESSIAN_PARAMETERS:
         h = np.column_stack([hvp(e) for e in np.eye(n)])
         return max(float(np.linalg.eigvalsh((h + h.T) / 2)[-1]), 0.0)
