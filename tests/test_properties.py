@@ -232,6 +232,31 @@ def test_ml_dtypes_pairs_numpy_cannot_promote(x_dtype: str, k_dtype: str, want: 
         assert xt.error_bound(x, k).shape == exact.shape
 
 
+@pytest.mark.parametrize(("dtype", "m"), [("float32", 0.1), ("float16", 0.1), ("float16", 1e5),
+                                          ("float32", 1e39), ("float64", 0.1)])
+def test_strategies_take_any_max_magnitude(dtype: str, m: float) -> None:
+    """A bound the dtype does not hold exactly (0.1 in float32) or past its range: rounded
+    down to the dtype (hypothesis raised InvalidArgument, or OverflowError packing 1e39)."""
+    bound = min(m, float(np.finfo(dtype).max))
+
+    @settings(max_examples=30, deadline=None)
+    @given(a=xt.images(dtype, max_magnitude=m))
+    def check(a: np.ndarray) -> None:
+        assert a.dtype == dtype and (np.abs(a.astype(np.float64)) <= bound).all()
+
+    check()
+
+
+@pytest.mark.parametrize("dtype", ["longdouble", "bfloat16"])
+def test_elements_refuses_what_it_cannot_draw(dtype: str) -> None:
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes (a JAX dependency): absent")
+    dt = np.dtype(getattr(ml_dtypes, dtype, None) or dtype)
+    if dt.itemsize == 8:
+        pytest.skip("long double is float64 on this platform")
+    with pytest.raises(TypeError, match="use float16, float32, float64 or an integer dtype"):
+        xt.elements(dt)
+
+
 # -- 2. laws -----------------------------------------------------------------------------------
 
 LAW_DTYPES = st.sampled_from(("float32", "float64", "int64"))

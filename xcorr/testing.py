@@ -452,15 +452,27 @@ def elements(dtype: Any = "float64", *, max_magnitude: float | None = None,
         info = np.iinfo(dt)
         m = int(max_magnitude if max_magnitude is not None else 100)
         return st.integers(max(info.min, -m), min(info.max, m))
-    if dt.kind != "f":
-        raise TypeError(f"no element strategy for dtype {dt}; use a float or integer dtype")
+    if dt.kind != "f" or dt.str[1:] not in _DEFAULT_MAGNITUDE:
+        raise TypeError(f"no element strategy for dtype {dt}; use float16, float32, float64 or "
+                        "an integer dtype (for bfloat16 and float8, draw float32 and cast)")
     m = float(max_magnitude if max_magnitude is not None else _DEFAULT_MAGNITUDE[dt.str[1:]])
+    m = _representable_below(m, dt)  # hypothesis wants bounds the width holds exactly
     floor = 2.0**-6 if dt.itemsize == 2 else 2.0**-20
     finite = st.floats(-m, m, width=8 * dt.itemsize, allow_subnormal=False).map(
         lambda v: v if abs(v) >= floor else 0.0)
     if allow_nonfinite:
         return st.one_of(finite, st.sampled_from([np.nan, np.inf, -np.inf]))
     return finite
+
+
+def _representable_below(m: float, dt: np.dtype) -> float:
+    """The largest value of ``dt`` at most ``m`` (``dt``'s maximum for a larger ``m``)."""
+    info = np.finfo(dt)
+    if not m < float(info.max):
+        return float(info.max)
+    with np.errstate(over="ignore"):
+        v = np.array(m, dt)
+    return float(v if float(v) <= m else np.nextafter(v, dt.type(0)))
 
 
 def _batch(max_batch_dims: int) -> st.SearchStrategy[tuple[int, ...]]:
