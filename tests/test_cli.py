@@ -123,11 +123,12 @@ def test_plot_into_a_missing_folder_exits_2_before_training(tmp_path: Path) -> N
     assert "Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("name", ["losses.txt", "losses"])
+@pytest.mark.parametrize("name", ["losses.txt", "losses", "losses.pgf"])
 def test_plot_without_an_image_format_exits_2_before_training(tmp_path: Path,
                                                                name: str) -> None:
     """Found after training before (matplotlib: "Format 'txt' is not supported"; or, without
-    an extension, a PNG at another name than the one printed)."""
+    an extension, a PNG at another name than the one printed; pgf: "'xelatex' not found",
+    a traceback, where no LaTeX is installed)."""
     p = run("train", "--backend", "numpy", "--plot", str(tmp_path / name))
     assert p.returncode == 2 and p.stdout == ""
     assert "e.g. losses.png" in p.stderr and "Traceback" not in p.stderr

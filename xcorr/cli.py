@@ -287,8 +287,10 @@ def _writable_file(text: str) -> str:
 
 
 # What matplotlib's Agg, PDF, PS and SVG writers save by name (its default backends).
+# matplotlib's formats that need nothing outside Python (its pgf needs a LaTeX install, and
+# failed only after training, with a traceback)
 _PLOT_FORMATS = frozenset({"png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif",
-                           "tiff", "webp", "pgf", "raw", "rgba"})
+                           "tiff", "webp", "raw", "rgba"})
 
 
 def _why_not(backend: str, dtype: str) -> str:
