@@ -257,6 +257,22 @@ def test_elements_refuses_what_it_cannot_draw(dtype: str) -> None:
         xt.elements(dt)
 
 
+def test_assert_within_bound_edges() -> None:
+    """A shape mismatch is the helper's AssertionError (the bound, broadcast to the expected
+    shape first, raised NumPy's ValueError); equal uint64 past int64 pass (their int64 cast
+    differed from the expected values); any framework's result is read (torch bfloat16)."""
+    with pytest.raises(AssertionError, match=r"shape \(3, 2\), expected \(2, 3\)"):
+        xt.assert_within_bound(np.zeros((3, 2)), np.zeros((2, 3)), np.zeros((3, 2)))
+    big = np.array([2**63 + 5, 7], np.uint64)
+    xt.assert_within_bound(big, big.copy(), 0.0)
+    with pytest.raises(AssertionError, match="integer result differs at 1 of 2"):
+        xt.assert_within_bound(big, big - np.array([1, 0], np.uint64), 0.0)
+    torch = pytest.importorskip("torch", reason="torch: not installed (its bfloat16 case)")
+    xt.assert_within_bound(torch.ones(3, dtype=torch.bfloat16), np.ones(3), 0.0)
+    with pytest.raises(AssertionError, match="exceed the error bound"):
+        xt.assert_within_bound(torch.full((3,), 2.0, dtype=torch.bfloat16), np.ones(3), 0.5)
+
+
 # -- 2. laws -----------------------------------------------------------------------------------
 
 LAW_DTYPES = st.sampled_from(("float32", "float64", "int64"))

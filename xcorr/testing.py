@@ -282,12 +282,12 @@ def assert_within_bound(got: Any, want: Any, bound: Any, name: str = "result") -
     ...
     AssertionError: result: 9 of 9 outputs exceed the error bound; ...
     """
-    got, want = np.asarray(got), np.asarray(want)
-    bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), want.shape)
-    if got.shape != want.shape:
+    got, want = as_numpy(got), as_numpy(want)  # any framework's, torch's bfloat16 too
+    if got.shape != want.shape:  # before the bound is broadcast to the expected shape
         raise AssertionError(f"{name}: shape {got.shape}, expected {want.shape}")
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), want.shape)
     if got.dtype.kind in "iu":
-        bad = got.astype(np.int64) != want
+        bad = got != want  # NumPy compares mixed integer types exactly (uint64 past int64)
         if bad.any():
             i = tuple(int(j) for j in np.argwhere(bad)[0])
             raise AssertionError(f"{name}: integer result differs at {int(bad.sum())} of "
