@@ -513,3 +513,12 @@ def test_a_diverging_conv_layer_with_bias_reports_its_hessian(backend: str) -> N
     with float64_on(backend), pytest.raises(FloatingPointError) as info:
         learn_kernel(x, y, (2, 2, 2, 2), lr=1.0, epochs=20, bias=True, backend=backend)
     assert f"converges only for lr < {limit:.3g} " in str(info.value), str(info.value)
+
+
+def test_a_layer_of_the_wrong_channel_count_names_kernel_shape() -> None:
+    """The shared conv check named ``w``, which learn_kernel has not: the user gave
+    ``kernel_shape``."""
+    x = np.ones((2, 2, 6, 6))
+    with pytest.raises(ValueError, match=r"^kernel_shape has 3 input channels per group .* "
+                                         r"kernel_shape must be \(C_out"):
+        learn_kernel(x, np.ones((2, 3, 4, 4)), (3, 3, 3, 3))

@@ -206,21 +206,23 @@ def setup(x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any, g
 
 
 def geometry(xshape: tuple[int, ...], wshape: tuple[int, ...], stride: Any, padding: Any,
-             dilation: Any, groups: Any, boundary: str) -> Geometry:
-    """Check channel counts and resolve stride, dilation and padding to numbers."""
+             dilation: Any, groups: Any, boundary: str, w_name: str = "w") -> Geometry:
+    """Check channel counts and resolve stride, dilation and padding to numbers (``w_name``:
+    what the caller calls the weights' shape, for the messages)."""
     n, cin, h, w = xshape
     cout, cg, kh, kw = wshape
     if 0 in xshape or 0 in wshape:
-        raise ValueError(f"empty input: x {xshape}, w {wshape}; every dimension must be >= 1")
+        raise ValueError(f"empty input: x {xshape}, {w_name} {wshape}; every dimension must "
+                         "be >= 1")
     g = _positive_int(groups, "groups")
     if cin % g or cout % g:
         raise ValueError(f"groups={g} must divide both C_in={cin} and C_out={cout}; choose a "
                          f"common divisor (1 for a dense convolution, {cin} for depthwise "
                          "when C_out is a multiple of it)")
     if cg != cin // g:
-        raise ValueError(f"w has {cg} input channels per group but x has C_in={cin} and "
-                         f"groups={g}, i.e. {cin // g}; w must be (C_out, C_in // groups, kh, "
-                         "kw)")
+        raise ValueError(f"{w_name} has {cg} input channels per group but x has C_in={cin} "
+                         f"and groups={g}, i.e. {cin // g}; {w_name} must be (C_out, C_in // "
+                         "groups, kh, kw)")
     s = _pair(stride, "stride")
     d = _pair(dilation, "dilation")
     span = (d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1)

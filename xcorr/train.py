@@ -409,7 +409,7 @@ def _conv_model(be: Any, x: Any, y: Any, shape: tuple[int, ...], conv: dict[str,
         raise ValueError(f"a 4-D kernel_shape trains a convolution layer: x must be (N, C_in, "
                          f"H, W) or (C_in, H, W), got shape {tuple(x.shape)}")
     geo = geometry(tuple(x.shape), shape, conv["stride"], conv["padding"], conv["dilation"],
-                   conv["groups"], PADDING_MODES[conv["padding_mode"]])
+                   conv["groups"], PADDING_MODES[conv["padding_mode"]], w_name="kernel_shape")
     want = (int(x.shape[0]), shape[0], *geo.out)
     if tuple(int(n) for n in y.shape) != want:
         raise ValueError(f"y has shape {tuple(y.shape)}, but conv2d of x {tuple(x.shape)} with "
