@@ -286,9 +286,8 @@ def _writable_file(text: str) -> str:
     return text
 
 
-# What matplotlib's Agg, PDF, PS and SVG writers save by name (its default backends).
-# matplotlib's formats that need nothing outside Python (its pgf needs a LaTeX install, and
-# failed only after training, with a traceback)
+# What matplotlib's Agg, PDF, PS and SVG writers save by name (its default backends), which
+# need nothing outside Python; not pgf, which needs LaTeX (and failed only after training)
 _PLOT_FORMATS = frozenset({"png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif",
                            "tiff", "webp", "raw", "rgba"})
 

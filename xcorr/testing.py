@@ -416,9 +416,9 @@ def elements(dtype: Any = "float64", *, max_magnitude: float | None = None,
     float16, whose sums stay finite for kernels of up to 255 taps: pass a smaller ``M`` for
     larger ones), rounded down to the dtype, and magnitudes below ``2**-20`` (``2**-6`` for
     float16) are flushed to zero: the relative bound of :func:`error_bound` is about
-    rounding, not gradual underflow.  Integers
-    lie in ``[-M, M]`` (default 100, clipped to the dtype), small enough for exact sums even
-    in 32-bit accumulators.  ``allow_nonfinite`` mixes in NaN, +Inf and -Inf.
+    rounding, not gradual underflow.  Integers lie in ``[-M, M]`` (default 100, clipped to
+    the dtype), small enough for exact sums even in 32-bit accumulators.
+    ``allow_nonfinite`` mixes in NaN, +Inf and -Inf.
 
     Parameters
     ----------

@@ -306,9 +306,14 @@ def jax_sync_dispatch() -> str:
     if not installed("jax"):
         return "--jax-sync-dispatch: JAX is not installed"
     import jax
-    from jax._src import xla_bridge
 
-    started = getattr(xla_bridge, "backends_are_initialized", lambda: False)()
+    try:  # JAX's own (private) record of whether its clients have started
+        from jax._src.xla_bridge import backends_are_initialized as started_yet
+    except ImportError:  # another JAX: assume not, as a fresh bench process is
+        def started_yet() -> bool:
+            return False
+
+    started = started_yet()
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     return ("--jax-sync-dispatch: JAX's CPU client had already started, so its dispatch "
             "stays asynchronous" if started else "JAX CPU dispatch: synchronous "
